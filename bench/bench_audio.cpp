@@ -1,0 +1,109 @@
+// Benchmarks for the foundation: audio decode + resample + front ends (x real time), and the
+// thread set-up (LibTorch intra-op threads x OpenBLAS threads) on a SemBo-shaped training step.
+//
+//   losatok_bench_audio audio FILE...      decode/resample/front-end throughput, one core
+//   losatok_bench_audio threads [STEPS]    ms per MLP training step for each thread combination
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "losatok/audio/audio_io.h"
+#include "losatok/audio/mel.h"
+#include "losatok/core/runtime.h"
+
+using namespace losatok;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+int bench_audio(const std::vector<std::string>& files) {
+  torch::set_num_threads(1);
+  set_blas_threads(1);
+  const audio::LogMel dasheng(MelConfig::dasheng()), vocos(MelConfig::vocos());
+  double audio_s = 0, decode_s = 0, dasheng_s = 0, vocos_s = 0;
+  for (int rep = 0; rep < 3; ++rep) {
+    for (const auto& f : files) {
+      auto t0 = Clock::now();
+      const auto wave = audio::load_audio(f, 16000);
+      decode_s += seconds_since(t0);
+      audio_s += wave.size() / 16000.0;
+      auto x = torch::from_blob(const_cast<float*>(wave.data()), {static_cast<int64_t>(wave.size())});
+      torch::NoGradGuard ng;
+      t0 = Clock::now();
+      dasheng(x);
+      dasheng_s += seconds_since(t0);
+      t0 = Clock::now();
+      vocos(x);
+      vocos_s += seconds_since(t0);
+    }
+  }
+  std::printf("audio: %zu files x 3, %.1f s of audio, one thread\n", files.size(), audio_s);
+  std::printf("  decode + resample to 16 kHz mono : %8.0f x real time\n", audio_s / decode_s);
+  std::printf("  dasheng log-mel (64, dB)         : %8.0f x real time\n", audio_s / dasheng_s);
+  std::printf("  vocos log-mel (128, log)         : %8.0f x real time\n", audio_s / vocos_s);
+  return 0;
+}
+
+// One SemBo-shaped step: compressor 1280->512->128, restorer 128->512->1280, cosine-normalised
+// MSE, backward, AdamW. (B*T) = 16 clips x 250 frames.
+double mlp_step_ms(int steps) {
+  torch::manual_seed(0);
+  torch::nn::Sequential net(torch::nn::Linear(1280, 512), torch::nn::Functional(torch::gelu, "none"),
+                            torch::nn::Linear(512, 128), torch::nn::Linear(128, 512),
+                            torch::nn::Functional(torch::gelu, "none"), torch::nn::Linear(512, 1280));
+  torch::optim::AdamW opt(net->parameters(), torch::optim::AdamWOptions(1e-4));
+  auto h = torch::randn({16 * 250, 1280});
+  auto target = torch::nn::functional::normalize(h, torch::nn::functional::NormalizeFuncOptions().dim(-1));
+  auto step = [&] {
+    opt.zero_grad();
+    auto y = torch::nn::functional::normalize(net->forward(h), torch::nn::functional::NormalizeFuncOptions().dim(-1));
+    auto loss = torch::mse_loss(y, target);
+    loss.backward();
+    opt.step();
+  };
+  for (int i = 0; i < 2; ++i) step();  // warm-up
+  const auto t0 = Clock::now();
+  for (int i = 0; i < steps; ++i) step();
+  return 1000.0 * seconds_since(t0) / steps;
+}
+
+int bench_threads(int steps) {
+  const int cores = physical_cores();
+  std::printf("threads: SemBo-shaped MLP step (4000 x 1280), %d steps each, %d cores, BLAS %s\n", steps, cores,
+              detect_blas().name.c_str());
+  std::printf("  %-14s %-14s %10s\n", "torch threads", "BLAS threads", "ms/step");
+  std::vector<int> counts;
+  for (int n = 1; n <= cores; n *= 2) counts.push_back(n);
+  if (counts.back() != cores) counts.push_back(cores);
+  for (int t : counts) {
+    for (int b : counts) {
+      torch::set_num_threads(t);
+      set_blas_threads(b);
+      std::printf("  %-14d %-14d %10.1f\n", t, b, mlp_step_ms(steps));
+      std::fflush(stdout);
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const std::string mode = argc > 1 ? argv[1] : "";
+  try {
+    if (mode == "audio" && argc > 2) return bench_audio(std::vector<std::string>(argv + 2, argv + argc));
+    if (mode == "threads") return bench_threads(argc > 2 ? std::stoi(argv[2]) : 10);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "losatok_bench_audio: error: %s\n", e.what());
+    return 1;
+  }
+  std::fprintf(stderr, "usage: losatok_bench_audio audio FILE... | threads [STEPS]\n");
+  return 2;
+}

@@ -1,0 +1,77 @@
+// The root config every subcommand reads (SPEC section 3). Later stages add their sections
+// here; each section is a small struct with defaults, `visit` and `validate`.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "losatok/audio/mel_config.h"
+#include "losatok/core/config.h"
+
+namespace losatok {
+
+// Threads and device. OpenBLAS's own pthreads and LibTorch's OpenMP pool must not both
+// spin on the same cores: see README "Threads" for the measurements behind the defaults.
+struct RuntimeConfig {
+  std::string device = "cpu";  // cpu | cuda | cuda:N
+  int threads = 0;             // LibTorch intra-op (OpenMP) threads; 0 = all cores
+  int interop_threads = 1;     // LibTorch inter-op pool
+  int blas_threads = 1;        // OpenBLAS threads; 0 = same as `threads`
+  std::string log_level = "info";
+
+  template <class V>
+  void visit(V& v) {
+    v("device", device);
+    v("threads", threads);
+    v("interop_threads", interop_threads);
+    v("blas_threads", blas_threads);
+    v("log_level", log_level);
+  }
+  void validate() const;
+};
+
+struct AudioConfig {
+  int sample_rate = 16000;
+  std::string resample_quality = "hq";  // libsoxr recipe: quick | low | mq | hq | vhq
+
+  template <class V>
+  void visit(V& v) {
+    v("sample_rate", sample_rate);
+    v("resample_quality", resample_quality);
+  }
+  void validate() const;
+};
+
+// The two log-mel front ends of SPEC section 1.
+struct FrontEndsConfig {
+  MelConfig dasheng = MelConfig::dasheng();
+  MelConfig vocos = MelConfig::vocos();
+
+  template <class V>
+  void visit(V& v) {
+    v("dasheng", dasheng);
+    v("vocos", vocos);
+  }
+};
+
+struct RootConfig {
+  std::string stage;  // sembo | tokenizer | dit | probe (empty for tools)
+  std::string run_dir = "runs/default";
+  int64_t seed = 0;
+  RuntimeConfig runtime;
+  AudioConfig audio;
+  FrontEndsConfig frontend;
+
+  template <class V>
+  void visit(V& v) {
+    v("stage", stage);
+    v("run_dir", run_dir);
+    v("seed", seed);
+    v("runtime", runtime);
+    v("audio", audio);
+    v("frontend", frontend);
+  }
+  void validate() const;
+};
+
+}  // namespace losatok

@@ -1,0 +1,44 @@
+// `losatok config`: compose, validate and print a config; and the config options that every
+// config-driven subcommand shares.
+#include <fstream>
+#include <iostream>
+
+#include "commands.h"
+#include "losatok/core/config.h"
+#include "losatok/io/safetensors.h"
+
+namespace losatok::cli {
+
+void add_config_options(CLI::App& sub, ConfigOptions& opts) {
+  sub.add_option("--config,-c", opts.files, "YAML config file (repeatable; later files win)");
+  sub.add_option("overrides", opts.overrides, "overrides: a.b=v, +a.b=v (add), ++a.b=v, ~a.b (delete)");
+  sub.add_flag("--print-config", opts.print_config, "print the resolved config and exit");
+}
+
+RootConfig resolve_root_config(const ConfigOptions& opts, bool& printed) {
+  const config::ConfigTree tree = config::compose(config::to_yaml(RootConfig{}), opts.files, opts.overrides);
+  RootConfig cfg = config::read<RootConfig>(tree);
+  printed = opts.print_config;
+  if (printed) std::cout << config::dump(config::to_yaml(cfg));
+  return cfg;
+}
+
+void add_config_command(CLI::App& app, Context& ctx) {
+  auto* sub = app.add_subcommand("config", "compose, validate and print a config (defaults -> files -> overrides)");
+  auto opts = std::make_shared<ConfigOptions>();
+  auto out = std::make_shared<std::string>();
+  add_config_options(*sub, *opts);
+  sub->add_option("--out,-o", *out, "also write the resolved YAML to this file");
+  sub->callback([&ctx, opts, out] {
+    ctx.action = [opts, out]() {
+      bool printed = false;
+      ConfigOptions o = *opts;
+      o.print_config = true;
+      RootConfig cfg = resolve_root_config(o, printed);
+      if (!out->empty()) io::write_file_atomic(*out, config::dump(config::to_yaml(cfg)));
+      return 0;
+    };
+  });
+}
+
+}  // namespace losatok::cli

@@ -1,0 +1,42 @@
+// losatok: one binary, one subcommand per job. Errors become one line on stderr and exit 1.
+#include <iostream>
+
+#include "commands.h"
+#include "losatok/core/error.h"
+#include "losatok/core/logging.h"
+#include "losatok/core/runtime.h"
+
+int main(int argc, char** argv) {
+  using namespace losatok;
+  CLI::App app{"losatok: LoSATok semantic-acoustic tokenizer and diffusion training (LibTorch)"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "losatok 0.1.0");
+  cli::Context ctx;
+  app.add_option("--threads", ctx.runtime.threads, "LibTorch intra-op threads (0 = all cores)")
+      ->capture_default_str();
+  app.add_option("--blas-threads", ctx.runtime.blas_threads, "OpenBLAS threads (0 = same as --threads)")
+      ->capture_default_str();
+  app.add_option("--log-level", ctx.runtime.log_level, "trace, debug, info, warn, error, off")
+      ->capture_default_str();
+  cli::add_features_command(app, ctx);
+  cli::add_config_command(app, ctx);
+  cli::add_inspect_command(app, ctx);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  try {
+    config::validate_all(ctx.runtime, "runtime");
+    init_logging(ctx.runtime.log_level);
+    init_runtime(ctx.runtime);
+    return ctx.action ? ctx.action() : 0;
+  } catch (const std::exception& e) {
+    std::string msg = e.what();
+    // c10::Error carries a C++ backtrace after the first line; users get the first line.
+    if (auto nl = msg.find('\n'); nl != std::string::npos) msg = msg.substr(0, nl);
+    std::cerr << "losatok: error: " << msg << std::endl;
+    return 1;
+  }
+}

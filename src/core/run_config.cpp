@@ -1,0 +1,47 @@
+// validate() of the root config sections.
+#include "losatok/core/run_config.h"
+
+namespace losatok {
+
+using config::check;
+
+void RuntimeConfig::validate() const {
+  check(device == "cpu" || device == "cuda" || device.rfind("cuda:", 0) == 0, "device",
+        "must be cpu, cuda or cuda:N, got '" + device + "'");
+  check(threads >= 0, "threads", "must be >= 0 (0 = all cores)");
+  check(interop_threads >= 1, "interop_threads", "must be >= 1");
+  check(blas_threads >= 0, "blas_threads", "must be >= 0 (0 = same as threads)");
+  check(log_level == "trace" || log_level == "debug" || log_level == "info" ||
+            log_level == "warn" || log_level == "error" || log_level == "off",
+        "log_level", "must be trace, debug, info, warn, error or off");
+}
+
+void AudioConfig::validate() const {
+  check(sample_rate > 0, "sample_rate", "must be positive");
+  check(resample_quality == "quick" || resample_quality == "low" || resample_quality == "mq" ||
+            resample_quality == "hq" || resample_quality == "vhq",
+        "resample_quality", "must be quick, low, mq, hq or vhq");
+}
+
+void MelConfig::validate() const {
+  check(sample_rate > 0, "sample_rate", "must be positive");
+  check(n_fft > 0, "n_fft", "must be positive");
+  check(win_length > 0 && win_length <= n_fft, "win_length", "must be in 1..n_fft");
+  check(hop_length > 0, "hop_length", "must be positive");
+  check(n_mels > 0, "n_mels", "must be positive");
+  check(f_min >= 0, "f_min", "must be >= 0");
+  check(effective_f_max() > f_min && effective_f_max() <= sample_rate / 2.0, "f_max",
+        "must be in (f_min, sample_rate/2]");
+  check(power == 1.0 || power == 2.0, "power", "must be 1 (magnitude) or 2 (power)");
+  check(scale == "db" || scale == "log", "scale", "must be db or log");
+  check(floor > 0, "floor", "must be positive");
+}
+
+void RootConfig::validate() const {
+  check(stage.empty() || stage == "sembo" || stage == "tokenizer" || stage == "dit" ||
+            stage == "probe",
+        "stage", "must be sembo, tokenizer, dit or probe, got '" + stage + "'");
+  check(!run_dir.empty(), "run_dir", "must not be empty");
+}
+
+}  // namespace losatok

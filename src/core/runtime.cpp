@@ -1,0 +1,146 @@
+// Thread pools, BLAS detection and the start-up report.
+#include "losatok/core/runtime.h"
+
+#include <dlfcn.h>
+#include <torch/torch.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <thread>
+
+#include "losatok/core/device.h"
+#include "losatok/core/error.h"
+#include "losatok/core/logging.h"
+
+namespace losatok {
+
+namespace {
+
+template <class F>
+F blas_symbol(const char* name) {
+  return reinterpret_cast<F>(dlsym(RTLD_DEFAULT, name));
+}
+
+std::string lower(std::string s) {
+  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+}  // namespace
+
+int physical_cores() {
+  const unsigned n = std::thread::hardware_concurrency();
+  return n == 0 ? 1 : static_cast<int>(n);
+}
+
+BlasInfo detect_blas() {
+  BlasInfo info;
+  void* sgemm = dlsym(RTLD_DEFAULT, "sgemm_");
+  Dl_info dl{};
+  if (sgemm && dladdr(sgemm, &dl) && dl.dli_fname) {
+    std::error_code ec;
+    const auto real = std::filesystem::canonical(dl.dli_fname, ec);
+    info.library = ec ? dl.dli_fname : real.string();
+  }
+  const std::string lib = lower(info.library);
+  if (auto get_config = blas_symbol<char* (*)()>("openblas_get_config")) {
+    info.name = "OpenBLAS";
+    info.config = get_config();
+  } else if (lib.find("blis") != std::string::npos) {
+    info.name = "BLIS";
+  } else if (lib.find("mkl") != std::string::npos) {
+    info.name = "MKL";
+  } else if (lib.find("atlas") != std::string::npos) {
+    info.name = "ATLAS";
+  } else if (!info.library.empty() && lib.find("/blas/") != std::string::npos) {
+    // Debian's netlib reference BLAS lives in .../blas/libblas.so.3.
+    info.name = "reference";
+    info.reference = true;
+  } else if (info.library.empty()) {
+    // LibTorch built with MKL links it statically: no sgemm_ is exported.
+    info.name = "built-in";
+  } else {
+    info.name = "unknown";
+  }
+  if (auto get_threads = blas_symbol<int (*)()>("openblas_get_num_threads"))
+    info.threads = get_threads();
+  else if (auto bli_get = blas_symbol<long (*)()>("bli_thread_get_num_threads"))
+    info.threads = static_cast<int>(bli_get());
+  return info;
+}
+
+bool set_blas_threads(int n) {
+  if (auto set = blas_symbol<void (*)(int)>("openblas_set_num_threads")) {
+    set(n);
+    return true;
+  }
+  if (auto bli_set = blas_symbol<void (*)(long)>("bli_thread_set_num_threads")) {
+    bli_set(n);
+    return true;
+  }
+  return false;
+}
+
+std::string RuntimeInfo::summary() const {
+  std::string s = "LibTorch " + torch_version + " | device " + device + " | threads " +
+                  std::to_string(threads) + " intra-op, " + std::to_string(interop_threads) +
+                  " inter-op | BLAS " + blas.name;
+  if (blas.threads >= 0) s += " (" + std::to_string(blas.threads) + " threads)";
+  if (!blas.library.empty()) s += " " + blas.library;
+  return s;
+}
+
+RuntimeInfo init_runtime(const RuntimeConfig& cfg) {
+  static std::atomic<bool> interop_set{false};
+  const int threads = cfg.threads > 0 ? cfg.threads : physical_cores();
+  torch::set_num_threads(threads);
+  if (!interop_set.exchange(true)) {
+    try {
+      torch::set_num_interop_threads(cfg.interop_threads);
+    } catch (const c10::Error&) {
+      // LibTorch refuses once the pool has started; the first setting stays.
+    }
+  }
+  set_blas_threads(cfg.blas_threads > 0 ? cfg.blas_threads : threads);
+
+  const torch::Device device = resolve_device(cfg.device);
+  RuntimeInfo info;
+  info.torch_version = TORCH_VERSION;
+  info.device = device.str();
+  info.threads = torch::get_num_threads();
+  info.interop_threads = torch::get_num_interop_threads();
+  info.blas = detect_blas();
+  spdlog::info("{}", info.summary());
+  if (info.blas.reference) {
+    spdlog::warn("!!! BLAS is the slow reference implementation ({}): matrix products run about "
+                 "40x slower. Install OpenBLAS: `sudo apt-get install libopenblas0-pthread` "
+                 "(scripts/setup.sh does) !!!",
+                 info.blas.library);
+  }
+  return info;
+}
+
+torch::Device resolve_device(const std::string& spec) {
+  if (spec == "cpu") return torch::Device(torch::kCPU);
+  if (spec == "cuda" || spec.rfind("cuda:", 0) == 0) {
+    if (!torch::cuda::is_available())
+      throw Error("device '" + spec + "' requested but this LibTorch " TORCH_VERSION
+                  " build has no usable CUDA device");
+    int index = 0;
+    if (spec.size() > 5) {
+      try {
+        index = std::stoi(spec.substr(5));
+      } catch (const std::exception&) {
+        throw Error("device '" + spec + "': bad CUDA index");
+      }
+    }
+    const int count = static_cast<int>(torch::cuda::device_count());
+    if (index < 0 || index >= count)
+      throw Error("device '" + spec + "': only " + std::to_string(count) + " CUDA device(s)");
+    return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(index));
+  }
+  throw Error("unknown device '" + spec + "' (cpu, cuda or cuda:N)");
+}
+
+}  // namespace losatok

@@ -1,0 +1,153 @@
+// Audio decoding at many rates / containers / channel counts, resampling, and bad input.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cmath>
+
+#include "losatok/audio/audio_io.h"
+#include "losatok/core/error.h"
+#include "test_util.h"
+
+using namespace losatok;
+using namespace losatok::audio;
+using losatok::test::TempDir;
+
+namespace {
+
+constexpr double kPi = 3.14159265358979323846;
+
+// Interleaved stereo sine, both channels equal.
+std::vector<float> stereo_sine(double freq, int rate, double seconds, float amp = 0.5f) {
+  const int64_t n = static_cast<int64_t>(seconds * rate);
+  std::vector<float> out(static_cast<std::size_t>(n * 2));
+  for (int64_t i = 0; i < n; ++i) {
+    const float s = amp * static_cast<float>(std::sin(2 * kPi * freq * i / rate));
+    out[static_cast<std::size_t>(2 * i)] = s;
+    out[static_cast<std::size_t>(2 * i + 1)] = s;
+  }
+  return out;
+}
+
+// Frequency of the strongest FFT bin, with parabolic interpolation.
+double peak_frequency(const std::vector<float>& x, int rate) {
+  auto t = torch::from_blob(const_cast<float*>(x.data()), {static_cast<int64_t>(x.size())}, torch::kFloat32);
+  auto mag = torch::fft::rfft(t * torch::hann_window(t.size(0), false)).abs();
+  const int64_t k = mag.argmax().item<int64_t>();
+  const double a = mag[k - 1].item<double>(), b = mag[k].item<double>(), c = mag[k + 1].item<double>();
+  const double delta = 0.5 * (a - c) / (a - 2 * b + c);
+  return (k + delta) * rate / static_cast<double>(x.size());
+}
+
+}  // namespace
+
+class AudioFormats : public ::testing::TestWithParam<std::tuple<std::string, int>> {};
+
+TEST_P(AudioFormats, DecodesToMono16kKeepingTheSine) {
+  const auto [ext, rate] = GetParam();
+  TempDir tmp;
+  const std::string path = tmp.path("sine." + ext);
+  const double freq = 1000.0, seconds = 1.5;
+  const auto stereo = stereo_sine(freq, rate, seconds);
+  write_audio(path, stereo.data(), static_cast<int64_t>(stereo.size() / 2), 2, rate);
+  const AudioInfo info = probe_audio(path);
+  EXPECT_EQ(info.sample_rate, rate);
+  EXPECT_EQ(info.channels, 2);
+
+  const std::vector<float> mono = load_audio(path, 16000);
+  EXPECT_NEAR(static_cast<double>(mono.size()), seconds * 16000, 2.0);
+  EXPECT_NEAR(peak_frequency(mono, 16000), freq, 1.0);
+  // Level is kept (lossy Vorbis within a few percent).
+  double rms = 0;
+  for (std::size_t i = 2000; i < mono.size() - 2000; ++i) rms += mono[i] * mono[i];
+  rms = std::sqrt(rms / (mono.size() - 4000));
+  EXPECT_NEAR(rms, 0.5 / std::sqrt(2.0), 0.02);
+}
+
+INSTANTIATE_TEST_SUITE_P(WavFlacOgg, AudioFormats,
+                         ::testing::Combine(::testing::Values("wav", "flac", "ogg"),
+                                            ::testing::Values(8000, 22050, 44100, 48000)),
+                         [](const auto& info) {
+                           return std::get<0>(info.param) + "_" + std::to_string(std::get<1>(info.param));
+                         });
+
+TEST(Resample, KeepsFrequencyAndLengthAcrossRates) {
+  for (int in_rate : {8000, 22050, 44100, 48000, 96000}) {
+    SCOPED_TRACE(in_rate);
+    const int64_t n = in_rate * 2;
+    std::vector<float> x(static_cast<std::size_t>(n));
+    for (int64_t i = 0; i < n; ++i) x[static_cast<std::size_t>(i)] = static_cast<float>(std::sin(2 * kPi * 3000.0 * i / in_rate));
+    const auto y = resample(x, in_rate, 16000);
+    EXPECT_NEAR(static_cast<double>(y.size()), 32000.0, 1.0);
+    EXPECT_NEAR(peak_frequency(y, 16000), 3000.0, 0.5);
+  }
+  EXPECT_THROW(resample({1.f}, 16000, 8000, "best"), Error);
+}
+
+TEST(Resample, RejectsContentAboveTheNewNyquist) {
+  // A 12 kHz tone at 48 kHz cannot exist at 16 kHz and must not alias back into the band.
+  std::vector<float> x(48000);
+  for (int i = 0; i < 48000; ++i) x[i] = static_cast<float>(std::sin(2 * kPi * 12000.0 * i / 48000));
+  const auto y = resample(x, 48000, 16000);
+  double rms = 0;
+  for (std::size_t i = 1000; i < y.size() - 1000; ++i) rms += y[i] * y[i];
+  EXPECT_LT(std::sqrt(rms / (y.size() - 2000)), 1e-3);
+}
+
+TEST(AudioIO, OffsetAndDuration) {
+  TempDir tmp;
+  const std::string path = tmp.path("ramp.wav");
+  std::vector<float> ramp(16000);
+  for (int i = 0; i < 16000; ++i) ramp[i] = static_cast<float>(i) / 32768.0f;
+  write_audio(path, ramp.data(), 16000, 1, 16000, "float");
+  const auto part = load_audio(path, 16000, 0.25, 0.5);
+  ASSERT_EQ(part.size(), 8000u);
+  EXPECT_FLOAT_EQ(part.front(), ramp[4000]);
+  EXPECT_FLOAT_EQ(part.back(), ramp[11999]);
+}
+
+TEST(AudioIO, WriteWavReadsBackWithin16BitPrecision) {
+  TempDir tmp;
+  std::vector<float> x(1600);
+  for (int i = 0; i < 1600; ++i) x[i] = 0.9f * static_cast<float>(std::sin(i * 0.05));
+  write_wav(tmp.path("x.wav"), x, 16000);
+  const auto y = load_audio(tmp.path("x.wav"), 16000);
+  ASSERT_EQ(y.size(), x.size());
+  for (std::size_t i = 0; i < x.size(); ++i) EXPECT_NEAR(y[i], x[i], 1.0 / 32768 + 1e-6);
+}
+
+namespace {
+void expect_audio_error(const std::string& path, const std::string& needle) {
+  try {
+    load_audio(path, 16000);
+    FAIL() << "no error for " << path;
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find(path), std::string::npos) << msg;
+    EXPECT_NE(msg.find(needle), std::string::npos) << msg;
+  }
+}
+}  // namespace
+
+TEST(AudioIO, BadInputGivesErrorsNamingTheFile) {
+  TempDir tmp;
+  expect_audio_error(tmp.path("missing.wav"), "does not exist");
+  test::write_bytes(tmp.path("garbage.wav"), std::string(4096, 'z'));
+  expect_audio_error(tmp.path("garbage.wav"), "cannot decode");
+  write_audio(tmp.path("empty.wav"), nullptr, 0, 1, 16000);
+  expect_audio_error(tmp.path("empty.wav"), "empty");
+  std::vector<float> nan_audio(100, 0.1f);
+  nan_audio[42] = std::nanf("");
+  write_audio(tmp.path("nan.wav"), nan_audio.data(), 100, 1, 16000, "float");
+  expect_audio_error(tmp.path("nan.wav"), "non-finite");
+  // A truncated file decodes what is there or fails, never crashes.
+  const auto sine = stereo_sine(440, 16000, 1.0);
+  write_audio(tmp.path("full.flac"), sine.data(), 16000, 2, 16000);
+  const std::string bytes = test::read_bytes(tmp.path("full.flac"));
+  test::write_bytes(tmp.path("cut.flac"), bytes.substr(0, bytes.size() / 3));
+  try {
+    const auto part = load_audio(tmp.path("cut.flac"), 16000);
+    EXPECT_LT(part.size(), 16000u);
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("cut.flac"), std::string::npos);
+  }
+}

@@ -1,0 +1,15 @@
+# A missing input file must give exit status 1 and exactly one line on stderr naming the file.
+execute_process(COMMAND ${BIN} features /nonexistent/clip.wav /tmp/losatok_cli_test.safetensors
+  RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+if(NOT rc EQUAL 1)
+  message(FATAL_ERROR "expected exit 1, got ${rc}")
+endif()
+string(REGEX MATCHALL "losatok: error:[^\n]*\n" lines "${err}")
+list(LENGTH lines n)
+if(NOT n EQUAL 1 OR NOT err MATCHES "/nonexistent/clip.wav")
+  message(FATAL_ERROR "expected one error line naming the file, got: ${err}")
+endif()
+string(REGEX MATCH "terminate|Exception raised|frame #" crash "${err}")
+if(crash)
+  message(FATAL_ERROR "stack trace on stderr: ${err}")
+endif()

@@ -1,0 +1,150 @@
+#!/usr/bin/python3
+"""Makes the numeric fixtures the C++ tests compare against, with Debian's python3-torch 1.13
+and python3-torchaudio 0.13. Run from the repository root:
+
+    scripts/fetch_sample_audio.sh /tmp/sample_audio
+    /usr/bin/python3 tests/reference/make_fixtures.py /tmp/sample_audio tests/fixtures
+
+Writes:
+  frontend_<clip>.safetensors  16 kHz mono input `wave` (from a real recording shipped by
+                               Debian) and torchaudio's `dasheng` (64-mel dB, top_db 120)
+                               and `vocos` (128-mel log) front ends of it
+  istft_same.safetensors       a random spectrum and Vocos' same-padding iSTFT of it
+  pt_*.pt + pt_expected.safetensors   torch.save files of several shapes and their tensors
+"""
+import collections
+import os
+import sys
+
+import torch
+import torchaudio
+
+sys.path.insert(0, os.path.dirname(__file__))
+import st  # noqa: E402
+
+CLIPS = {
+    # name: (package folder, file) -- speech and a desktop event sound
+    "speech": ("alsa-utils", "Front_Center.wav"),
+    "event": ("sound-theme-freedesktop", "complete.oga"),
+}
+
+
+def dasheng_frontend():
+    mel = torchaudio.transforms.MelSpectrogram(
+        sample_rate=16000, n_fft=512, win_length=512, hop_length=160, f_min=0, f_max=8000,
+        n_mels=64, center=True)
+    db = torchaudio.transforms.AmplitudeToDB(top_db=120)
+    # Per-clip dB floor: add a channel dim as the current MiDashengLM port does.
+    return lambda w: db(mel(w).unsqueeze(0)).squeeze(0)
+
+
+def vocos_frontend():
+    mel = torchaudio.transforms.MelSpectrogram(
+        sample_rate=16000, n_fft=1024, hop_length=160, n_mels=128, center=True, power=1)
+    return lambda w: torch.log(torch.clip(mel(w), min=1e-7))
+
+
+def make_frontend(audio_dir, out_dir):
+    ds, vc = dasheng_frontend(), vocos_frontend()
+    for name, (pkg, fname) in CLIPS.items():
+        wav, sr = torchaudio.load(os.path.join(audio_dir, pkg, fname))
+        wav = wav.mean(0)
+        wav = torchaudio.functional.resample(wav, sr, 16000)
+        st.save(os.path.join(out_dir, f"frontend_{name}.safetensors"),
+                {"wave": wav, "dasheng": ds(wav), "vocos": vc(wav)},
+                {"source": f"{pkg}:{fname}", "source_rate": sr})
+
+
+def vocos_istft_same(spec, n_fft, hop, win):
+    """Vocos ISTFT(padding='same'), written from its description."""
+    window = torch.hann_window(win)
+    pad = (win - hop) // 2
+    B, N, T = spec.shape
+    ifft = torch.fft.irfft(spec, n_fft, dim=1, norm="backward")
+    ifft = ifft * window[None, :, None]
+    output_size = (T - 1) * hop + win
+    y = torch.nn.functional.fold(ifft, output_size=(1, output_size), kernel_size=(1, win),
+                                 stride=(1, hop))[:, 0, 0, pad:-pad]
+    env = window.square().expand(1, T, -1).transpose(1, 2)
+    env = torch.nn.functional.fold(env, output_size=(1, output_size), kernel_size=(1, win),
+                                   stride=(1, hop)).squeeze()[pad:-pad]
+    return y / env
+
+
+def make_istft(out_dir):
+    g = torch.Generator().manual_seed(0)
+    n_fft, hop = 320, 80  # the tokenizer head uses 1280 / 320; same ratio, smaller file
+    mag = torch.exp(torch.randn(2, n_fft // 2 + 1, 16, generator=g)).clamp(max=100)
+    phase = torch.rand(2, n_fft // 2 + 1, 16, generator=g) * 6.283
+    spec = mag * torch.exp(1j * phase)
+    y = vocos_istft_same(spec, n_fft, hop, n_fft)
+    st.save(os.path.join(out_dir, "istft_same.safetensors"),
+            {"spec_real": spec.real.contiguous(), "spec_imag": spec.imag.contiguous(), "y": y},
+            {"n_fft": n_fft, "hop": hop})
+
+
+class TinyNet(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.encoder = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.GELU(), torch.nn.Linear(3, 2))
+        self.norm = torch.nn.BatchNorm1d(2)
+        self.register_buffer("steps", torch.tensor([7], dtype=torch.int64))
+
+
+def make_pt(out_dir):
+    torch.manual_seed(0)
+    net = TinyNet()
+    sd = net.state_dict()  # an OrderedDict with _metadata
+    assert isinstance(sd, collections.OrderedDict)
+    expected = {}
+    # 1. the common training-script layout: {"state_dict": OrderedDict, ...}
+    torch.save({"state_dict": sd, "epoch": 3, "optimizer_name": "adamw",
+                "lrs": [1e-3, 2e-4], "config": {"lr": 5e-4, "betas": (0.8, 0.9)}},
+               os.path.join(out_dir, "pt_nested_ordered.pt"))
+    # 2. a bare model.state_dict()
+    torch.save(sd, os.path.join(out_dir, "pt_ordered.pt"))
+    for k, v in sd.items():
+        expected[k] = v
+    # 3. a plain dict with many dtypes, a view with offset/stride, shared storage, a Parameter
+    base = torch.arange(24, dtype=torch.float32).reshape(4, 6)
+    plain = {
+        "f32": torch.randn(3, 5),
+        "f16": torch.randn(7).half(),
+        "bf16": torch.randn(2, 3).bfloat16(),
+        "f64": torch.randn(2).double(),
+        "i64": torch.arange(5),
+        "i32": torch.arange(4, dtype=torch.int32),
+        "u8": torch.arange(6, dtype=torch.uint8),
+        "bool": torch.tensor([True, False, True]),
+        "view_t": base.t(),            # non-contiguous, shares `base`'s storage
+        "view_off": base[1:, 2:4],     # storage offset
+        "base": base,
+        "param": torch.nn.Parameter(torch.ones(2, 2)),
+        "scalar": torch.tensor(2.5),
+        "empty": torch.zeros(0, 3),
+        "nested": {"a": torch.full((2,), 4.0), "b": {"c": torch.tensor([1, 2], dtype=torch.int16)}},
+    }
+    torch.save(plain, os.path.join(out_dir, "pt_plain.pt"))
+    for k, v in plain.items():
+        if isinstance(v, dict):
+            expected[f"plain.nested.a"] = v["a"]
+            expected[f"plain.nested.b.c"] = v["b"]["c"]
+        else:
+            expected[f"plain.{k}"] = v.detach()
+    # 4. the pre-1.6 legacy format, which we reject with a clear message
+    torch.save({"w": torch.ones(1)}, os.path.join(out_dir, "pt_legacy.pt"),
+               _use_new_zipfile_serialization=False)
+    st.save(os.path.join(out_dir, "pt_expected.safetensors"), expected)
+
+
+def main():
+    audio_dir, out_dir = sys.argv[1], sys.argv[2]
+    os.makedirs(out_dir, exist_ok=True)
+    make_frontend(audio_dir, out_dir)
+    make_istft(out_dir)
+    make_pt(out_dir)
+    print("fixtures written to", out_dir, "with torch", torch.__version__, "torchaudio", torchaudio.__version__)
+
+
+if __name__ == "__main__":
+    main()

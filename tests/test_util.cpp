@@ -1,0 +1,49 @@
+// Test helpers (see test_util.h).
+#include "test_util.h"
+
+#include <torch/torch.h>
+
+#include <fstream>
+#include <random>
+#include <sstream>
+
+namespace losatok::test {
+
+std::string fixture(const std::string& name) { return std::string(LOSATOK_FIXTURES_DIR) + "/" + name; }
+
+TempDir::TempDir() {
+  std::random_device rd;
+  dir_ = std::filesystem::temp_directory_path() / ("losatok_test_" + std::to_string(rd()) + std::to_string(rd()));
+  std::filesystem::create_directories(dir_);
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  std::filesystem::remove_all(dir_, ec);
+}
+
+void write_text(const std::string& path, const std::string& text) { write_bytes(path, text); }
+
+void write_bytes(const std::string& path, const std::string& bytes) {
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path());
+  std::ofstream out(path, std::ios::binary);
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
+std::string read_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b) {
+  return (a.to(torch::kFloat64) - b.to(torch::kFloat64)).abs().max().item<double>();
+}
+
+double rel_l2(const torch::Tensor& a, const torch::Tensor& b) {
+  const auto a64 = a.to(torch::kFloat64), b64 = b.to(torch::kFloat64);
+  return ((a64 - b64).norm() / b64.norm()).item<double>();
+}
+
+}  // namespace losatok::test

@@ -1,0 +1,33 @@
+// Helpers shared by the tests: fixture paths, temporary folders, tensor comparisons.
+#pragma once
+
+#include <torch/types.h>
+
+#include <filesystem>
+#include <string>
+
+namespace losatok::test {
+
+std::string fixture(const std::string& name);
+
+// A fresh folder under the system temp dir, removed when the object goes.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  std::string path(const std::string& name) const { return (dir_ / name).string(); }
+  const std::filesystem::path& dir() const { return dir_; }
+
+ private:
+  std::filesystem::path dir_;
+};
+
+void write_text(const std::string& path, const std::string& text);
+void write_bytes(const std::string& path, const std::string& bytes);
+std::string read_bytes(const std::string& path);
+
+double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b);
+// ||a - b|| / ||b||
+double rel_l2(const torch::Tensor& a, const torch::Tensor& b);
+
+}  // namespace losatok::test
