@@ -2,7 +2,8 @@
 // thread set-up (LibTorch intra-op threads x OpenBLAS threads) on a SemBo-shaped training step.
 //
 //   losatok_bench_audio audio FILE...      decode/resample/front-end throughput, one core
-//   losatok_bench_audio threads [STEPS]    ms per MLP training step for each thread combination
+//   losatok_bench_audio threads [STEPS]    ms per training step for each thread combination
+//     (run it with and without OMP_WAIT_POLICY=PASSIVE: the policy is fixed at load time)
 #include <torch/torch.h>
 
 #include <chrono>
@@ -74,11 +75,49 @@ double mlp_step_ms(int steps) {
   return 1000.0 * seconds_since(t0) / steps;
 }
 
+// A transformer-encoder-shaped step (the frozen encoder's kind of work): many small
+// element-wise ops between GEMMs, where spinning OpenMP workers and OpenBLAS threads collide.
+double encoder_step_ms(int steps) {
+  torch::manual_seed(0);
+  const int64_t B = 4, T = 250, D = 384, H = 6;
+  torch::nn::ModuleList blocks;
+  for (int i = 0; i < 4; ++i) {
+    blocks->push_back(torch::nn::LayerNorm(torch::nn::LayerNormOptions({D})));
+    blocks->push_back(torch::nn::Linear(D, 3 * D));
+    blocks->push_back(torch::nn::Linear(D, D));
+    blocks->push_back(torch::nn::LayerNorm(torch::nn::LayerNormOptions({D})));
+    blocks->push_back(torch::nn::Linear(D, 4 * D));
+    blocks->push_back(torch::nn::Linear(4 * D, D));
+  }
+  torch::optim::AdamW opt(blocks->parameters(), torch::optim::AdamWOptions(1e-4));
+  auto x0 = torch::randn({B, T, D});
+  auto step = [&] {
+    opt.zero_grad();
+    auto x = x0;
+    for (size_t i = 0; i < blocks->size(); i += 6) {
+      auto h = blocks[i]->as<torch::nn::LayerNorm>()->forward(x);
+      auto qkv = blocks[i + 1]->as<torch::nn::Linear>()->forward(h).view({B, T, 3, H, D / H}).permute({2, 0, 3, 1, 4});
+      auto att = torch::softmax(torch::matmul(qkv[0], qkv[1].transpose(-2, -1)) / 8.0, -1);
+      auto a = torch::matmul(att, qkv[2]).transpose(1, 2).reshape({B, T, D});
+      x = x + blocks[i + 2]->as<torch::nn::Linear>()->forward(a);
+      h = blocks[i + 3]->as<torch::nn::LayerNorm>()->forward(x);
+      x = x + blocks[i + 5]->as<torch::nn::Linear>()->forward(torch::gelu(blocks[i + 4]->as<torch::nn::Linear>()->forward(h)));
+    }
+    x.pow(2).mean().backward();
+    opt.step();
+  };
+  for (int i = 0; i < 2; ++i) step();
+  const auto t0 = Clock::now();
+  for (int i = 0; i < steps; ++i) step();
+  return 1000.0 * seconds_since(t0) / steps;
+}
+
 int bench_threads(int steps) {
   const int cores = physical_cores();
-  std::printf("threads: SemBo-shaped MLP step (4000 x 1280), %d steps each, %d cores, BLAS %s\n", steps, cores,
-              detect_blas().name.c_str());
-  std::printf("  %-14s %-14s %10s\n", "torch threads", "BLAS threads", "ms/step");
+  std::printf("threads: SemBo-shaped MLP step (4000 x 1280) and 4-block encoder step (4 x 250 x 384), %d steps "
+              "each, %d cores, BLAS %s, OpenMP wait %s\n",
+              steps, cores, detect_blas().name.c_str(), openmp_wait_policy().c_str());
+  std::printf("  %-14s %-14s %12s %12s\n", "torch threads", "BLAS threads", "MLP ms/step", "enc ms/step");
   std::vector<int> counts;
   for (int n = 1; n <= cores; n *= 2) counts.push_back(n);
   if (counts.back() != cores) counts.push_back(cores);
@@ -86,7 +125,8 @@ int bench_threads(int steps) {
     for (int b : counts) {
       torch::set_num_threads(t);
       set_blas_threads(b);
-      std::printf("  %-14d %-14d %10.1f\n", t, b, mlp_step_ms(steps));
+      const double mlp = mlp_step_ms(steps);
+      std::printf("  %-14d %-14d %12.1f %12.1f\n", t, b, mlp, encoder_step_ms(steps));
       std::fflush(stdout);
     }
   }

@@ -10,7 +10,8 @@
 namespace losatok::cli {
 
 void add_config_options(CLI::App& sub, ConfigOptions& opts) {
-  sub.add_option("--config,-c", opts.files, "YAML config file (repeatable; later files win)");
+  sub.add_option("--config,-c", opts.files, "YAML config file (repeatable; later files win)")
+      ->allow_extra_args(false);  // `--config a.yaml x=1`: x=1 is an override, not a second file
   sub.add_option("overrides", opts.overrides, "overrides: a.b=v, +a.b=v (add), ++a.b=v, ~a.b (delete)");
   sub.add_flag("--print-config", opts.print_config, "print the resolved config and exit");
 }

@@ -8,6 +8,7 @@
 
 int main(int argc, char** argv) {
   using namespace losatok;
+  set_openmp_wait_policy_and_reexec(argv);
   CLI::App app{"losatok: LoSATok semantic-acoustic tokenizer and diffusion training (LibTorch)"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "losatok 0.1.0");

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdlib>
 #include <filesystem>
 #include <thread>
 
@@ -82,12 +83,27 @@ bool set_blas_threads(int n) {
   return false;
 }
 
+void set_openmp_wait_policy_and_reexec(char** argv) {
+  if (std::getenv("OMP_WAIT_POLICY") || std::getenv("GOMP_SPINCOUNT") || std::getenv("LOSATOK_OMP_SPIN")) return;
+  ::setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+  ::setenv("LOSATOK_OMP_SPIN", "0", 1);  // never loop, even if the policy is dropped later
+  ::execv("/proc/self/exe", argv);
+  // exec failed (no /proc?): carry on with the runtime's default policy.
+}
+
+std::string openmp_wait_policy() {
+  if (const char* p = std::getenv("OMP_WAIT_POLICY")) return std::string("OMP_WAIT_POLICY=") + p;
+  if (const char* c = std::getenv("GOMP_SPINCOUNT")) return std::string("GOMP_SPINCOUNT=") + c;
+  return "runtime default (spinning)";
+}
+
 std::string RuntimeInfo::summary() const {
   std::string s = "LibTorch " + torch_version + " | device " + device + " | threads " +
                   std::to_string(threads) + " intra-op, " + std::to_string(interop_threads) +
                   " inter-op | BLAS " + blas.name;
   if (blas.threads >= 0) s += " (" + std::to_string(blas.threads) + " threads)";
   if (!blas.library.empty()) s += " " + blas.library;
+  s += " | OpenMP wait " + openmp_wait_policy();
   return s;
 }
 

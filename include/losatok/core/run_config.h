@@ -16,7 +16,7 @@ struct RuntimeConfig {
   std::string device = "cpu";  // cpu | cuda | cuda:N
   int threads = 0;             // LibTorch intra-op (OpenMP) threads; 0 = all cores
   int interop_threads = 1;     // LibTorch inter-op pool
-  int blas_threads = 1;        // OpenBLAS threads; 0 = same as `threads`
+  int blas_threads = 0;        // OpenBLAS threads; 0 = same as `threads`
   std::string log_level = "info";
 
   template <class V>

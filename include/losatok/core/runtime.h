@@ -39,4 +39,14 @@ RuntimeInfo init_runtime(const RuntimeConfig& cfg);
 
 int physical_cores();
 
+// OpenMP workers that spin after each parallel region steal the cores OpenBLAS's threads
+// need (measured: a transformer step 2.1x slower with both pools at 2 threads). The OpenMP
+// runtime reads its wait policy only at load time, so unless the user chose one
+// (OMP_WAIT_POLICY / GOMP_SPINCOUNT set, or LOSATOK_OMP_SPIN=1), this sets
+// OMP_WAIT_POLICY=PASSIVE and re-executes the program once. Call first thing in main().
+void set_openmp_wait_policy_and_reexec(char** argv);
+
+// The OpenMP wait policy in effect, for the start-up report.
+std::string openmp_wait_policy();
+
 }  // namespace losatok

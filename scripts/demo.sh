@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The README's first command: set-up, build, then the main job on real audio that Debian
+# ships. At this stage of the project the job is the front-end pipeline (decode, resample to
+# 16 kHz mono, Dasheng and Vocos log-mels); later stages extend this script into the whole
+# SemBo -> tokenizer -> DiT run.
+#   scripts/demo.sh            outputs under demo/
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD_DIR="${BUILD_DIR:-build}"
+OUT="${DEMO_DIR:-demo}"
+scripts/build.sh
+bin="$BUILD_DIR/src/losatok"
+mkdir -p "$OUT/features"
+
+scripts/fetch_sample_audio.sh "$OUT/audio"
+"$bin" --help >/dev/null
+"$bin" config --config configs/base.yaml stage=sembo --out "$OUT/resolved_config.yaml" >/dev/null
+
+printf '\n%-24s %8s %6s %8s %12s %12s\n' clip seconds rate frames dasheng_dB vocos_log
+n=0
+for f in "$OUT"/audio/alsa-utils/Front_Center.wav "$OUT"/audio/sound-theme-freedesktop/{complete,bell,phone-incoming-call,service-login}.oga; do
+  name="$(basename "${f%.*}")"
+  "$bin" --log-level warn features --frontend dasheng "$f" "$OUT/features/$name.dasheng.safetensors"
+  "$bin" --log-level warn features --frontend vocos "$f" "$OUT/features/$name.vocos.safetensors"
+  shape=$("$bin" --log-level warn inspect "$OUT/features/$name.dasheng.safetensors" | awk -F'\t' '/^mel/ {print $3}')
+  vshape=$("$bin" --log-level warn inspect "$OUT/features/$name.vocos.safetensors" | awk -F'\t' '/^mel/ {print $3}')
+  frames=$(echo "$shape" | tr -d '[] ' | cut -d, -f2)
+  printf '%-24s %8s %6s %8s %12s %12s\n' "$name" "$(awk -v f="$frames" 'BEGIN {printf "%.2f", (f - 1) / 100}')" 16k \
+    "$frames" "$shape" "$vshape"
+  n=$((n + 1))
+done
+echo
+echo "demo: $n real recordings -> log-mels in $OUT/features/ (tensor 'mel', (n_mels, frames) at 100 Hz)"
+echo "demo: resolved config in $OUT/resolved_config.yaml; licences in $OUT/audio/*/copyright"
