@@ -64,7 +64,8 @@ double mlp_step_ms(int steps) {
   auto target = torch::nn::functional::normalize(h, torch::nn::functional::NormalizeFuncOptions().dim(-1));
   auto step = [&] {
     opt.zero_grad();
-    auto y = torch::nn::functional::normalize(net->forward(h), torch::nn::functional::NormalizeFuncOptions().dim(-1));
+    auto y = torch::nn::functional::normalize(net->forward(h),
+                                              torch::nn::functional::NormalizeFuncOptions().dim(-1));
     auto loss = torch::mse_loss(y, target);
     loss.backward();
     opt.step();
@@ -96,12 +97,17 @@ double encoder_step_ms(int steps) {
     auto x = x0;
     for (size_t i = 0; i < blocks->size(); i += 6) {
       auto h = blocks[i]->as<torch::nn::LayerNorm>()->forward(x);
-      auto qkv = blocks[i + 1]->as<torch::nn::Linear>()->forward(h).view({B, T, 3, H, D / H}).permute({2, 0, 3, 1, 4});
+      auto qkv = blocks[i + 1]
+                     ->as<torch::nn::Linear>()
+                     ->forward(h)
+                     .view({B, T, 3, H, D / H})
+                     .permute({2, 0, 3, 1, 4});
       auto att = torch::softmax(torch::matmul(qkv[0], qkv[1].transpose(-2, -1)) / 8.0, -1);
       auto a = torch::matmul(att, qkv[2]).transpose(1, 2).reshape({B, T, D});
       x = x + blocks[i + 2]->as<torch::nn::Linear>()->forward(a);
       h = blocks[i + 3]->as<torch::nn::LayerNorm>()->forward(x);
-      x = x + blocks[i + 5]->as<torch::nn::Linear>()->forward(torch::gelu(blocks[i + 4]->as<torch::nn::Linear>()->forward(h)));
+      x = x + blocks[i + 5]->as<torch::nn::Linear>()->forward(
+                  torch::gelu(blocks[i + 4]->as<torch::nn::Linear>()->forward(h)));
     }
     x.pow(2).mean().backward();
     opt.step();
@@ -114,9 +120,10 @@ double encoder_step_ms(int steps) {
 
 int bench_threads(int steps) {
   const int cores = physical_cores();
-  std::printf("threads: SemBo-shaped MLP step (4000 x 1280) and 4-block encoder step (4 x 250 x 384), %d steps "
-              "each, %d cores, BLAS %s, OpenMP wait %s\n",
-              steps, cores, detect_blas().name.c_str(), openmp_wait_policy().c_str());
+  std::printf(
+      "threads: SemBo-shaped MLP step (4000 x 1280) and 4-block encoder step (4 x 250 x 384), %d steps "
+      "each, %d cores, BLAS %s, OpenMP wait %s\n",
+      steps, cores, detect_blas().name.c_str(), openmp_wait_policy().c_str());
   std::printf("  %-14s %-14s %12s %12s\n", "torch threads", "BLAS threads", "MLP ms/step", "enc ms/step");
   std::vector<int> counts;
   for (int n = 1; n <= cores; n *= 2) counts.push_back(n);

@@ -9,11 +9,14 @@
 
 namespace losatok::test {
 
-std::string fixture(const std::string& name) { return std::string(LOSATOK_FIXTURES_DIR) + "/" + name; }
+std::string fixture(const std::string& name) {
+  return std::string(LOSATOK_FIXTURES_DIR) + "/" + name;
+}
 
 TempDir::TempDir() {
   std::random_device rd;
-  dir_ = std::filesystem::temp_directory_path() / ("losatok_test_" + std::to_string(rd()) + std::to_string(rd()));
+  dir_ = std::filesystem::temp_directory_path() /
+         ("losatok_test_" + std::to_string(rd()) + std::to_string(rd()));
   std::filesystem::create_directories(dir_);
 }
 
@@ -22,7 +25,9 @@ TempDir::~TempDir() {
   std::filesystem::remove_all(dir_, ec);
 }
 
-void write_text(const std::string& path, const std::string& text) { write_bytes(path, text); }
+void write_text(const std::string& path, const std::string& text) {
+  write_bytes(path, text);
+}
 
 void write_bytes(const std::string& path, const std::string& bytes) {
   std::filesystem::create_directories(std::filesystem::path(path).parent_path());

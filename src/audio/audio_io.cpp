@@ -62,7 +62,8 @@ AudioBuffer read_audio(const std::string& path, double offset_seconds, double du
   int64_t want = duration_seconds >= 0 ? std::llround(duration_seconds * info.samplerate) : -1;
   // Some decoders (MP3, some OGG) report frames approximately or not at all: read in chunks.
   if (start > 0 && sf_seek(f.get(), start, SEEK_SET) < 0) {
-    if (info.seekable) throw Error("audio file '" + path + "': cannot seek to " + std::to_string(offset_seconds) + " s");
+    if (info.seekable)
+      throw Error("audio file '" + path + "': cannot seek to " + std::to_string(offset_seconds) + " s");
     std::vector<float> skip(static_cast<std::size_t>(4096) * info.channels);
     while (start > 0) {
       const sf_count_t got = sf_readf_float(f.get(), skip.data(), std::min<int64_t>(start, 4096));
@@ -92,24 +93,33 @@ std::vector<float> downmix(const AudioBuffer& audio) {
   const float scale = 1.0f / static_cast<float>(audio.channels);
   for (int64_t i = 0; i < frames; ++i) {
     float s = 0.f;
-    for (int c = 0; c < audio.channels; ++c) s += audio.samples[static_cast<std::size_t>(i * audio.channels + c)];
+    for (int c = 0; c < audio.channels; ++c)
+      s += audio.samples[static_cast<std::size_t>(i * audio.channels + c)];
     mono[static_cast<std::size_t>(i)] = s * scale;
   }
   return mono;
 }
 
-std::vector<float> resample(const std::vector<float>& mono, int in_rate, int out_rate, const std::string& quality) {
+std::vector<float> resample(const std::vector<float>& mono, int in_rate, int out_rate,
+                            const std::string& quality) {
   if (in_rate <= 0 || out_rate <= 0) throw Error("resample: sample rates must be positive");
   if (in_rate == out_rate || mono.empty()) return mono;
   unsigned long recipe = SOXR_HQ;
-  if (quality == "quick") recipe = SOXR_QQ;
-  else if (quality == "low") recipe = SOXR_LQ;
-  else if (quality == "mq") recipe = SOXR_MQ;
-  else if (quality == "hq") recipe = SOXR_HQ;
-  else if (quality == "vhq") recipe = SOXR_VHQ;
-  else throw Error("resample: unknown quality '" + quality + "' (quick, low, mq, hq, vhq)");
+  if (quality == "quick")
+    recipe = SOXR_QQ;
+  else if (quality == "low")
+    recipe = SOXR_LQ;
+  else if (quality == "mq")
+    recipe = SOXR_MQ;
+  else if (quality == "hq")
+    recipe = SOXR_HQ;
+  else if (quality == "vhq")
+    recipe = SOXR_VHQ;
+  else
+    throw Error("resample: unknown quality '" + quality + "' (quick, low, mq, hq, vhq)");
   const double ratio = static_cast<double>(out_rate) / in_rate;
-  const std::size_t out_len = static_cast<std::size_t>(std::llround(static_cast<double>(mono.size()) * ratio));
+  const std::size_t out_len =
+      static_cast<std::size_t>(std::llround(static_cast<double>(mono.size()) * ratio));
   std::vector<float> out(out_len);
   const soxr_io_spec_t io = soxr_io_spec(SOXR_FLOAT32_I, SOXR_FLOAT32_I);
   const soxr_quality_spec_t q = soxr_quality_spec(recipe, 0);
@@ -117,7 +127,9 @@ std::vector<float> resample(const std::vector<float>& mono, int in_rate, int out
   std::size_t done = 0;
   const soxr_error_t err = soxr_oneshot(in_rate, out_rate, 1, mono.data(), mono.size(), nullptr, out.data(),
                                         out.size(), &done, &io, &q, &rt);
-  if (err) throw Error(std::string("resample ") + std::to_string(in_rate) + " -> " + std::to_string(out_rate) + " Hz failed: " + err);
+  if (err)
+    throw Error(std::string("resample ") + std::to_string(in_rate) + " -> " + std::to_string(out_rate) +
+                " Hz failed: " + err);
   out.resize(done);
   return out;
 }
@@ -138,20 +150,29 @@ void write_audio(const std::string& path, const float* samples, int64_t frames, 
   std::string ext = std::filesystem::path(path).extension().string();
   std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
   int major = 0;
-  if (ext == ".wav") major = SF_FORMAT_WAV;
-  else if (ext == ".flac") major = SF_FORMAT_FLAC;
-  else if (ext == ".ogg" || ext == ".oga") major = SF_FORMAT_OGG;
-  else throw Error("cannot write audio '" + path + "': use .wav, .flac or .ogg");
+  if (ext == ".wav")
+    major = SF_FORMAT_WAV;
+  else if (ext == ".flac")
+    major = SF_FORMAT_FLAC;
+  else if (ext == ".ogg" || ext == ".oga")
+    major = SF_FORMAT_OGG;
+  else
+    throw Error("cannot write audio '" + path + "': use .wav, .flac or .ogg");
   int sub = SF_FORMAT_PCM_16;
-  if (major == SF_FORMAT_OGG) sub = SF_FORMAT_VORBIS;
-  else if (subtype == "pcm24") sub = SF_FORMAT_PCM_24;
-  else if (subtype == "float" && major == SF_FORMAT_WAV) sub = SF_FORMAT_FLOAT;
-  else if (subtype != "pcm16" && subtype != "float") throw Error("write_audio: unknown subtype '" + subtype + "'");
+  if (major == SF_FORMAT_OGG)
+    sub = SF_FORMAT_VORBIS;
+  else if (subtype == "pcm24")
+    sub = SF_FORMAT_PCM_24;
+  else if (subtype == "float" && major == SF_FORMAT_WAV)
+    sub = SF_FORMAT_FLOAT;
+  else if (subtype != "pcm16" && subtype != "float")
+    throw Error("write_audio: unknown subtype '" + subtype + "'");
   SF_INFO info{};
   info.samplerate = sample_rate;
   info.channels = channels;
   info.format = major | sub;
-  if (!sf_format_check(&info)) throw Error("cannot write audio '" + path + "': unsupported format/rate/channels");
+  if (!sf_format_check(&info))
+    throw Error("cannot write audio '" + path + "': unsupported format/rate/channels");
   const auto parent = std::filesystem::path(path).parent_path();
   if (!parent.empty()) std::filesystem::create_directories(parent);
   SNDFILE* raw = sf_open(path.c_str(), SFM_WRITE, &info);

@@ -10,18 +10,21 @@
 namespace losatok::audio {
 
 namespace {
-double hz_to_mel_htk(double f) { return 2595.0 * std::log10(1.0 + f / 700.0); }
+double hz_to_mel_htk(double f) {
+  return 2595.0 * std::log10(1.0 + f / 700.0);
+}
 }  // namespace
 
-torch::Tensor melscale_fbanks(int64_t n_freqs, double f_min, double f_max, int64_t n_mels, int64_t sample_rate) {
+torch::Tensor melscale_fbanks(int64_t n_freqs, double f_min, double f_max, int64_t n_mels,
+                              int64_t sample_rate) {
   // Same float32 operations, in the same order, as torchaudio 0.13.
   const auto opts = torch::TensorOptions().dtype(torch::kFloat32);
   torch::Tensor all_freqs = torch::linspace(0, static_cast<double>(sample_rate / 2), n_freqs, opts);
   const double m_min = hz_to_mel_htk(f_min), m_max = hz_to_mel_htk(f_max);
   torch::Tensor m_pts = torch::linspace(m_min, m_max, n_mels + 2, opts);
   torch::Tensor f_pts = 700.0 * (torch::pow(10.0, m_pts / 2595.0) - 1.0);
-  torch::Tensor f_diff = f_pts.slice(0, 1) - f_pts.slice(0, 0, -1);           // (n_mels + 1)
-  torch::Tensor slopes = f_pts.unsqueeze(0) - all_freqs.unsqueeze(1);          // (n_freqs, n_mels + 2)
+  torch::Tensor f_diff = f_pts.slice(0, 1) - f_pts.slice(0, 0, -1);    // (n_mels + 1)
+  torch::Tensor slopes = f_pts.unsqueeze(0) - all_freqs.unsqueeze(1);  // (n_freqs, n_mels + 2)
   torch::Tensor down = -1.0 * slopes.slice(1, 0, -2) / f_diff.slice(0, 0, -1);
   torch::Tensor up = slopes.slice(1, 2) / f_diff.slice(0, 1);
   return torch::clamp_min(torch::min(down, up), 0.0);
@@ -49,7 +52,8 @@ torch::Tensor LogMel::operator()(const torch::Tensor& wave) const {
     throw Error("log-mel: expected a waveform (N) or (B, N), got " + std::to_string(wave.dim()) + " dims");
   const auto [window, fbanks] = buffers(wave.device());
   torch::Tensor x = wave.to(torch::kFloat32);
-  torch::Tensor spec = stft(x, config_.n_fft, config_.hop_length, config_.win_length, window, config_.center).abs();
+  torch::Tensor spec =
+      stft(x, config_.n_fft, config_.hop_length, config_.win_length, window, config_.center).abs();
   if (config_.power == 2.0) spec = spec.pow(2.0);
   // (…, F, T) -> (…, T, F) @ (F, M) -> (…, M, T), as torchaudio.transforms.MelScale.
   torch::Tensor mel = torch::matmul(spec.transpose(-1, -2), fbanks).transpose(-1, -2);

@@ -16,7 +16,8 @@ torch::Tensor hann_window(int64_t length, const torch::TensorOptions& options) {
 
 torch::Tensor stft(const torch::Tensor& x, int64_t n_fft, int64_t hop_length, int64_t win_length,
                    const torch::Tensor& window, bool center) {
-  if (x.dim() != 1 && x.dim() != 2) throw Error("stft: expected (N) or (B, N), got " + std::to_string(x.dim()) + " dims");
+  if (x.dim() != 1 && x.dim() != 2)
+    throw Error("stft: expected (N) or (B, N), got " + std::to_string(x.dim()) + " dims");
   if (center && x.size(-1) <= n_fft / 2)
     throw Error("stft: " + std::to_string(x.size(-1)) + " samples is too short for reflect padding of " +
                 std::to_string(n_fft / 2));
@@ -53,11 +54,12 @@ torch::Tensor istft_same(const torch::Tensor& spec_in, int64_t n_fft, int64_t ho
   const int64_t output_size = (frames - 1) * hop_length + win_length;
   auto fold = F::FoldFuncOptions({1, output_size}, {1, win_length}).stride({1, hop_length});
   torch::Tensor y = F::fold(frames_time, fold).squeeze(1).squeeze(1);  // (B, output_size)
-  torch::Tensor env = F::fold(window.square().view({1, -1, 1}).expand({1, win_length, frames}), fold)
-                          .reshape({output_size});
+  torch::Tensor env =
+      F::fold(window.square().view({1, -1, 1}).expand({1, win_length, frames}), fold).reshape({output_size});
   y = y.narrow(-1, pad, output_size - 2 * pad);
   env = env.narrow(0, pad, output_size - 2 * pad);
-  if ((env <= 1e-11).any().item<bool>()) throw Error("istft_same: window envelope vanishes (hop too large for the window)");
+  if ((env <= 1e-11).any().item<bool>())
+    throw Error("istft_same: window envelope vanishes (hop too large for the window)");
   y = y / env;
   return batched ? y : y.squeeze(0);
 }

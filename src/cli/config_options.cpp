@@ -25,7 +25,8 @@ RootConfig resolve_root_config(const ConfigOptions& opts, bool& printed) {
 }
 
 void add_config_command(CLI::App& app, Context& ctx) {
-  auto* sub = app.add_subcommand("config", "compose, validate and print a config (defaults -> files -> overrides)");
+  auto* sub =
+      app.add_subcommand("config", "compose, validate and print a config (defaults -> files -> overrides)");
   auto opts = std::make_shared<ConfigOptions>();
   auto out = std::make_shared<std::string>();
   add_config_options(*sub, *opts);

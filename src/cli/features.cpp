@@ -26,16 +26,16 @@ void add_features_command(CLI::App& app, Context& ctx) {
       const std::vector<float> wave = audio::load_audio(o->input, mc.sample_rate);
       const audio::LogMel frontend(mc);
       torch::NoGradGuard no_grad;
-      const torch::Tensor x = torch::from_blob(const_cast<float*>(wave.data()), {static_cast<int64_t>(wave.size())},
-                                               torch::kFloat32);
+      const torch::Tensor x = torch::from_blob(const_cast<float*>(wave.data()),
+                                               {static_cast<int64_t>(wave.size())}, torch::kFloat32);
       const torch::Tensor mel = frontend(x);
       io::save_safetensors(o->output, {{"mel", mel}},
                            {{"frontend", o->frontend},
                             {"source", o->input},
                             {"sample_rate", std::to_string(mc.sample_rate)},
                             {"hop_length", std::to_string(mc.hop_length)}});
-      spdlog::info("{}: {} mel {} x {} frames ({:.2f} s) -> {}", o->input, o->frontend, mel.size(0), mel.size(1),
-                   wave.size() / static_cast<double>(mc.sample_rate), o->output);
+      spdlog::info("{}: {} mel {} x {} frames ({:.2f} s) -> {}", o->input, o->frontend, mel.size(0),
+                   mel.size(1), wave.size() / static_cast<double>(mc.sample_rate), o->output);
       return 0;
     };
   });

@@ -16,7 +16,8 @@ bool ends_with(const std::string& s, const std::string& suffix) {
 }  // namespace
 
 void add_inspect_command(CLI::App& app, Context& ctx) {
-  auto* sub = app.add_subcommand("inspect", "list the tensors (name, dtype, shape) of a .safetensors or .pt/.pth file");
+  auto* sub = app.add_subcommand("inspect",
+                                 "list the tensors (name, dtype, shape) of a .safetensors or .pt/.pth file");
   auto path = std::make_shared<std::string>();
   auto key = std::make_shared<std::string>();
   sub->add_option("file", *path, "weights file")->required();
@@ -34,7 +35,8 @@ void add_inspect_command(CLI::App& app, Context& ctx) {
         std::cout << h.tensors.size() << " tensors\n";
       } else {
         const auto sd = io::load_torch_state_dict(*path, *key);
-        for (const auto& [name, t] : sd.tensors) std::cout << name << "\t" << t.scalar_type() << "\t" << t.sizes() << "\n";
+        for (const auto& [name, t] : sd.tensors)
+          std::cout << name << "\t" << t.scalar_type() << "\t" << t.sizes() << "\n";
         std::cout << sd.tensors.size() << " tensors";
         if (!sd.skipped.empty()) std::cout << ", " << sd.skipped.size() << " non-tensor entries skipped";
         std::cout << "\n";

@@ -25,8 +25,15 @@ int main(int argc, char** argv) {
 
   try {
     app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
+  } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::cerr << "losatok: error: " << e.what() << " (see losatok --help)" << std::endl;
+    return e.get_exit_code() == 0 ? 2 : e.get_exit_code();
   }
   try {
     config::validate_all(ctx.runtime, "runtime");

@@ -129,8 +129,8 @@ void record_origins(std::map<std::string, std::string>& origins, const YAML::Nod
 void erase_origins(std::map<std::string, std::string>& origins, const std::string& path) {
   for (auto it = origins.begin(); it != origins.end();) {
     const std::string& k = it->first;
-    if (k == path || (k.size() > path.size() && k.compare(0, path.size(), path) == 0 &&
-                      k[path.size()] == '.'))
+    if (k == path ||
+        (k.size() > path.size() && k.compare(0, path.size(), path) == 0 && k[path.size()] == '.'))
       it = origins.erase(it);
     else
       ++it;
@@ -166,8 +166,8 @@ YAML::Node parse_yaml(const std::string& text, const std::string& where) {
   try {
     return YAML::Load(text);
   } catch (const YAML::Exception& e) {
-    throw Error("invalid YAML in " + where + " at line " + std::to_string(e.mark.line + 1) +
-                ", column " + std::to_string(e.mark.column + 1) + ": " + e.msg);
+    throw Error("invalid YAML in " + where + " at line " + std::to_string(e.mark.line + 1) + ", column " +
+                std::to_string(e.mark.column + 1) + ": " + e.msg);
   }
 }
 
@@ -202,8 +202,7 @@ void load_recursive(ConfigTree& tree, const std::string& path, std::vector<std::
       own[kv.first] = kv.second;
   }
   if (defaults.IsDefined() && !defaults.IsNull()) {
-    if (!defaults.IsSequence())
-      throw ConfigError("defaults", "expected a list of config files", path);
+    if (!defaults.IsSequence()) throw ConfigError("defaults", "expected a list of config files", path);
     const fs::path base_dir = fs::path(path).parent_path();
     for (std::size_t i = 0; i < defaults.size(); ++i) {
       if (!defaults[i].IsScalar())
@@ -292,16 +291,16 @@ void apply_override(ConfigTree& tree, const std::string& expression) {
     const bool missing = !cp[parts[i]].IsDefined() || cp[parts[i]].IsNull();
     if (missing) {
       if (mode != Mode::kAdd && mode != Mode::kAddOrSet)
-        throw ConfigError(key, "no such key to " +
-                                   std::string(mode == Mode::kDelete ? "delete" : "override") +
-                                   " (use +" + key + "=VALUE to add one)",
+        throw ConfigError(key,
+                          "no such key to " + std::string(mode == Mode::kDelete ? "delete" : "override") +
+                              " (use +" + key + "=VALUE to add one)",
                           kSource);
       parent[parts[i]] = YAML::Node(YAML::NodeType::Map);
     }
     YAML::Node child = cp[parts[i]];
     if (!child.IsMap())
-      throw ConfigError(walked, "is " + detail::describe(child) + ", not a map, so '" + key +
-                                    "' cannot be set", kSource);
+      throw ConfigError(
+          walked, "is " + detail::describe(child) + ", not a map, so '" + key + "' cannot be set", kSource);
     parent.reset(child);
   }
   const std::string& leaf = parts.back();
@@ -315,8 +314,7 @@ void apply_override(ConfigTree& tree, const std::string& expression) {
       return;
     case Mode::kSet:
       if (!exists)
-        throw ConfigError(key, "no such key to override (use +" + key + "=VALUE to add one)",
-                          kSource);
+        throw ConfigError(key, "no such key to override (use +" + key + "=VALUE to add one)", kSource);
       break;
     case Mode::kAdd:
       if (exists) throw ConfigError(key, "already exists (use " + key + "=VALUE to override)", kSource);
@@ -380,8 +378,8 @@ void resolve_interpolations(ConfigTree& tree) {
   // A scalar holding ${...}: a whole-value reference keeps the target's type (it may be a map
   // or a list); references inside text are replaced by the target's scalar text.
   interpolate = [&](const std::string& s, const std::string& path) -> YAML::Node {
-    if (s.rfind(kInterpOpen, 0) == 0 && s.back() == '}' &&
-        s.find(kInterpOpen, 2) == std::string::npos && s.find('}') == s.size() - 1)
+    if (s.rfind(kInterpOpen, 0) == 0 && s.back() == '}' && s.find(kInterpOpen, 2) == std::string::npos &&
+        s.find('}') == s.size() - 1)
       return YAML::Clone(lookup(s.substr(2, s.size() - 3), path));
     std::string out;
     std::size_t pos = 0;
@@ -398,8 +396,8 @@ void resolve_interpolations(ConfigTree& tree) {
       out += s.substr(pos, open - pos);
       YAML::Node v = lookup(ref, path);
       if (!v.IsScalar())
-        throw ConfigError(path, "${" + ref + "} is " + detail::describe(v) +
-                                    " and cannot be part of a string",
+        throw ConfigError(path,
+                          "${" + ref + "} is " + detail::describe(v) + " and cannot be part of a string",
                           tree.origin_of(path));
       out += v.Scalar();
       pos = close + 1;
@@ -495,6 +493,31 @@ std::string dump(const YAML::Node& node) {
   YAML::Emitter out;
   out << node;
   return std::string(out.c_str()) + "\n";
+}
+
+namespace {
+void write_text_atomic(const fs::path& path, const std::string& text) {
+  const fs::path tmp = path.string() + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out << text;
+    if (!out.flush()) throw Error("cannot write '" + tmp.string() + "'");
+  }
+  std::error_code ec;
+  fs::rename(tmp, path, ec);
+  if (ec) throw Error("cannot move '" + tmp.string() + "' to '" + path.string() + "': " + ec.message());
+}
+}  // namespace
+
+void save_run_config(const std::string& run_dir, const YAML::Node& resolved,
+                     const std::vector<std::string>& overrides) {
+  std::error_code ec;
+  fs::create_directories(run_dir, ec);
+  if (ec) throw Error("cannot create run directory '" + run_dir + "': " + ec.message());
+  write_text_atomic(fs::path(run_dir) / "config.yaml", dump(resolved));
+  YAML::Node list(YAML::NodeType::Sequence);
+  for (const auto& o : overrides) list.push_back(o);
+  write_text_atomic(fs::path(run_dir) / "overrides.yaml", dump(list));
 }
 
 std::vector<std::string> changed_keys(const YAML::Node& before, const YAML::Node& after) {

@@ -11,8 +11,8 @@ void RuntimeConfig::validate() const {
   check(threads >= 0, "threads", "must be >= 0 (0 = all cores)");
   check(interop_threads >= 1, "interop_threads", "must be >= 1");
   check(blas_threads >= 0, "blas_threads", "must be >= 0 (0 = same as threads)");
-  check(log_level == "trace" || log_level == "debug" || log_level == "info" ||
-            log_level == "warn" || log_level == "error" || log_level == "off",
+  check(log_level == "trace" || log_level == "debug" || log_level == "info" || log_level == "warn" ||
+            log_level == "error" || log_level == "off",
         "log_level", "must be trace, debug, info, warn, error or off");
 }
 
@@ -38,8 +38,7 @@ void MelConfig::validate() const {
 }
 
 void RootConfig::validate() const {
-  check(stage.empty() || stage == "sembo" || stage == "tokenizer" || stage == "dit" ||
-            stage == "probe",
+  check(stage.empty() || stage == "sembo" || stage == "tokenizer" || stage == "dit" || stage == "probe",
         "stage", "must be sembo, tokenizer, dit or probe, got '" + stage + "'");
   check(!run_dir.empty(), "run_dir", "must not be empty");
 }

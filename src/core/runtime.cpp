@@ -84,7 +84,8 @@ bool set_blas_threads(int n) {
 }
 
 void set_openmp_wait_policy_and_reexec(char** argv) {
-  if (std::getenv("OMP_WAIT_POLICY") || std::getenv("GOMP_SPINCOUNT") || std::getenv("LOSATOK_OMP_SPIN")) return;
+  if (std::getenv("OMP_WAIT_POLICY") || std::getenv("GOMP_SPINCOUNT") || std::getenv("LOSATOK_OMP_SPIN"))
+    return;
   ::setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
   ::setenv("LOSATOK_OMP_SPIN", "0", 1);  // never loop, even if the policy is dropped later
   ::execv("/proc/self/exe", argv);
@@ -129,10 +130,11 @@ RuntimeInfo init_runtime(const RuntimeConfig& cfg) {
   info.blas = detect_blas();
   spdlog::info("{}", info.summary());
   if (info.blas.reference) {
-    spdlog::warn("!!! BLAS is the slow reference implementation ({}): matrix products run about "
-                 "40x slower. Install OpenBLAS: `sudo apt-get install libopenblas0-pthread` "
-                 "(scripts/setup.sh does) !!!",
-                 info.blas.library);
+    spdlog::warn(
+        "!!! BLAS is the slow reference implementation ({}): matrix products run about "
+        "40x slower. Install OpenBLAS: `sudo apt-get install libopenblas0-pthread` "
+        "(scripts/setup.sh does) !!!",
+        info.blas.library);
   }
   return info;
 }
@@ -141,8 +143,8 @@ torch::Device resolve_device(const std::string& spec) {
   if (spec == "cpu") return torch::Device(torch::kCPU);
   if (spec == "cuda" || spec.rfind("cuda:", 0) == 0) {
     if (!torch::cuda::is_available())
-      throw Error("device '" + spec + "' requested but this LibTorch " TORCH_VERSION
-                  " build has no usable CUDA device");
+      throw Error("device '" + spec +
+                  "' requested but this LibTorch " TORCH_VERSION " build has no usable CUDA device");
     int index = 0;
     if (spec.size() > 5) {
       try {

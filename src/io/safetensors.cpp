@@ -3,13 +3,13 @@
 #include "losatok/io/safetensors.h"
 
 #include <torch/torch.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <unistd.h>
 
 #include "losatok/core/error.h"
 
@@ -48,8 +48,8 @@ const DtypeInfo* dtype_by_name(const std::string& name) {
 const DtypeInfo& dtype_by_type(torch::ScalarType t, const std::string& tensor) {
   for (const auto& d : kDtypes)
     if (d.type == t) return d;
-  throw Error("safetensors: tensor '" + tensor + "' has dtype " +
-              std::string(c10::toString(t)) + ", which safetensors cannot store here");
+  throw Error("safetensors: tensor '" + tensor + "' has dtype " + std::string(c10::toString(t)) +
+              ", which safetensors cannot store here");
 }
 
 [[noreturn]] void bad(const std::string& what, const std::string& msg) {
@@ -77,8 +77,8 @@ torch::Tensor tensor_from_bytes(const TensorEntry& e, const char* bytes) {
 
 }  // namespace
 
-SafetensorsHeader parse_safetensors_header(const char* json, std::size_t json_size,
-                                           uint64_t data_size, const std::string& what) {
+SafetensorsHeader parse_safetensors_header(const char* json, std::size_t json_size, uint64_t data_size,
+                                           const std::string& what) {
   nlohmann::json root;
   try {
     root = nlohmann::json::parse(json, json + json_size);
@@ -191,8 +191,8 @@ SafetensorsData load_safetensors_buffer(const void* data, std::size_t size, cons
   const uint64_t n = read_u64_le(p);
   if (n > kMaxSafetensorsHeader) bad(what, "header length exceeds 100 MiB");
   if (n > size - 8) bad(what, "header length exceeds the file size");
-  const SafetensorsHeader h = parse_safetensors_header(reinterpret_cast<const char*>(p + 8), n,
-                                                       size - 8 - n, what);
+  const SafetensorsHeader h =
+      parse_safetensors_header(reinterpret_cast<const char*>(p + 8), n, size - 8 - n, what);
   SafetensorsData out;
   out.metadata = h.metadata;
   const char* base = reinterpret_cast<const char*>(p + 8 + n);
@@ -212,7 +212,8 @@ std::string serialize_safetensors(const std::map<std::string, torch::Tensor>& te
     const auto& d = dtype_by_type(t.scalar_type(), name);
     torch::Tensor c = t.detach().to(torch::kCPU).contiguous();
     const uint64_t bytes = static_cast<uint64_t>(c.numel()) * d.size;
-    header[name] = {{"dtype", d.name}, {"shape", c.sizes().vec()}, {"data_offsets", {offset, offset + bytes}}};
+    header[name] = {
+        {"dtype", d.name}, {"shape", c.sizes().vec()}, {"data_offsets", {offset, offset + bytes}}};
     offset += bytes;
     data.push_back(c);
   }
@@ -223,8 +224,7 @@ std::string serialize_safetensors(const std::map<std::string, torch::Tensor>& te
   for (int i = 0; i < 8; ++i) out[i] = static_cast<char>((n >> (8 * i)) & 0xff);
   out += json;
   out.reserve(out.size() + offset);
-  for (const auto& c : data)
-    out.append(static_cast<const char*>(c.data_ptr()), c.numel() * c.element_size());
+  for (const auto& c : data) out.append(static_cast<const char*>(c.data_ptr()), c.numel() * c.element_size());
   return out;
 }
 

@@ -20,7 +20,21 @@ struct PyObj;
 using PyRef = std::shared_ptr<PyObj>;
 
 struct PyObj {
-  enum class Kind { kNone, kBool, kInt, kFloat, kStr, kBytes, kList, kTuple, kDict, kGlobal, kTensor, kStorage, kObject };
+  enum class Kind {
+    kNone,
+    kBool,
+    kInt,
+    kFloat,
+    kStr,
+    kBytes,
+    kList,
+    kTuple,
+    kDict,
+    kGlobal,
+    kTensor,
+    kStorage,
+    kObject
+  };
   Kind kind = Kind::kNone;
   bool b = false;
   int64_t i = 0;
@@ -44,11 +58,11 @@ PyRef make_str(PyObj::Kind k, std::string s) {
 
 torch::ScalarType storage_dtype(const std::string& name, const std::string& what) {
   static const std::pair<const char*, torch::ScalarType> kTypes[] = {
-      {"torch.FloatStorage", torch::kFloat32},   {"torch.HalfStorage", torch::kFloat16},
+      {"torch.FloatStorage", torch::kFloat32},     {"torch.HalfStorage", torch::kFloat16},
       {"torch.BFloat16Storage", torch::kBFloat16}, {"torch.DoubleStorage", torch::kFloat64},
-      {"torch.LongStorage", torch::kInt64},      {"torch.IntStorage", torch::kInt32},
-      {"torch.ShortStorage", torch::kInt16},     {"torch.CharStorage", torch::kInt8},
-      {"torch.ByteStorage", torch::kUInt8},      {"torch.BoolStorage", torch::kBool},
+      {"torch.LongStorage", torch::kInt64},        {"torch.IntStorage", torch::kInt32},
+      {"torch.ShortStorage", torch::kInt16},       {"torch.CharStorage", torch::kInt8},
+      {"torch.ByteStorage", torch::kUInt8},        {"torch.BoolStorage", torch::kBool},
   };
   for (const auto& [n, t] : kTypes)
     if (name == n) return t;
@@ -57,17 +71,16 @@ torch::ScalarType storage_dtype(const std::string& name, const std::string& what
 
 class Unpickler {
  public:
-  Unpickler(const char* data, std::size_t size, std::string what,
-            caffe2::serialize::PyTorchStreamReader& archive)
-      : p_(data), end_(data + size), what_(std::move(what)), archive_(archive) {}
+  Unpickler(const char* data, std::size_t size, std::string what, const StorageRecords& records)
+      : p_(data), end_(data + size), what_(std::move(what)), records_(records) {}
 
   PyRef run() {
     while (true) {
       const uint8_t op = u8();
       switch (op) {
-        case 0x80: u8(); break;                      // PROTO
-        case 0x95: bytes(8); break;                  // FRAME
-        case '.': return pop();                      // STOP
+        case 0x80: u8(); break;      // PROTO
+        case 0x95: bytes(8); break;  // FRAME
+        case '.': return pop();      // STOP
         case '(': marks_.push_back(stack_.size()); break;
         case '}': push(make(PyObj::Kind::kDict)); break;
         case ']': push(make(PyObj::Kind::kList)); break;
@@ -78,8 +91,8 @@ class Unpickler {
         case 'K': push_int(u8()); break;
         case 'M': push_int(le(2)); break;
         case 'J': push_int(static_cast<int32_t>(le(4))); break;
-        case 0x8a: push_int(long_n(u8())); break;          // LONG1
-        case 0x8b: push_int(long_n(le(4))); break;         // LONG4
+        case 0x8a: push_int(long_n(u8())); break;   // LONG1
+        case 0x8b: push_int(long_n(le(4))); break;  // LONG4
         case 'G': push_float(); break;
         case 'X': push(make_str(PyObj::Kind::kStr, bytes(le(4)))); break;
         case 0x8c: push(make_str(PyObj::Kind::kStr, bytes(u8()))); break;
@@ -91,33 +104,96 @@ class Unpickler {
         case 0x8e: push(make_str(PyObj::Kind::kBytes, bytes(le(8)))); break;
         case 'q': memo_put(u8()); break;
         case 'r': memo_put(le(4)); break;
-        case 0x94: memo_put(memo_.size()); break;   // MEMOIZE
+        case 0x94: memo_put(memo_.size()); break;  // MEMOIZE
         case 'h': memo_get(u8()); break;
         case 'j': memo_get(le(4)); break;
         case '0': pop(); break;
         case '1': pop_mark(); break;
         case '2': push(top()); break;
-        case 'l': { auto l = make(PyObj::Kind::kList); l->items = pop_mark(); push(l); break; }
-        case 't': { auto t = make(PyObj::Kind::kTuple); t->items = pop_mark(); push(t); break; }
+        case 'l': {
+          auto l = make(PyObj::Kind::kList);
+          l->items = pop_mark();
+          push(l);
+          break;
+        }
+        case 't': {
+          auto t = make(PyObj::Kind::kTuple);
+          t->items = pop_mark();
+          push(t);
+          break;
+        }
         case 0x85: tuple_n(1); break;
         case 0x86: tuple_n(2); break;
         case 0x87: tuple_n(3); break;
-        case 'd': { auto d = make(PyObj::Kind::kDict); set_items(d, pop_mark()); push(d); break; }
-        case 's': { auto v = pop(); auto k = pop(); dict_target()->dict.emplace_back(k, v); break; }
-        case 'u': { auto kv = pop_mark(); set_items(dict_target(), kv); break; }
-        case 'a': { auto v = pop(); list_target()->items.push_back(v); break; }
-        case 'e': { auto vs = pop_mark(); auto l = list_target(); l->items.insert(l->items.end(), vs.begin(), vs.end()); break; }
-        case 0x8f: push(make(PyObj::Kind::kList)); break;                 // EMPTY_SET
-        case 0x90: { auto vs = pop_mark(); auto l = list_target(); l->items.insert(l->items.end(), vs.begin(), vs.end()); break; }
-        case 0x91: { auto l = make(PyObj::Kind::kList); l->items = pop_mark(); push(l); break; }  // FROZENSET
-        case 'c': { std::string m = line(); std::string n = line(); push(make_str(PyObj::Kind::kGlobal, m + "." + n)); break; }
-        case 0x93: { auto n = pop(); auto m = pop(); push(make_str(PyObj::Kind::kGlobal, m->s + "." + n->s)); break; }
-        case 'R': { auto args = pop(); auto fn = pop(); push(reduce(fn, args)); break; }
-        case 0x81: { auto args = pop(); auto cls = pop(); push(make_str(PyObj::Kind::kObject, cls->s)); (void)args; break; }  // NEWOBJ
-        case 'b': pop(); break;                      // BUILD: object state is not needed
+        case 'd': {
+          auto d = make(PyObj::Kind::kDict);
+          set_items(d, pop_mark());
+          push(d);
+          break;
+        }
+        case 's': {
+          auto v = pop();
+          auto k = pop();
+          dict_target()->dict.emplace_back(k, v);
+          break;
+        }
+        case 'u': {
+          auto kv = pop_mark();
+          set_items(dict_target(), kv);
+          break;
+        }
+        case 'a': {
+          auto v = pop();
+          list_target()->items.push_back(v);
+          break;
+        }
+        case 'e': {
+          auto vs = pop_mark();
+          auto l = list_target();
+          l->items.insert(l->items.end(), vs.begin(), vs.end());
+          break;
+        }
+        case 0x8f: push(make(PyObj::Kind::kList)); break;  // EMPTY_SET
+        case 0x90: {
+          auto vs = pop_mark();
+          auto l = list_target();
+          l->items.insert(l->items.end(), vs.begin(), vs.end());
+          break;
+        }
+        case 0x91: {
+          auto l = make(PyObj::Kind::kList);
+          l->items = pop_mark();
+          push(l);
+          break;
+        }  // FROZENSET
+        case 'c': {
+          std::string m = line();
+          std::string n = line();
+          push(make_str(PyObj::Kind::kGlobal, m + "." + n));
+          break;
+        }
+        case 0x93: {
+          auto n = pop();
+          auto m = pop();
+          push(make_str(PyObj::Kind::kGlobal, m->s + "." + n->s));
+          break;
+        }
+        case 'R': {
+          auto args = pop();
+          auto fn = pop();
+          push(reduce(fn, args));
+          break;
+        }
+        case 0x81: {
+          auto args = pop();
+          auto cls = pop();
+          push(make_str(PyObj::Kind::kObject, cls->s));
+          (void)args;
+          break;
+        }                        // NEWOBJ
+        case 'b': pop(); break;  // BUILD: object state is not needed
         case 'Q': push(persistent_load(pop())); break;
-        default:
-          fail("unsupported pickle opcode 0x" + hex(op) + " at byte " + std::to_string(pos()));
+        default: fail("unsupported pickle opcode 0x" + hex(op) + " at byte " + std::to_string(pos()));
       }
       if (stack_.size() > kMaxStack || memo_.size() > kMaxMemo) fail("pickle stack too large");
     }
@@ -173,8 +249,16 @@ class Unpickler {
     return static_cast<int64_t>(v);
   }
   void push(PyRef v) { stack_.push_back(std::move(v)); }
-  void push_bool(bool b) { auto v = make(PyObj::Kind::kBool); v->b = b; push(v); }
-  void push_int(int64_t i) { auto v = make(PyObj::Kind::kInt); v->i = i; push(v); }
+  void push_bool(bool b) {
+    auto v = make(PyObj::Kind::kBool);
+    v->b = b;
+    push(v);
+  }
+  void push_int(int64_t i) {
+    auto v = make(PyObj::Kind::kInt);
+    v->i = i;
+    push(v);
+  }
   void push_float() {
     uint64_t bits = 0;
     need(8);
@@ -238,7 +322,8 @@ class Unpickler {
     return v->i;
   }
   std::vector<int64_t> int_tuple(const PyRef& v, const char* ctx) const {
-    if (v->kind != PyObj::Kind::kTuple && v->kind != PyObj::Kind::kList) fail(std::string(ctx) + " is not a tuple");
+    if (v->kind != PyObj::Kind::kTuple && v->kind != PyObj::Kind::kList)
+      fail(std::string(ctx) + " is not a tuple");
     std::vector<int64_t> out;
     for (const auto& x : v->items) out.push_back(as_int(x, ctx));
     return out;
@@ -255,14 +340,17 @@ class Unpickler {
     if (it != storages_.end()) return it->second;
     const torch::ScalarType dtype = storage_dtype(type, what_);
     const std::string record = "data/" + key;
-    if (numel < 0 || !archive_.hasRecord(record)) fail("missing storage record '" + record + "'");
-    auto [ptr, size] = archive_.getRecord(record);
+    uint64_t size = 0;
+    const void* bytes = nullptr;
+    if (numel < 0 || !records_.get(record, bytes, size)) fail("missing storage record '" + record + "'");
+    if (static_cast<uint64_t>(numel) > size) fail("storage '" + key + "' is larger than its record");
     const uint64_t need_bytes = static_cast<uint64_t>(numel) * c10::elementSize(dtype);
     if (size < need_bytes)
-      fail("storage '" + key + "' holds " + std::to_string(size) + " bytes, needs " + std::to_string(need_bytes));
+      fail("storage '" + key + "' holds " + std::to_string(size) + " bytes, needs " +
+           std::to_string(need_bytes));
     auto s = make(PyObj::Kind::kStorage);
     s->tensor = torch::empty({numel}, torch::TensorOptions().dtype(dtype));
-    if (need_bytes) std::memcpy(s->tensor.data_ptr(), ptr.get(), need_bytes);
+    if (need_bytes) std::memcpy(s->tensor.data_ptr(), bytes, need_bytes);
     storages_[key] = s;
     return s;
   }
@@ -278,13 +366,15 @@ class Unpickler {
     bool empty = false;
     for (std::size_t d = 0; d < size.size(); ++d) {
       if (size[d] < 0 || stride[d] < 0) fail("negative tensor size or stride");
-      if (size[d] == 0) empty = true;
-      else last += (size[d] - 1) * stride[d];
+      if (size[d] == 0)
+        empty = true;
+      else
+        last += (size[d] - 1) * stride[d];
     }
     if (offset < 0 || (!empty && last >= storage.numel())) fail("tensor view exceeds its storage");
     auto t = make(PyObj::Kind::kTensor);
-    t->tensor = empty ? torch::empty(size, storage.options())
-                      : storage.as_strided(size, stride, offset).clone();
+    t->tensor =
+        empty ? torch::empty(size, storage.options()) : storage.as_strided(size, stride, offset).clone();
     return t;
   }
 
@@ -312,7 +402,7 @@ class Unpickler {
   const char* start_ = p_;
   const char* end_;
   std::string what_;
-  caffe2::serialize::PyTorchStreamReader& archive_;
+  const StorageRecords& records_;
   std::vector<PyRef> stack_;
   std::vector<std::size_t> marks_;
   std::vector<PyRef> memo_;
@@ -329,48 +419,64 @@ void flatten(const PyRef& node, const std::string& prefix, TorchStateDict& out, 
   if (depth > 64) throw Error("torch checkpoint: dicts nested more than 64 deep");
   for (const auto& [k, v] : node->dict) {
     std::string key;
-    if (k->kind == PyObj::Kind::kStr) key = k->s;
-    else if (k->kind == PyObj::Kind::kInt) key = std::to_string(k->i);
-    else continue;
+    if (k->kind == PyObj::Kind::kStr)
+      key = k->s;
+    else if (k->kind == PyObj::Kind::kInt)
+      key = std::to_string(k->i);
+    else
+      continue;
     const std::string name = prefix.empty() ? key : prefix + "." + key;
-    if (v->kind == PyObj::Kind::kTensor) out.tensors[name] = v->tensor;
-    else if (v->kind == PyObj::Kind::kDict) flatten(v, name, out, depth + 1);
-    else out.skipped.push_back(name);
+    if (v->kind == PyObj::Kind::kTensor)
+      out.tensors[name] = v->tensor;
+    else if (v->kind == PyObj::Kind::kDict)
+      flatten(v, name, out, depth + 1);
+    else
+      out.skipped.push_back(name);
   }
 }
 
 }  // namespace
 
-TorchStateDict load_torch_state_dict(const std::string& path, const std::string& key) {
-  const std::string what = "'" + path + "'";
-  std::unique_ptr<caffe2::serialize::PyTorchStreamReader> archive;
-  try {
-    archive = std::make_unique<caffe2::serialize::PyTorchStreamReader>(path);
-  } catch (const c10::Error& e) {
-    std::string msg = e.what_without_backtrace();
-    if (auto nl = msg.find('\n'); nl != std::string::npos) msg = msg.substr(0, nl);
-    throw Error("cannot read torch checkpoint " + what +
-                " (not a torch.save zip archive, or truncated; files from torch < 1.6 must be "
-                "re-saved): " + msg);
+namespace {
+
+// Storage records of a torch.save zip archive.
+class ArchiveRecords : public StorageRecords {
+ public:
+  explicit ArchiveRecords(caffe2::serialize::PyTorchStreamReader& archive) : archive_(archive) {}
+  bool get(const std::string& name, const void*& data, uint64_t& size) const override {
+    if (!archive_.hasRecord(name)) return false;
+    auto [ptr, n] = archive_.getRecord(name);  // miniz checks the record's CRC here
+    last_ = std::move(ptr);
+    data = last_.get();
+    size = n;
+    return true;
   }
-  PyRef root;
-  try {
-    if (!archive->hasRecord("data.pkl")) throw Error("torch checkpoint " + what + " has no data.pkl");
-    auto [ptr, size] = archive->getRecord("data.pkl");
-    Unpickler up(static_cast<const char*>(ptr.get()), size, what, *archive);
-    root = up.run();
-  } catch (const c10::Error& e) {
-    std::string msg = e.what_without_backtrace();
-    if (auto nl = msg.find('\n'); nl != std::string::npos) msg = msg.substr(0, nl);
-    throw Error("corrupt torch checkpoint " + what + ": " + msg);
-  }
+
+ private:
+  caffe2::serialize::PyTorchStreamReader& archive_;
+  mutable at::DataPtr last_;
+};
+
+std::string first_line(const c10::Error& e) {
+  std::string msg = e.what_without_backtrace();
+  if (auto nl = msg.find('\n'); nl != std::string::npos) msg = msg.substr(0, nl);
+  return msg;
+}
+
+}  // namespace
+
+TorchStateDict unpickle_state_dict(const char* pickle, std::size_t size, const StorageRecords& records,
+                                   const std::string& what, const std::string& key) {
+  Unpickler up(pickle, size, what, records);
+  const PyRef root = up.run();
   if (root->kind != PyObj::Kind::kDict)
     throw Error("torch checkpoint " + what + " does not hold a dict of tensors");
   PyRef selected = root;
   if (!key.empty()) {
     const PyRef* v = dict_get(root, key);
     if (!v) throw Error("torch checkpoint " + what + " has no top-level key '" + key + "'");
-    if ((*v)->kind != PyObj::Kind::kDict) throw Error("torch checkpoint " + what + ": '" + key + "' is not a dict");
+    if ((*v)->kind != PyObj::Kind::kDict)
+      throw Error("torch checkpoint " + what + ": '" + key + "' is not a dict");
     selected = *v;
   } else if (const PyRef* sd = dict_get(root, "state_dict"); sd && (*sd)->kind == PyObj::Kind::kDict) {
     selected = *sd;
@@ -378,6 +484,27 @@ TorchStateDict load_torch_state_dict(const std::string& path, const std::string&
   TorchStateDict out;
   flatten(selected, "", out, 0);
   return out;
+}
+
+TorchStateDict load_torch_state_dict(const std::string& path, const std::string& key) {
+  const std::string what = "'" + path + "'";
+  std::unique_ptr<caffe2::serialize::PyTorchStreamReader> archive;
+  try {
+    archive = std::make_unique<caffe2::serialize::PyTorchStreamReader>(path);
+  } catch (const c10::Error& e) {
+    throw Error("cannot read torch checkpoint " + what +
+                " (not a torch.save zip archive, or truncated; files from torch < 1.6 must be "
+                "re-saved): " +
+                first_line(e));
+  }
+  try {
+    if (!archive->hasRecord("data.pkl")) throw Error("torch checkpoint " + what + " has no data.pkl");
+    auto [ptr, size] = archive->getRecord("data.pkl");
+    const ArchiveRecords records(*archive);
+    return unpickle_state_dict(static_cast<const char*>(ptr.get()), size, records, what, key);
+  } catch (const c10::Error& e) {
+    throw Error("corrupt torch checkpoint " + what + ": " + first_line(e));
+  }
 }
 
 }  // namespace losatok::io

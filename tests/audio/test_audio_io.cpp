@@ -75,7 +75,8 @@ TEST(Resample, KeepsFrequencyAndLengthAcrossRates) {
     SCOPED_TRACE(in_rate);
     const int64_t n = in_rate * 2;
     std::vector<float> x(static_cast<std::size_t>(n));
-    for (int64_t i = 0; i < n; ++i) x[static_cast<std::size_t>(i)] = static_cast<float>(std::sin(2 * kPi * 3000.0 * i / in_rate));
+    for (int64_t i = 0; i < n; ++i)
+      x[static_cast<std::size_t>(i)] = static_cast<float>(std::sin(2 * kPi * 3000.0 * i / in_rate));
     const auto y = resample(x, in_rate, 16000);
     EXPECT_NEAR(static_cast<double>(y.size()), 32000.0, 1.0);
     EXPECT_NEAR(peak_frequency(y, 16000), 3000.0, 0.5);

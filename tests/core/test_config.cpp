@@ -47,7 +47,8 @@ void expect_error(F&& fn, std::initializer_list<std::string> needles) {
     FAIL() << "no error thrown";
   } catch (const Error& e) {
     const std::string msg = e.what();
-    for (const auto& n : needles) EXPECT_NE(msg.find(n), std::string::npos) << "'" << n << "' not in: " << msg;
+    for (const auto& n : needles)
+      EXPECT_NE(msg.find(n), std::string::npos) << "'" << n << "' not in: " << msg;
     EXPECT_EQ(msg.find('\n'), std::string::npos) << "error must be one line: " << msg;
   }
 }
@@ -62,8 +63,8 @@ TEST(Config, DefaultsListComposesDepthFirstAndLaterWins) {
   ConfigTree tree = compose(to_yaml(Outer{}), {tmp.path("run.yaml")}, {});
   Outer o = read<Outer>(tree);
   EXPECT_EQ(o.name, "from_base");
-  EXPECT_EQ(o.model.depth, 4);           // model/small.yaml after base.yaml
-  EXPECT_DOUBLE_EQ(o.model.lr, 0.25);    // the file itself wins over its defaults
+  EXPECT_EQ(o.model.depth, 4);                            // model/small.yaml after base.yaml
+  EXPECT_DOUBLE_EQ(o.model.lr, 0.25);                     // the file itself wins over its defaults
   EXPECT_EQ(o.model.sizes, (std::vector<int>{9, 9, 9}));  // lists replace
   EXPECT_EQ(tree.origin_of("model.depth"), tmp.path("model/small.yaml"));
   EXPECT_EQ(tree.origin_of("model.lr"), tmp.path("run.yaml"));
@@ -153,7 +154,8 @@ TEST(Config, InterpolationErrors) {
   write_text(tmp.path("cycle.yaml"), "name: ${model.lr}\nmodel:\n  lr: ${name}\n");
   expect_error([&] { compose(to_yaml(Outer{}), {tmp.path("cycle.yaml")}, {}); }, {"cycle"});
   write_text(tmp.path("map_in_string.yaml"), "name: x${model}\n");
-  expect_error([&] { compose(to_yaml(Outer{}), {tmp.path("map_in_string.yaml")}, {}); }, {"cannot be part of a string"});
+  expect_error([&] { compose(to_yaml(Outer{}), {tmp.path("map_in_string.yaml")}, {}); },
+               {"cannot be part of a string"});
 }
 
 TEST(Config, UnknownKeyNamesPathAndFile) {
@@ -172,7 +174,8 @@ TEST(Config, WrongTypeNamesPathAndFile) {
   expect_error([&] { read<Outer>(compose(to_yaml(Outer{}), {tmp.path("list.yaml")}, {})); },
                {"model.sizes[1]", "list.yaml"});
   write_text(tmp.path("map.yaml"), "model: 3\n");
-  expect_error([&] { read<Outer>(compose(to_yaml(Outer{}), {tmp.path("map.yaml")}, {})); }, {"model", "a map"});
+  expect_error([&] { read<Outer>(compose(to_yaml(Outer{}), {tmp.path("map.yaml")}, {})); },
+               {"model", "a map"});
   expect_error([&] { read<Outer>(compose(to_yaml(Outer{}), {}, {"flag=maybe"})); }, {"flag", "command line"});
 }
 
@@ -191,6 +194,18 @@ TEST(Config, MergeNeverAliasesTheOverlay) {
   a.root["model"]["depth"] = 99;
   EXPECT_EQ(b.root["model"]["depth"].as<int>(), 3);
   EXPECT_EQ(overlay["model"]["depth"].as<int>(), 3);
+}
+
+TEST(Config, CopiesAreDeep) {
+  ConfigTree a = compose(to_yaml(Outer{}), {}, {});
+  ConfigTree b = a;
+  ConfigTree c;
+  c = a;
+  apply_override(b, "model.depth=9");
+  apply_override(c, "model.depth=8");
+  EXPECT_EQ(find(a.root, "model.depth").as<int>(), 2);
+  EXPECT_EQ(find(b.root, "model.depth").as<int>(), 9);
+  EXPECT_EQ(find(c.root, "model.depth").as<int>(), 8);
 }
 
 TEST(Config, FindNeverCreatesKeys) {
@@ -235,4 +250,24 @@ TEST(Config, ShippedConfigsResolve) {
     SCOPED_TRACE(entry.path().string());
     EXPECT_NO_THROW(read<RootConfig>(compose(to_yaml(RootConfig{}), {entry.path().string()}, {})));
   }
+}
+
+TEST(Config, SaveRunConfigWritesResolvedTreeAndOverrides) {
+  TempDir tmp;
+  const std::vector<std::string> overrides = {"model.depth=5", "name=x"};
+  const ConfigTree tree = compose(to_yaml(Outer{}), {}, overrides);
+  save_run_config(tmp.path("run"), tree.root, overrides);
+  ConfigTree back = load_config_file(tmp.path("run/config.yaml"));
+  Outer o = read<Outer>(back);
+  EXPECT_EQ(o.model.depth, 5);
+  EXPECT_EQ(o.name, "x");
+  const YAML::Node saved = YAML::LoadFile(tmp.path("run/overrides.yaml"));
+  ASSERT_EQ(saved.size(), 2u);
+  EXPECT_EQ(saved[0].as<std::string>(), "model.depth=5");
+  // Resuming with a new override reports exactly the changed key.
+  ConfigTree resumed = back;
+  resumed.root =
+      YAML::Clone(back.root);  // ConfigTree copies share nodes; resume must not edit the saved tree
+  apply_override(resumed, "model.lr=0.5");
+  EXPECT_EQ(changed_keys(back.root, resumed.root), (std::vector<std::string>{"model.lr"}));
 }

@@ -97,7 +97,7 @@ TEST(Safetensors, BufferAndFileAgree) {
 TEST(Safetensors, RejectsCorruptFiles) {
   const std::string data(16, '\0');  // room for 4 f32 / 2 i64
   expect_corrupt("abc", "shorter than");
-  expect_corrupt(with_header("{}", "").substr(0, 8) , "exceeds the file size");  // length 2, no JSON
+  expect_corrupt(with_header("{}", "").substr(0, 8), "exceeds the file size");  // length 2, no JSON
   {
     std::string huge(8, '\0');
     huge[7] = 0x7f;  // header length ~ 9e18

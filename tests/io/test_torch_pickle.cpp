@@ -18,9 +18,9 @@ const std::map<std::string, torch::Tensor>& expected() {
 }
 
 void expect_model_state_dict(const TorchStateDict& sd) {
-  const std::vector<std::string> names = {"encoder.0.weight", "encoder.0.bias", "encoder.2.weight", "encoder.2.bias",
-                                          "norm.weight", "norm.bias", "norm.running_mean", "norm.running_var",
-                                          "norm.num_batches_tracked", "steps"};
+  const std::vector<std::string> names = {
+      "encoder.0.weight", "encoder.0.bias",    "encoder.2.weight", "encoder.2.bias",           "norm.weight",
+      "norm.bias",        "norm.running_mean", "norm.running_var", "norm.num_batches_tracked", "steps"};
   EXPECT_EQ(sd.tensors.size(), names.size());
   for (const auto& n : names) {
     SCOPED_TRACE(n);

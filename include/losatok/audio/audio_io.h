@@ -44,8 +44,8 @@ std::vector<float> load_audio(const std::string& path, int sample_rate = 16000, 
 
 // Writes interleaved float samples; the container comes from the extension (.wav, .flac,
 // .ogg). `subtype`: pcm16 | pcm24 | float (WAV/FLAC ignore float where unsupported).
-void write_audio(const std::string& path, const float* samples, int64_t frames, int channels,
-                 int sample_rate, const std::string& subtype = "pcm16");
+void write_audio(const std::string& path, const float* samples, int64_t frames, int channels, int sample_rate,
+                 const std::string& subtype = "pcm16");
 inline void write_wav(const std::string& path, const std::vector<float>& mono, int sample_rate) {
   write_audio(path, mono.data(), static_cast<int64_t>(mono.size()), 1, sample_rate, "pcm16");
 }

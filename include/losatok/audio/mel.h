@@ -11,7 +11,8 @@
 namespace losatok::audio {
 
 // torchaudio.functional.melscale_fbanks with norm=None, mel_scale="htk": (n_freqs, n_mels).
-torch::Tensor melscale_fbanks(int64_t n_freqs, double f_min, double f_max, int64_t n_mels, int64_t sample_rate);
+torch::Tensor melscale_fbanks(int64_t n_freqs, double f_min, double f_max, int64_t n_mels,
+                              int64_t sample_rate);
 
 class LogMel {
  public:

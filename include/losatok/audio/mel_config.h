@@ -12,12 +12,12 @@ struct MelConfig {
   int hop_length = 160;
   int n_mels = 64;
   double f_min = 0.0;
-  double f_max = 8000.0;      // <= 0 means sample_rate / 2
-  double power = 2.0;         // 1 = magnitude, 2 = power
-  std::string scale = "db";   // db: 10*log10(max(x, floor)) (power) | log: log(max(x, floor))
+  double f_max = 8000.0;     // <= 0 means sample_rate / 2
+  double power = 2.0;        // 1 = magnitude, 2 = power
+  std::string scale = "db";  // db: 10*log10(max(x, floor)) (power) | log: log(max(x, floor))
   double floor = 1e-10;
-  double top_db = 120.0;      // db only: clamp at (per-clip max - top_db); <= 0 disables
-  bool center = true;         // reflect-pad n_fft/2 on both sides, as torch.stft(center=True)
+  double top_db = 120.0;  // db only: clamp at (per-clip max - top_db); <= 0 disables
+  bool center = true;     // reflect-pad n_fft/2 on both sides, as torch.stft(center=True)
 
   // Dasheng / MiDashengLM encoder input: 64 HTK mels 0-8 kHz, power, dB with 120 dB range.
   static MelConfig dasheng() { return MelConfig{}; }

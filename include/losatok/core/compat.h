@@ -9,8 +9,7 @@
 #include <optional>
 
 #define LOSATOK_TORCH_AT_LEAST(major, minor) \
-  (TORCH_VERSION_MAJOR > (major) ||          \
-   (TORCH_VERSION_MAJOR == (major) && TORCH_VERSION_MINOR >= (minor)))
+  (TORCH_VERSION_MAJOR > (major) || (TORCH_VERSION_MAJOR == (major) && TORCH_VERSION_MINOR >= (minor)))
 
 namespace c10d {
 class ProcessGroup;
@@ -47,13 +46,12 @@ inline constexpr bool kHasFusedSdpa = LOSATOK_TORCH_AT_LEAST(2, 0);
 
 // softmax(q k^T / sqrt(d) + mask) v for q (..., Lq, D), k/v (..., Lk, D). `mask` is either
 // boolean (true = attend) or additive float, broadcastable to (..., Lq, Lk); undefined = none.
-inline at::Tensor scaled_dot_product_attention(const at::Tensor& q, const at::Tensor& k,
-                                               const at::Tensor& v, const at::Tensor& mask = {},
-                                               double dropout_p = 0.0, bool is_causal = false) {
+inline at::Tensor scaled_dot_product_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                               const at::Tensor& mask = {}, double dropout_p = 0.0,
+                                               bool is_causal = false) {
 #if LOSATOK_TORCH_AT_LEAST(2, 0)
   return at::scaled_dot_product_attention(
-      q, k, v, mask.defined() ? optional<at::Tensor>(mask) : optional<at::Tensor>(), dropout_p,
-      is_causal);
+      q, k, v, mask.defined() ? optional<at::Tensor>(mask) : optional<at::Tensor>(), dropout_p, is_causal);
 #else
   const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(-1)));
   at::Tensor scores = at::matmul(q, k.transpose(-2, -1)) * scale;

@@ -20,9 +20,21 @@ namespace losatok::config {
 
 // A composed config: the YAML map plus, for every path set along the way, where it came from
 // ("defaults", a file name, "command line").
+// Copies are deep: yaml-cpp nodes are references, and an edit to a copy (a resumed run's
+// overrides, say) must never reach the original.
 struct ConfigTree {
   YAML::Node root = YAML::Node(YAML::NodeType::Map);
   std::map<std::string, std::string> origins;
+
+  ConfigTree() = default;
+  ConfigTree(const ConfigTree& other) : root(YAML::Clone(other.root)), origins(other.origins) {}
+  ConfigTree& operator=(const ConfigTree& other) {
+    if (this != &other) {
+      root.reset(YAML::Clone(other.root));  // `root = ...` would write into the shared node
+      origins = other.origins;
+    }
+    return *this;
+  }
 
   // The source of `path` or of its nearest ancestor that has one.
   std::string origin_of(const std::string& path) const;
@@ -52,6 +64,11 @@ ConfigTree compose(const YAML::Node& defaults, const std::vector<std::string>& f
 YAML::Node find(const YAML::Node& root, const std::string& dotted_path);
 
 std::string dump(const YAML::Node& node);
+
+// Writes `run_dir/config.yaml` (the resolved tree) and `run_dir/overrides.yaml` (the
+// command-line overrides as given), each atomically; creates run_dir.
+void save_run_config(const std::string& run_dir, const YAML::Node& resolved,
+                     const std::vector<std::string>& overrides);
 
 // Keys whose scalar values differ between two trees, as dotted paths (for resume warnings).
 std::vector<std::string> changed_keys(const YAML::Node& before, const YAML::Node& after);
@@ -83,8 +100,7 @@ struct is_struct<T, std::void_t<decltype(std::declval<T&>().visit(std::declval<P
 template <class T, class = void>
 struct has_validate : std::false_type {};
 template <class T>
-struct has_validate<T, std::void_t<decltype(std::declval<const T&>().validate())>>
-    : std::true_type {};
+struct has_validate<T, std::void_t<decltype(std::declval<const T&>().validate())>> : std::true_type {};
 template <class T>
 struct is_vector : std::false_type {};
 template <class T>

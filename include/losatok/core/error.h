@@ -27,13 +27,10 @@ class ConfigError : public Error {
   const std::string& bare_message() const { return message_; }
   const std::string& origin() const { return origin_; }
 
-  ConfigError with_origin(const std::string& origin) const {
-    return ConfigError(path_, message_, origin);
-  }
+  ConfigError with_origin(const std::string& origin) const { return ConfigError(path_, message_, origin); }
 
  private:
-  static std::string format(const std::string& path, const std::string& message,
-                            const std::string& origin) {
+  static std::string format(const std::string& path, const std::string& message, const std::string& origin) {
     std::string s = "config error at '" + (path.empty() ? std::string("<root>") : path) + "'";
     if (!origin.empty()) s += " (from " + origin + ")";
     return s + ": " + message;

@@ -14,7 +14,7 @@ struct BlasInfo {
   std::string library;  // resolved path of the library providing sgemm_
   std::string config;   // OpenBLAS build string, when available
   bool reference = false;
-  int threads = -1;     // -1 when the library has no thread control
+  int threads = -1;  // -1 when the library has no thread control
 };
 
 // Finds which library provides sgemm_ in this process.

@@ -35,8 +35,8 @@ inline constexpr uint64_t kMaxSafetensorsHeader = 100ull << 20;
 
 // Validates the JSON header `json` (length `json_size`) for a data section of `data_size`
 // bytes. `what` names the file in errors.
-SafetensorsHeader parse_safetensors_header(const char* json, std::size_t json_size,
-                                           uint64_t data_size, const std::string& what);
+SafetensorsHeader parse_safetensors_header(const char* json, std::size_t json_size, uint64_t data_size,
+                                           const std::string& what);
 
 SafetensorsHeader read_safetensors_header(const std::string& path);
 SafetensorsData load_safetensors(const std::string& path);

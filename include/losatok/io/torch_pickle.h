@@ -6,6 +6,7 @@
 
 #include <torch/types.h>
 
+#include <cstdint>
 #include <map>
 #include <string>
 #include <vector>
@@ -16,6 +17,18 @@ struct TorchStateDict {
   std::map<std::string, torch::Tensor> tensors;  // dotted names
   std::vector<std::string> skipped;              // non-tensor entries that were ignored
 };
+
+// Where the unpickler finds tensor storages ("data/<key>" records of the archive).
+class StorageRecords {
+ public:
+  virtual ~StorageRecords() = default;
+  // The record's bytes (valid until the next call); false when there is no such record.
+  virtual bool get(const std::string& name, const void*& data, uint64_t& size) const = 0;
+};
+
+// The pickle program of an archive (`data.pkl`) -> tensors; the fuzz target's entry point.
+TorchStateDict unpickle_state_dict(const char* pickle, std::size_t size, const StorageRecords& records,
+                                   const std::string& what, const std::string& key = "");
 
 // Reads `path`. `key` selects an entry of the top-level dict ("" = "state_dict" when the file
 // has one holding a dict, else the whole file); nested dicts are flattened with '.'.
