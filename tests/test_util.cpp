@@ -7,6 +7,8 @@
 #include <random>
 #include <sstream>
 
+#include "losatok/core/file_util.h"
+
 namespace losatok::test {
 
 std::string fixture(const std::string& name) {
@@ -36,10 +38,7 @@ void write_bytes(const std::string& path, const std::string& bytes) {
 }
 
 std::string read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  return read_file(path);
 }
 
 double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b) {

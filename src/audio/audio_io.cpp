@@ -154,13 +154,19 @@ void write_audio(const std::string& path, const float* samples, int64_t frames, 
     major = SF_FORMAT_WAV;
   else if (ext == ".flac")
     major = SF_FORMAT_FLAC;
-  else if (ext == ".ogg" || ext == ".oga")
+  else if (ext == ".ogg" || ext == ".oga" || ext == ".opus")
     major = SF_FORMAT_OGG;
+  else if (ext == ".mp3")
+    major = SF_FORMAT_MPEG;
   else
-    throw Error("cannot write audio '" + path + "': use .wav, .flac or .ogg");
+    throw Error("cannot write audio '" + path + "': use .wav, .flac, .ogg, .opus or .mp3");
   int sub = SF_FORMAT_PCM_16;
-  if (major == SF_FORMAT_OGG)
+  if (ext == ".opus")
+    sub = SF_FORMAT_OPUS;
+  else if (major == SF_FORMAT_OGG)
     sub = SF_FORMAT_VORBIS;
+  else if (major == SF_FORMAT_MPEG)
+    sub = SF_FORMAT_MPEG_LAYER_III;
   else if (subtype == "pcm24")
     sub = SF_FORMAT_PCM_24;
   else if (subtype == "float" && major == SF_FORMAT_WAV)

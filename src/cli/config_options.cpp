@@ -5,7 +5,7 @@
 
 #include "commands.h"
 #include "losatok/core/config.h"
-#include "losatok/io/safetensors.h"
+#include "losatok/core/file_util.h"
 
 namespace losatok::cli {
 
@@ -37,7 +37,7 @@ void add_config_command(CLI::App& app, Context& ctx) {
       ConfigOptions o = *opts;
       o.print_config = true;
       RootConfig cfg = resolve_root_config(o, printed);
-      if (!out->empty()) io::write_file_atomic(*out, config::dump(config::to_yaml(cfg)));
+      if (!out->empty()) write_file_atomic(*out, config::dump(config::to_yaml(cfg)));
       return 0;
     };
   });

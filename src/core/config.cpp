@@ -6,9 +6,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <functional>
-#include <sstream>
+
+#include "losatok/core/file_util.h"
 
 namespace fs = std::filesystem;
 
@@ -154,14 +154,6 @@ void merge_nodes(YAML::Node dst, const YAML::Node& src, const std::string& path,
   }
 }
 
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error("cannot read config file '" + path + "'");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 YAML::Node parse_yaml(const std::string& text, const std::string& where) {
   try {
     return YAML::Load(text);
@@ -189,7 +181,7 @@ void load_recursive(ConfigTree& tree, const std::string& path, std::vector<std::
     throw Error("config file '" + path + "' does not exist" + by);
   }
   stack.push_back(canonical);
-  YAML::Node doc = parse_yaml(read_text(path), "config file '" + path + "'");
+  YAML::Node doc = parse_yaml(read_file(path), "config file '" + path + "'");
   if (doc.IsNull()) doc = YAML::Node(YAML::NodeType::Map);
   if (!doc.IsMap()) throw ConfigError("", "the top level must be a map", path);
 
@@ -480,9 +472,8 @@ ConfigTree compose(const YAML::Node& defaults, const std::vector<std::string>& f
   ConfigTree tree;
   merge(tree, defaults, "defaults");
   for (const auto& f : files) {
-    ConfigTree file_tree = load_config_file(f);
-    merge_nodes(tree.root, YAML::Clone(file_tree.root), "", tree.origins, "?");
-    for (const auto& [k, v] : file_tree.origins) tree.origins[k] = v;
+    std::vector<std::string> stack;
+    load_recursive(tree, f, stack);
   }
   for (const auto& o : overrides) apply_override(tree, o);
   resolve_interpolations(tree);
@@ -495,29 +486,15 @@ std::string dump(const YAML::Node& node) {
   return std::string(out.c_str()) + "\n";
 }
 
-namespace {
-void write_text_atomic(const fs::path& path, const std::string& text) {
-  const fs::path tmp = path.string() + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out << text;
-    if (!out.flush()) throw Error("cannot write '" + tmp.string() + "'");
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) throw Error("cannot move '" + tmp.string() + "' to '" + path.string() + "': " + ec.message());
-}
-}  // namespace
-
 void save_run_config(const std::string& run_dir, const YAML::Node& resolved,
                      const std::vector<std::string>& overrides) {
   std::error_code ec;
   fs::create_directories(run_dir, ec);
   if (ec) throw Error("cannot create run directory '" + run_dir + "': " + ec.message());
-  write_text_atomic(fs::path(run_dir) / "config.yaml", dump(resolved));
+  write_file_atomic((fs::path(run_dir) / "config.yaml").string(), dump(resolved));
   YAML::Node list(YAML::NodeType::Sequence);
   for (const auto& o : overrides) list.push_back(o);
-  write_text_atomic(fs::path(run_dir) / "overrides.yaml", dump(list));
+  write_file_atomic((fs::path(run_dir) / "overrides.yaml").string(), dump(list));
 }
 
 std::vector<std::string> changed_keys(const YAML::Node& before, const YAML::Node& after) {

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "losatok/core/error.h"
+#include "losatok/core/file_util.h"
 
 namespace losatok::io {
 
@@ -226,30 +227,6 @@ std::string serialize_safetensors(const std::map<std::string, torch::Tensor>& te
   out.reserve(out.size() + offset);
   for (const auto& c : data) out.append(static_cast<const char*>(c.data_ptr()), c.numel() * c.element_size());
   return out;
-}
-
-void write_file_atomic(const std::string& path, const std::string& bytes) {
-  namespace fs = std::filesystem;
-  const fs::path target(path);
-  if (target.has_parent_path()) fs::create_directories(target.parent_path());
-  const fs::path tmp = target.string() + ".tmp." + std::to_string(::getpid());
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw Error("cannot write '" + tmp.string() + "'");
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    out.flush();
-    if (!out) {
-      std::error_code ec;
-      fs::remove(tmp, ec);
-      throw Error("writing '" + path + "' failed (disk full?)");
-    }
-  }
-  std::error_code ec;
-  fs::rename(tmp, target, ec);
-  if (ec) {
-    fs::remove(tmp, ec);
-    throw Error("cannot move '" + tmp.string() + "' to '" + path + "': " + ec.message());
-  }
 }
 
 void save_safetensors(const std::string& path, const std::map<std::string, torch::Tensor>& tensors,

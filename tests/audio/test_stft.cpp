@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include "losatok/audio/stft.h"
+#include "losatok/core/error.h"
 #include "losatok/io/safetensors.h"
 #include "test_util.h"
 
@@ -40,4 +41,11 @@ TEST(Stft, SamePaddingMatchesVocosReference) {
   ASSERT_EQ(y.sizes(), want.sizes());
   EXPECT_LT(test::rel_l2(y, want), 1e-6);
   EXPECT_LT(test::max_abs_diff(y, want), 1e-4 * want.abs().max().item<double>());
+}
+
+TEST(Stft, SamePaddingRejectsAHopLargerThanTheWindowCanCover) {
+  auto w = hann_window(64);
+  auto spec = torch::randn({33, 10}, torch::kComplexFloat);
+  EXPECT_THROW(istft_same(spec, 64, 96, 64, w), Error);  // hop > window
+  EXPECT_THROW(istft_same(spec, 64, 64, 64, w), Error);  // no overlap: the Hann envelope has zeros
 }

@@ -43,7 +43,8 @@ std::vector<float> load_audio(const std::string& path, int sample_rate = 16000, 
                               double duration_seconds = -1.0, const std::string& quality = "hq");
 
 // Writes interleaved float samples; the container comes from the extension (.wav, .flac,
-// .ogg). `subtype`: pcm16 | pcm24 | float (WAV/FLAC ignore float where unsupported).
+// .ogg (Vorbis), .opus (8/12/16/24/48 kHz only), .mp3). `subtype`: pcm16 | pcm24 | float (WAV/FLAC ignore
+// float where unsupported).
 void write_audio(const std::string& path, const float* samples, int64_t frames, int channels, int sample_rate,
                  const std::string& subtype = "pcm16");
 inline void write_wav(const std::string& path, const std::vector<float>& mono, int sample_rate) {

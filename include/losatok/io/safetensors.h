@@ -51,7 +51,4 @@ std::string serialize_safetensors(const std::map<std::string, torch::Tensor>& te
 void save_safetensors(const std::string& path, const std::map<std::string, torch::Tensor>& tensors,
                       const std::map<std::string, std::string>& metadata = {});
 
-// Writes `bytes` to `path` atomically (temporary name in the same folder, then rename).
-void write_file_atomic(const std::string& path, const std::string& bytes);
-
 }  // namespace losatok::io
