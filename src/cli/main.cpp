@@ -33,7 +33,7 @@ int main(int argc, char** argv) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
     std::cerr << "losatok: error: " << e.what() << " (see losatok --help)" << std::endl;
-    return e.get_exit_code() == 0 ? 2 : e.get_exit_code();
+    return 2;
   }
   try {
     config::validate_all(ctx.runtime, "runtime");
