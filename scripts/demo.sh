@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD_DIR="${BUILD_DIR:-build}"
 OUT="${DEMO_DIR:-demo}"
-scripts/build.sh
+TARGETS=losatok scripts/build.sh
 bin="$BUILD_DIR/src/losatok"
 mkdir -p "$OUT/features"
 

@@ -39,16 +39,21 @@ BlasInfo detect_blas() {
   BlasInfo info;
   void* sgemm = dlsym(RTLD_DEFAULT, "sgemm_");
   Dl_info dl{};
+  void* provider = nullptr;  // handle of the library whose sgemm_ LibTorch calls
   if (sgemm && dladdr(sgemm, &dl) && dl.dli_fname) {
     std::error_code ec;
     const auto real = std::filesystem::canonical(dl.dli_fname, ec);
     info.library = ec ? dl.dli_fname : real.string();
+    provider = dlopen(dl.dli_fname, RTLD_LAZY | RTLD_NOLOAD);
   }
+  // Ask the provider itself: another BLAS may be loaded too (an LD_PRELOAD'ed reference BLAS
+  // beside OpenBLAS), and only the one that resolves sgemm_ matters.
+  auto provider_symbol = [&](const char* name) { return provider ? dlsym(provider, name) : nullptr; };
   const std::string lib = lower(info.library);
-  if (auto get_config = blas_symbol<char* (*)()>("openblas_get_config")) {
+  if (auto get_config = reinterpret_cast<char* (*)()>(provider_symbol("openblas_get_config"))) {
     info.name = "OpenBLAS";
     info.config = get_config();
-  } else if (lib.find("blis") != std::string::npos) {
+  } else if (provider_symbol("bli_info_get_version_str") || lib.find("blis") != std::string::npos) {
     info.name = "BLIS";
   } else if (lib.find("mkl") != std::string::npos) {
     info.name = "MKL";
@@ -64,10 +69,11 @@ BlasInfo detect_blas() {
   } else {
     info.name = "unknown";
   }
-  if (auto get_threads = blas_symbol<int (*)()>("openblas_get_num_threads"))
+  if (auto get_threads = reinterpret_cast<int (*)()>(provider_symbol("openblas_get_num_threads")))
     info.threads = get_threads();
-  else if (auto bli_get = blas_symbol<long (*)()>("bli_thread_get_num_threads"))
+  else if (auto bli_get = reinterpret_cast<long (*)()>(provider_symbol("bli_thread_get_num_threads")))
     info.threads = static_cast<int>(bli_get());
+  if (provider) dlclose(provider);
   return info;
 }
 
