@@ -13,6 +13,7 @@ void add_features_command(CLI::App& app, Context& ctx) {
   auto* sub = app.add_subcommand("features", "write a front end's log-mel (n_mels, frames) of an audio file");
   struct Opts {
     std::string frontend = "dasheng", input, output;
+    ConfigOptions config;  // front-end parameters: frontend.<name>.*, audio.*
   };
   auto o = std::make_shared<Opts>();
   sub->add_option("--frontend", o->frontend, "dasheng (64 mels, dB) or vocos (128 mels, log)")
@@ -20,10 +21,15 @@ void add_features_command(CLI::App& app, Context& ctx) {
       ->capture_default_str();
   sub->add_option("input", o->input, "audio file (any format libsndfile reads)")->required();
   sub->add_option("output", o->output, "output .safetensors")->required();
+  add_config_options(*sub, o->config);
   sub->callback([&ctx, o] {
     ctx.action = [o]() {
-      const MelConfig mc = o->frontend == "dasheng" ? MelConfig::dasheng() : MelConfig::vocos();
-      const std::vector<float> wave = audio::load_audio(o->input, mc.sample_rate);
+      bool printed = false;
+      const RootConfig cfg = resolve_root_config(o->config, printed);
+      if (printed) return 0;
+      const MelConfig& mc = o->frontend == "dasheng" ? cfg.frontend.dasheng : cfg.frontend.vocos;
+      const std::vector<float> wave =
+          audio::load_audio(o->input, cfg.audio.sample_rate, 0.0, -1.0, cfg.audio.resample_quality);
       const audio::LogMel frontend(mc);
       torch::NoGradGuard no_grad;
       const torch::Tensor x = torch::from_blob(const_cast<float*>(wave.data()),

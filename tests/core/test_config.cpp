@@ -239,6 +239,8 @@ TEST(Config, RootConfigValidates) {
   expect_error([] { read<RootConfig>(compose(to_yaml(RootConfig{}), {}, {"frontend.vocos.power=3"})); },
                {"frontend.vocos.power"});
   expect_error([] { read<RootConfig>(compose(to_yaml(RootConfig{}), {}, {"stage=pretrain"})); }, {"stage"});
+  expect_error([] { read<RootConfig>(compose(to_yaml(RootConfig{}), {}, {"audio.sample_rate=24000"})); },
+               {"frontend.dasheng.sample_rate", "audio.sample_rate"});
   RootConfig ok = read<RootConfig>(compose(to_yaml(RootConfig{}), {}, {"runtime.blas_threads=2"}));
   EXPECT_EQ(ok.runtime.blas_threads, 2);
 }

@@ -11,6 +11,7 @@ Writes:
                                and `vocos` (128-mel log) front ends of it
   istft_same.safetensors       a random spectrum and Vocos' same-padding iSTFT of it
   pt_*.pt + pt_expected.safetensors   torch.save files of several shapes and their tensors
+  sine_stereo_44k.wav          a short synthetic stereo WAV for the command-line tests
 """
 import collections
 import os
@@ -137,12 +138,30 @@ def make_pt(out_dir):
     st.save(os.path.join(out_dir, "pt_expected.safetensors"), expected)
 
 
+def make_cli_audio(out_dir):
+    """A 0.25 s 44.1 kHz stereo 16-bit WAV (440 Hz left, 660 Hz right) for the CLI tests."""
+    import math
+    import struct
+    import wave
+    rate, n = 44100, 11025
+    with wave.open(os.path.join(out_dir, "sine_stereo_44k.wav"), "wb") as w:
+        w.setnchannels(2)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        frames = b"".join(
+            struct.pack("<hh", int(12000 * math.sin(2 * math.pi * 440 * i / rate)),
+                        int(12000 * math.sin(2 * math.pi * 660 * i / rate)))
+            for i in range(n))
+        w.writeframes(frames)
+
+
 def main():
     audio_dir, out_dir = sys.argv[1], sys.argv[2]
     os.makedirs(out_dir, exist_ok=True)
     make_frontend(audio_dir, out_dir)
     make_istft(out_dir)
     make_pt(out_dir)
+    make_cli_audio(out_dir)
     print("fixtures written to", out_dir, "with torch", torch.__version__, "torchaudio", torchaudio.__version__)
 
 
