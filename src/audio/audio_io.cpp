@@ -100,23 +100,21 @@ std::vector<float> downmix(const AudioBuffer& audio) {
   return mono;
 }
 
+int resample_quality_index(const std::string& quality) {
+  static const char* kNames[] = {"quick", "low", "mq", "hq", "vhq"};
+  for (int i = 0; i < 5; ++i)
+    if (quality == kNames[i]) return i;
+  return -1;
+}
+
 std::vector<float> resample(const std::vector<float>& mono, int in_rate, int out_rate,
                             const std::string& quality) {
   if (in_rate <= 0 || out_rate <= 0) throw Error("resample: sample rates must be positive");
   if (in_rate == out_rate || mono.empty()) return mono;
-  unsigned long recipe = SOXR_HQ;
-  if (quality == "quick")
-    recipe = SOXR_QQ;
-  else if (quality == "low")
-    recipe = SOXR_LQ;
-  else if (quality == "mq")
-    recipe = SOXR_MQ;
-  else if (quality == "hq")
-    recipe = SOXR_HQ;
-  else if (quality == "vhq")
-    recipe = SOXR_VHQ;
-  else
-    throw Error("resample: unknown quality '" + quality + "' (quick, low, mq, hq, vhq)");
+  const int index = resample_quality_index(quality);
+  if (index < 0) throw Error("resample: unknown quality '" + quality + "' (quick, low, mq, hq, vhq)");
+  static const unsigned long kRecipes[] = {SOXR_QQ, SOXR_LQ, SOXR_MQ, SOXR_HQ, SOXR_VHQ};
+  const unsigned long recipe = kRecipes[index];
   const double ratio = static_cast<double>(out_rate) / in_rate;
   const std::size_t out_len =
       static_cast<std::size_t>(std::llround(static_cast<double>(mono.size()) * ratio));

@@ -33,8 +33,20 @@ torch::Tensor istft(const torch::Tensor& spec, int64_t n_fft, int64_t hop_length
                       /*return_complex=*/false);
 }
 
+namespace {
+// Vocos' same padding assumes the window fills the FFT frame (its ISTFT takes the first
+// win_length samples of each inverse FFT) and that frames overlap.
+void check_same_args(const char* fn, int64_t n_fft, int64_t hop_length, int64_t win_length) {
+  if (hop_length <= 0 || win_length != n_fft || hop_length > win_length)
+    throw Error(std::string(fn) + ": need win_length == n_fft and 0 < hop_length <= win_length, got n_fft " +
+                std::to_string(n_fft) + ", window " + std::to_string(win_length) + ", hop " +
+                std::to_string(hop_length));
+}
+}  // namespace
+
 torch::Tensor stft_same(const torch::Tensor& x, int64_t n_fft, int64_t hop_length, int64_t win_length,
                         const torch::Tensor& window) {
+  check_same_args("stft_same", n_fft, hop_length, win_length);
   const int64_t pad = (win_length - hop_length) / 2;
   torch::Tensor padded = F::pad(x.dim() == 1 ? x.unsqueeze(0) : x, F::PadFuncOptions({pad, pad}));
   torch::Tensor spec = torch::stft(padded, n_fft, hop_length, win_length, window, /*center=*/false, "reflect",
@@ -44,10 +56,7 @@ torch::Tensor stft_same(const torch::Tensor& x, int64_t n_fft, int64_t hop_lengt
 
 torch::Tensor istft_same(const torch::Tensor& spec_in, int64_t n_fft, int64_t hop_length, int64_t win_length,
                          const torch::Tensor& window) {
-  if (hop_length <= 0 || win_length <= 0 || win_length > n_fft || hop_length > win_length)
-    throw Error("istft_same: need 0 < hop_length <= win_length <= n_fft, got hop " +
-                std::to_string(hop_length) + ", window " + std::to_string(win_length) + ", n_fft " +
-                std::to_string(n_fft));
+  check_same_args("istft_same", n_fft, hop_length, win_length);
   const bool batched = spec_in.dim() == 3;
   torch::Tensor spec = batched ? spec_in : spec_in.unsqueeze(0);  // (B, F, T)
   if (spec.dim() != 3) throw Error("istft_same: expected (F, T) or (B, F, T)");

@@ -11,9 +11,14 @@
 namespace losatok::cli {
 
 // What main() hands every subcommand: options shared by all of them, and where the chosen
-// subcommand leaves its action (run after parsing, logging and runtime set-up).
+// subcommand leaves its action.
 struct Context {
-  RuntimeConfig runtime;  // from --threads / --blas-threads / --log-level (or a config file)
+  RuntimeConfig runtime;  // from --threads / --blas-threads / --log-level
+  // The same flags, only those given, as `runtime.*` overrides for config-driven commands.
+  std::vector<std::string> runtime_overrides;
+  // Config-driven commands set up logging and the runtime from their resolved config (in
+  // resolve_root_config); main() does it from the flags for the others.
+  bool config_driven = false;
   std::function<int()> action;
 };
 
@@ -25,8 +30,9 @@ struct ConfigOptions {
   bool print_config = false;
 };
 void add_config_options(CLI::App& sub, ConfigOptions& opts);
-// Composes and validates the root config; prints it and returns true when --print-config.
-RootConfig resolve_root_config(const ConfigOptions& opts, bool& printed);
+// Composes and validates the root config (files, then overrides, then the global runtime
+// flags), sets up logging and the runtime from it, and prints it when --print-config.
+RootConfig resolve_root_config(const ConfigOptions& opts, const Context& ctx);
 
 void add_features_command(CLI::App& app, Context& ctx);
 void add_config_command(CLI::App& app, Context& ctx);

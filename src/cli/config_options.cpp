@@ -6,6 +6,8 @@
 #include "commands.h"
 #include "losatok/core/config.h"
 #include "losatok/core/file_util.h"
+#include "losatok/core/logging.h"
+#include "losatok/core/runtime.h"
 
 namespace losatok::cli {
 
@@ -16,11 +18,14 @@ void add_config_options(CLI::App& sub, ConfigOptions& opts) {
   sub.add_flag("--print-config", opts.print_config, "print the resolved config and exit");
 }
 
-RootConfig resolve_root_config(const ConfigOptions& opts, bool& printed) {
-  const config::ConfigTree tree = config::compose(config::to_yaml(RootConfig{}), opts.files, opts.overrides);
+RootConfig resolve_root_config(const ConfigOptions& opts, const Context& ctx) {
+  std::vector<std::string> overrides = opts.overrides;
+  overrides.insert(overrides.end(), ctx.runtime_overrides.begin(), ctx.runtime_overrides.end());
+  const config::ConfigTree tree = config::compose(config::to_yaml(RootConfig{}), opts.files, overrides);
   RootConfig cfg = config::read<RootConfig>(tree);
-  printed = opts.print_config;
-  if (printed) std::cout << config::dump(config::to_yaml(cfg));
+  init_logging(cfg.runtime.log_level);
+  init_runtime(cfg.runtime);
+  if (opts.print_config) std::cout << config::dump(config::to_yaml(cfg));
   return cfg;
 }
 
@@ -32,11 +37,11 @@ void add_config_command(CLI::App& app, Context& ctx) {
   add_config_options(*sub, *opts);
   sub->add_option("--out,-o", *out, "also write the resolved YAML to this file");
   sub->callback([&ctx, opts, out] {
-    ctx.action = [opts, out]() {
-      bool printed = false;
+    ctx.config_driven = true;
+    ctx.action = [&ctx, opts, out]() {
       ConfigOptions o = *opts;
       o.print_config = true;
-      RootConfig cfg = resolve_root_config(o, printed);
+      const RootConfig cfg = resolve_root_config(o, ctx);
       if (!out->empty()) write_file_atomic(*out, config::dump(config::to_yaml(cfg)));
       return 0;
     };

@@ -23,10 +23,10 @@ void add_features_command(CLI::App& app, Context& ctx) {
   sub->add_option("output", o->output, "output .safetensors")->required();
   add_config_options(*sub, o->config);
   sub->callback([&ctx, o] {
-    ctx.action = [o]() {
-      bool printed = false;
-      const RootConfig cfg = resolve_root_config(o->config, printed);
-      if (printed) return 0;
+    ctx.config_driven = true;
+    ctx.action = [&ctx, o]() {
+      const RootConfig cfg = resolve_root_config(o->config, ctx);
+      if (o->config.print_config) return 0;
       const MelConfig& mc = o->frontend == "dasheng" ? cfg.frontend.dasheng : cfg.frontend.vocos;
       const std::vector<float> wave =
           audio::load_audio(o->input, cfg.audio.sample_rate, 0.0, -1.0, cfg.audio.resample_quality);

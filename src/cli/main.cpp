@@ -36,15 +36,21 @@ int main(int argc, char** argv) {
     return 2;
   }
   try {
-    config::validate_all(ctx.runtime, "runtime");
-    init_logging(ctx.runtime.log_level);
-    init_runtime(ctx.runtime);
+    for (const auto& [flag, key] : {std::pair<const char*, const char*>{"--threads", "threads"},
+                                    {"--blas-threads", "blas_threads"},
+                                    {"--log-level", "log_level"}}) {
+      if (app.get_option(flag)->count() > 0)
+        ctx.runtime_overrides.push_back(std::string("runtime.") + key + "=" +
+                                        app.get_option(flag)->as<std::string>());
+    }
+    if (!ctx.config_driven) {
+      config::validate_all(ctx.runtime, "runtime");
+      init_logging(ctx.runtime.log_level);
+      init_runtime(ctx.runtime);
+    }
     return ctx.action ? ctx.action() : 0;
   } catch (const std::exception& e) {
-    std::string msg = e.what();
-    // c10::Error carries a C++ backtrace after the first line; users get the first line.
-    if (auto nl = msg.find('\n'); nl != std::string::npos) msg = msg.substr(0, nl);
-    std::cerr << "losatok: error: " << msg << std::endl;
+    std::cerr << "losatok: error: " << first_line(e.what()) << std::endl;
     return 1;
   }
 }

@@ -47,14 +47,14 @@ int64_t parse_int(const YAML::Node& node, const std::string& path) {
   const std::string& s = node.Scalar();
   std::size_t used = 0;
   try {
-    const long long v = std::stoll(s, &used, 0);
+    const long long v = std::stoll(s, &used, 10);  // YAML 1.2: 010 is ten, not eight
     if (used == s.size()) return v;
   } catch (const std::exception&) {
   }
   // Accept integral floats written as 1e3 or 16000.0.
   try {
     const double d = std::stod(s, &used);
-    if (used == s.size() && d == static_cast<double>(static_cast<long long>(d)))
+    if (used == s.size() && std::fabs(d) < 9.2e18 && d == static_cast<double>(static_cast<long long>(d)))
       return static_cast<int64_t>(d);
   } catch (const std::exception&) {
   }
@@ -174,8 +174,12 @@ std::string resolve_default_path(const fs::path& base_dir, const std::string& en
 void load_recursive(ConfigTree& tree, const std::string& path, std::vector<std::string>& stack) {
   const std::string canonical =
       fs::exists(path) ? fs::weakly_canonical(path).string() : fs::path(path).string();
-  for (const auto& s : stack)
-    if (s == canonical) throw Error("config file '" + path + "' includes itself through defaults:");
+  for (const auto& s : stack) {
+    if (s != canonical) continue;
+    std::string chain;
+    for (const auto& f : stack) chain += f + " -> ";
+    throw Error("config file '" + path + "' includes itself through defaults: " + chain + canonical);
+  }
   if (!fs::exists(path)) {
     const std::string by = stack.empty() ? "" : " (listed in defaults: of '" + stack.back() + "')";
     throw Error("config file '" + path + "' does not exist" + by);
@@ -238,7 +242,34 @@ YAML::Node find(const YAML::Node& root, const std::string& dotted_path) {
 void merge(ConfigTree& tree, const YAML::Node& overlay, const std::string& source) {
   if (!overlay.IsDefined() || overlay.IsNull()) return;
   if (!overlay.IsMap()) throw ConfigError("", "the top level must be a map", source);
-  merge_nodes(tree.root, YAML::Clone(overlay), "", tree.origins, source);
+  merge_nodes(tree.root, deep_copy(overlay), "", tree.origins, source);
+}
+
+namespace {
+YAML::Node deep_copy_at(const YAML::Node& node, int depth) {
+  if (depth > 64) throw Error("config nested more than 64 levels deep (a recursive YAML alias?)");
+  switch (node.Type()) {
+    case YAML::NodeType::Map: {
+      YAML::Node out(YAML::NodeType::Map);
+      for (const auto& kv : node) out[kv.first.Scalar()] = deep_copy_at(kv.second, depth + 1);
+      return out;
+    }
+    case YAML::NodeType::Sequence: {
+      YAML::Node out(YAML::NodeType::Sequence);
+      for (const auto& item : node) out.push_back(deep_copy_at(item, depth + 1));
+      return out;
+    }
+    case YAML::NodeType::Scalar: {
+      return YAML::Node(node.Scalar());
+    }
+    case YAML::NodeType::Null: return YAML::Node(YAML::NodeType::Null);
+    default: return YAML::Node();
+  }
+}
+}  // namespace
+
+YAML::Node deep_copy(const YAML::Node& node) {
+  return deep_copy_at(node, 0);
 }
 
 ConfigTree load_config_file(const std::string& path) {
@@ -314,7 +345,6 @@ void apply_override(ConfigTree& tree, const std::string& expression) {
     case Mode::kAddOrSet: break;
   }
   YAML::Node value = parse_yaml(value_text, "override '" + expression + "'");
-  if (!value.IsDefined()) value = YAML::Node(YAML::NodeType::Null);
   erase_origins(tree.origins, key);
   parent[leaf] = value;
   record_origins(tree.origins, value, key, kSource);
@@ -349,19 +379,25 @@ void resolve_interpolations(ConfigTree& tree) {
       if (has_fallback) return YAML::Node(fallback);
       throw ConfigError(from, "environment variable '" + name + "' is not set", tree.origin_of(from));
     }
-    YAML::Node target = find(tree.root, ref);
-    if (!target.IsDefined())
-      throw ConfigError(from, "interpolation ${" + ref + "} names a key that does not exist",
-                        tree.origin_of(from));
-    if (state[ref] == 1)
-      throw ConfigError(from, "interpolation cycle through ${" + ref + "}", tree.origin_of(from));
-    if (state[ref] == 0) {
-      if (needs_interpolation(target)) {
-        state[ref] = 1;
-        assign(ref, interpolate(target.Scalar(), ref));
-        state[ref] = 2;
-      } else {
-        resolve_node(target, ref);
+    // Walk the path, resolving interpolated values on the way: `${a.c}` with `a: ${b}` needs
+    // `a` resolved first, whatever order the keys come in.
+    const auto parts = split_path(ref);
+    std::string prefix;
+    for (std::size_t i = 0; i < parts.size(); ++i) {
+      prefix = detail::join_path(prefix, parts[i]);
+      YAML::Node target = find(tree.root, prefix);
+      if (!target.IsDefined())
+        throw ConfigError(from, "interpolation ${" + ref + "} names a key that does not exist",
+                          tree.origin_of(from));
+      const bool last = i + 1 == parts.size();
+      if (needs_interpolation(target) || (last && state[prefix] == 1)) {
+        if (state[prefix] == 1)
+          throw ConfigError(from, "interpolation cycle through ${" + ref + "}", tree.origin_of(from));
+        state[prefix] = 1;
+        assign(prefix, interpolate(target.Scalar(), prefix));
+        state[prefix] = 2;
+      } else if (last && state[prefix] == 0) {
+        resolve_node(target, prefix);
       }
     }
     return find(tree.root, ref);
@@ -372,7 +408,7 @@ void resolve_interpolations(ConfigTree& tree) {
   interpolate = [&](const std::string& s, const std::string& path) -> YAML::Node {
     if (s.rfind(kInterpOpen, 0) == 0 && s.back() == '}' && s.find(kInterpOpen, 2) == std::string::npos &&
         s.find('}') == s.size() - 1)
-      return YAML::Clone(lookup(s.substr(2, s.size() - 3), path));
+      return deep_copy(lookup(s.substr(2, s.size() - 3), path));
     std::string out;
     std::size_t pos = 0;
     while (true) {

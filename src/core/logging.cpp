@@ -7,9 +7,13 @@
 
 namespace losatok {
 
+bool is_log_level(const std::string& level) {
+  return spdlog::level::from_str(level) != spdlog::level::off || level == "off";
+}
+
 void init_logging(const std::string& level) {
   const auto lvl = spdlog::level::from_str(level);
-  if (lvl == spdlog::level::off && level != "off")
+  if (!is_log_level(level))
     throw Error("unknown log level '" + level + "' (trace, debug, info, warn, error, off)");
   auto logger = spdlog::get("losatok");
   if (!logger) {

@@ -1,6 +1,9 @@
 // validate() of the root config sections.
 #include "losatok/core/run_config.h"
 
+#include "losatok/audio/audio_io.h"
+#include "losatok/core/logging.h"
+
 namespace losatok {
 
 using config::check;
@@ -11,16 +14,13 @@ void RuntimeConfig::validate() const {
   check(threads >= 0, "threads", "must be >= 0 (0 = all cores)");
   check(interop_threads >= 1, "interop_threads", "must be >= 1");
   check(blas_threads >= 0, "blas_threads", "must be >= 0 (0 = same as threads)");
-  check(log_level == "trace" || log_level == "debug" || log_level == "info" || log_level == "warn" ||
-            log_level == "error" || log_level == "off",
-        "log_level", "must be trace, debug, info, warn, error or off");
+  check(is_log_level(log_level), "log_level", "must be trace, debug, info, warn, error or off");
 }
 
 void AudioConfig::validate() const {
   check(sample_rate > 0, "sample_rate", "must be positive");
-  check(resample_quality == "quick" || resample_quality == "low" || resample_quality == "mq" ||
-            resample_quality == "hq" || resample_quality == "vhq",
-        "resample_quality", "must be quick, low, mq, hq or vhq");
+  check(audio::resample_quality_index(resample_quality) >= 0, "resample_quality",
+        "must be quick, low, mq, hq or vhq");
 }
 
 void MelConfig::validate() const {

@@ -18,9 +18,19 @@ namespace losatok {
 
 namespace {
 
-template <class F>
-F blas_symbol(const char* name) {
-  return reinterpret_cast<F>(dlsym(RTLD_DEFAULT, name));
+// The library whose sgemm_ LibTorch calls, as a dlopen handle (close it with dlclose) and
+// its resolved path. Another BLAS may be loaded beside it (an LD_PRELOAD'ed reference BLAS
+// next to OpenBLAS); only this one matters for speed and threads.
+void* blas_provider(std::string* path) {
+  void* sgemm = dlsym(RTLD_DEFAULT, "sgemm_");
+  Dl_info dl{};
+  if (!sgemm || !dladdr(sgemm, &dl) || !dl.dli_fname) return nullptr;
+  if (path) {
+    std::error_code ec;
+    const auto real = std::filesystem::canonical(dl.dli_fname, ec);
+    *path = ec ? dl.dli_fname : real.string();
+  }
+  return dlopen(dl.dli_fname, RTLD_LAZY | RTLD_NOLOAD);
 }
 
 std::string lower(std::string s) {
@@ -37,17 +47,7 @@ int physical_cores() {
 
 BlasInfo detect_blas() {
   BlasInfo info;
-  void* sgemm = dlsym(RTLD_DEFAULT, "sgemm_");
-  Dl_info dl{};
-  void* provider = nullptr;  // handle of the library whose sgemm_ LibTorch calls
-  if (sgemm && dladdr(sgemm, &dl) && dl.dli_fname) {
-    std::error_code ec;
-    const auto real = std::filesystem::canonical(dl.dli_fname, ec);
-    info.library = ec ? dl.dli_fname : real.string();
-    provider = dlopen(dl.dli_fname, RTLD_LAZY | RTLD_NOLOAD);
-  }
-  // Ask the provider itself: another BLAS may be loaded too (an LD_PRELOAD'ed reference BLAS
-  // beside OpenBLAS), and only the one that resolves sgemm_ matters.
+  void* provider = blas_provider(&info.library);
   auto provider_symbol = [&](const char* name) { return provider ? dlsym(provider, name) : nullptr; };
   const std::string lib = lower(info.library);
   if (auto get_config = reinterpret_cast<char* (*)()>(provider_symbol("openblas_get_config"))) {
@@ -78,15 +78,18 @@ BlasInfo detect_blas() {
 }
 
 bool set_blas_threads(int n) {
-  if (auto set = blas_symbol<void (*)(int)>("openblas_set_num_threads")) {
+  void* provider = blas_provider(nullptr);
+  if (!provider) return false;
+  bool done = false;
+  if (auto set = reinterpret_cast<void (*)(int)>(dlsym(provider, "openblas_set_num_threads"))) {
     set(n);
-    return true;
-  }
-  if (auto bli_set = blas_symbol<void (*)(long)>("bli_thread_set_num_threads")) {
+    done = true;
+  } else if (auto bli_set = reinterpret_cast<void (*)(long)>(dlsym(provider, "bli_thread_set_num_threads"))) {
     bli_set(n);
-    return true;
+    done = true;
   }
-  return false;
+  dlclose(provider);
+  return done;
 }
 
 void set_openmp_wait_policy_and_reexec(char** argv) {
@@ -125,7 +128,8 @@ RuntimeInfo init_runtime(const RuntimeConfig& cfg) {
       // LibTorch refuses once the pool has started; the first setting stays.
     }
   }
-  set_blas_threads(cfg.blas_threads > 0 ? cfg.blas_threads : threads);
+  if (!set_blas_threads(cfg.blas_threads > 0 ? cfg.blas_threads : threads) && cfg.blas_threads > 0)
+    spdlog::warn("runtime.blas_threads={} ignored: this BLAS has no thread control", cfg.blas_threads);
 
   const torch::Device device = resolve_device(cfg.device);
   RuntimeInfo info;

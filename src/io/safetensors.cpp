@@ -19,13 +19,8 @@ namespace losatok::io {
 namespace {
 
 static_assert(sizeof(void*) == 8, "64-bit hosts only");
-
-bool host_is_little_endian() {
-  const uint16_t x = 1;
-  unsigned char b;
-  std::memcpy(&b, &x, 1);
-  return b == 1;
-}
+// safetensors data is little-endian and is copied as is.
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "little-endian hosts only");
 
 struct DtypeInfo {
   const char* name;
@@ -66,7 +61,15 @@ uint64_t read_u64_le(const unsigned char* p) {
 uint64_t as_u64(const nlohmann::json& j, const std::string& what, const std::string& ctx) {
   if (j.is_number_unsigned()) return j.get<uint64_t>();
   if (j.is_number_integer() && j.get<int64_t>() >= 0) return static_cast<uint64_t>(j.get<int64_t>());
-  bad(what, ctx + " must be a non-negative integer, got " + j.dump());
+  bad(what, ctx + " must be a non-negative integer, got a " + std::string(j.type_name()));
+}
+
+// The 8-byte header length N, checked against the file size; returns N.
+uint64_t check_header_length(const unsigned char* prefix, uint64_t file_size, const std::string& what) {
+  const uint64_t n = read_u64_le(prefix);
+  if (n > kMaxSafetensorsHeader) bad(what, "header length " + std::to_string(n) + " exceeds 100 MiB");
+  if (n > file_size - 8) bad(what, "header length " + std::to_string(n) + " exceeds the file size");
+  return n;
 }
 
 torch::Tensor tensor_from_bytes(const TensorEntry& e, const char* bytes) {
@@ -82,7 +85,16 @@ SafetensorsHeader parse_safetensors_header(const char* json, std::size_t json_si
                                            const std::string& what) {
   nlohmann::json root;
   try {
-    root = nlohmann::json::parse(json, json + json_size);
+    // The header is {name: {dtype, shape: [..], data_offsets: [..]}}: three levels. Deeper
+    // nesting is refused while parsing, before it can cost memory or stack.
+    const nlohmann::json::parser_callback_t max_depth = [](int depth, nlohmann::json::parse_event_t,
+                                                           nlohmann::json&) {
+      if (depth > 3) throw std::length_error("nested deeper than a safetensors header");
+      return true;
+    };
+    root = nlohmann::json::parse(json, json + json_size, max_depth);
+  } catch (const std::length_error&) {
+    bad(what, "header JSON is nested deeper than a safetensors header can be");
   } catch (const nlohmann::json::exception& e) {
     bad(what, std::string("header is not valid JSON (") + e.what() + ")");
   }
@@ -139,17 +151,22 @@ SafetensorsHeader parse_safetensors_header(const char* json, std::size_t json_si
   std::sort(by_offset.begin(), by_offset.end(), [](const TensorEntry* a, const TensorEntry* b) {
     return a->begin < b->begin || (a->begin == b->begin && a->end < b->end);
   });
-  for (std::size_t i = 1; i < by_offset.size(); ++i) {
-    const auto* prev = by_offset[i - 1];
-    const auto* cur = by_offset[i];
-    if (cur->begin < prev->end && cur->end > cur->begin)
-      bad(what, "tensors '" + prev->name + "' and '" + cur->name + "' overlap");
+  // Compare each range with the furthest end seen so far, not only with its predecessor.
+  const TensorEntry* furthest = nullptr;
+  for (const auto* cur : by_offset) {
+    if (cur->end == cur->begin) continue;  // empty tensors occupy no bytes
+    if (furthest && cur->begin < furthest->end)
+      bad(what, "tensors '" + furthest->name + "' and '" + cur->name + "' overlap");
+    if (!furthest || cur->end > furthest->end) furthest = cur;
   }
   return header;
 }
 
-SafetensorsHeader read_safetensors_header(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
+namespace {
+
+// Opens `path` and validates its header; `in` is left open for reading the data.
+SafetensorsHeader open_safetensors(const std::string& path, std::ifstream& in) {
+  in.open(path, std::ios::binary);
   if (!in) throw Error("cannot open safetensors file '" + path + "'");
   const std::string what = "'" + path + "'";
   std::error_code ec;
@@ -158,9 +175,7 @@ SafetensorsHeader read_safetensors_header(const std::string& path) {
   if (file_size < 8) bad(what, "shorter than the 8-byte header length");
   unsigned char len_bytes[8];
   in.read(reinterpret_cast<char*>(len_bytes), 8);
-  const uint64_t n = read_u64_le(len_bytes);
-  if (n > kMaxSafetensorsHeader) bad(what, "header length " + std::to_string(n) + " exceeds 100 MiB");
-  if (n > file_size - 8) bad(what, "header length " + std::to_string(n) + " exceeds the file size");
+  const uint64_t n = check_header_length(len_bytes, file_size, what);
   std::string json(n, '\0');
   in.read(json.data(), static_cast<std::streamsize>(n));
   if (!in) bad(what, "could not read the header");
@@ -169,19 +184,25 @@ SafetensorsHeader read_safetensors_header(const std::string& path) {
   return h;
 }
 
+}  // namespace
+
+SafetensorsHeader read_safetensors_header(const std::string& path) {
+  std::ifstream in;
+  return open_safetensors(path, in);
+}
+
 SafetensorsData load_safetensors(const std::string& path) {
-  if (!host_is_little_endian()) throw Error("safetensors: big-endian hosts are not supported");
-  const SafetensorsHeader h = read_safetensors_header(path);
-  std::ifstream in(path, std::ios::binary);
+  std::ifstream in;
+  const SafetensorsHeader h = open_safetensors(path, in);
   SafetensorsData out;
   out.metadata = h.metadata;
-  std::vector<char> buf;
   for (const auto& e : h.tensors) {
-    buf.resize(e.end - e.begin);
+    // Read straight into the tensor's memory.
+    torch::Tensor t = torch::empty(e.shape, torch::TensorOptions().dtype(dtype_by_name(e.dtype)->type));
     in.seekg(static_cast<std::streamoff>(h.data_offset + e.begin));
-    in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
+    in.read(static_cast<char*>(t.data_ptr()), static_cast<std::streamsize>(e.end - e.begin));
     if (!in) bad("'" + path + "'", "could not read tensor '" + e.name + "'");
-    out.tensors.emplace(e.name, tensor_from_bytes(e, buf.data()));
+    out.tensors.emplace(e.name, std::move(t));
   }
   return out;
 }
@@ -189,9 +210,7 @@ SafetensorsData load_safetensors(const std::string& path) {
 SafetensorsData load_safetensors_buffer(const void* data, std::size_t size, const std::string& what) {
   const auto* p = static_cast<const unsigned char*>(data);
   if (size < 8) bad(what, "shorter than the 8-byte header length");
-  const uint64_t n = read_u64_le(p);
-  if (n > kMaxSafetensorsHeader) bad(what, "header length exceeds 100 MiB");
-  if (n > size - 8) bad(what, "header length exceeds the file size");
+  const uint64_t n = check_header_length(p, size, what);
   const SafetensorsHeader h =
       parse_safetensors_header(reinterpret_cast<const char*>(p + 8), n, size - 8 - n, what);
   SafetensorsData out;
@@ -218,7 +237,8 @@ std::string serialize_safetensors(const std::map<std::string, torch::Tensor>& te
     offset += bytes;
     data.push_back(c);
   }
-  std::string json = header.dump();
+  // Metadata may carry file names that are not UTF-8: replace bad bytes rather than fail.
+  std::string json = header.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   json.append((8 - json.size() % 8) % 8, ' ');  // align the data section to 8 bytes
   std::string out(8, '\0');
   uint64_t n = json.size();

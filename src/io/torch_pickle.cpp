@@ -9,6 +9,7 @@
 #include <cstring>
 #include <memory>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "losatok/core/error.h"
 
@@ -43,6 +44,30 @@ struct PyObj {
   std::vector<PyRef> items;
   std::vector<std::pair<PyRef, PyRef>> dict;
   torch::Tensor tensor;  // kTensor, or the flat storage for kStorage
+
+  PyObj() = default;
+  PyObj(const PyObj&) = delete;
+  PyObj& operator=(const PyObj&) = delete;
+  // Iterative teardown: a hostile pickle can nest containers a million deep (one byte per
+  // level), and the default recursive destructor would overflow the stack.
+  ~PyObj() {
+    std::vector<PyRef> pending;
+    auto take_children = [&pending](PyObj& o) {
+      for (auto& c : o.items) pending.push_back(std::move(c));
+      for (auto& kv : o.dict) {
+        pending.push_back(std::move(kv.first));
+        pending.push_back(std::move(kv.second));
+      }
+      o.items.clear();
+      o.dict.clear();
+    };
+    take_children(*this);
+    while (!pending.empty()) {
+      PyRef p = std::move(pending.back());
+      pending.pop_back();
+      if (p && p.use_count() == 1) take_children(*p);
+    }
+  }
 };
 
 PyRef make(PyObj::Kind k) {
@@ -73,6 +98,14 @@ class Unpickler {
  public:
   Unpickler(const char* data, std::size_t size, std::string what, const StorageRecords& records)
       : p_(data), end_(data + size), what_(std::move(what)), records_(records) {}
+  ~Unpickler() {
+    for (auto& c : containers_) {
+      c->items.clear();
+      c->dict.clear();
+    }
+  }
+  Unpickler(const Unpickler&) = delete;
+  Unpickler& operator=(const Unpickler&) = delete;
 
   PyRef run() {
     while (true) {
@@ -94,11 +127,15 @@ class Unpickler {
         case 0x8a: push_int(long_n(u8())); break;   // LONG1
         case 0x8b: push_int(long_n(le(4))); break;  // LONG4
         case 'G': push_float(); break;
-        case 'X': push(make_str(PyObj::Kind::kStr, bytes(le(4)))); break;
-        case 0x8c: push(make_str(PyObj::Kind::kStr, bytes(u8()))); break;
+        case 'X':  // BINUNICODE
+        case 'T':  // BINSTRING
+          push(make_str(PyObj::Kind::kStr, bytes(le(4))));
+          break;
+        case 0x8c:  // SHORT_BINUNICODE
+        case 'U':   // SHORT_BINSTRING
+          push(make_str(PyObj::Kind::kStr, bytes(u8())));
+          break;
         case 0x8d: push(make_str(PyObj::Kind::kStr, bytes(le(8)))); break;
-        case 'T': push(make_str(PyObj::Kind::kStr, bytes(le(4)))); break;
-        case 'U': push(make_str(PyObj::Kind::kStr, bytes(u8()))); break;
         case 'B': push(make_str(PyObj::Kind::kBytes, bytes(le(4)))); break;
         case 'C': push(make_str(PyObj::Kind::kBytes, bytes(u8()))); break;
         case 0x8e: push(make_str(PyObj::Kind::kBytes, bytes(le(8)))); break;
@@ -110,7 +147,9 @@ class Unpickler {
         case '0': pop(); break;
         case '1': pop_mark(); break;
         case '2': push(top()); break;
-        case 'l': {
+        case 'l':   // LIST
+        case 0x91:  // FROZENSET: a list is all a state dict needs
+        {
           auto l = make(PyObj::Kind::kList);
           l->items = pop_mark();
           push(l);
@@ -147,25 +186,15 @@ class Unpickler {
           list_target()->items.push_back(v);
           break;
         }
-        case 'e': {
+        case 'e':   // APPENDS
+        case 0x90:  // ADDITEMS (to a set, kept as a list)
+        {
           auto vs = pop_mark();
           auto l = list_target();
           l->items.insert(l->items.end(), vs.begin(), vs.end());
           break;
         }
         case 0x8f: push(make(PyObj::Kind::kList)); break;  // EMPTY_SET
-        case 0x90: {
-          auto vs = pop_mark();
-          auto l = list_target();
-          l->items.insert(l->items.end(), vs.begin(), vs.end());
-          break;
-        }
-        case 0x91: {
-          auto l = make(PyObj::Kind::kList);
-          l->items = pop_mark();
-          push(l);
-          break;
-        }  // FROZENSET
         case 'c': {
           std::string m = line();
           std::string n = line();
@@ -248,7 +277,13 @@ class Unpickler {
     if (n < 8 && (v >> (8 * n - 1)) & 1) v |= ~uint64_t{0} << (8 * n);  // sign-extend
     return static_cast<int64_t>(v);
   }
-  void push(PyRef v) { stack_.push_back(std::move(v)); }
+  void push(PyRef v) {
+    // Remember containers so that ~Unpickler can break reference cycles (a dict that holds
+    // itself through the memo) which shared_ptr alone would leak.
+    if (v->kind == PyObj::Kind::kList || v->kind == PyObj::Kind::kTuple || v->kind == PyObj::Kind::kDict)
+      containers_.push_back(v);
+    stack_.push_back(std::move(v));
+  }
   void push_bool(bool b) {
     auto v = make(PyObj::Kind::kBool);
     v->b = b;
@@ -351,6 +386,7 @@ class Unpickler {
     auto s = make(PyObj::Kind::kStorage);
     s->tensor = torch::empty({numel}, torch::TensorOptions().dtype(dtype));
     if (need_bytes) std::memcpy(s->tensor.data_ptr(), bytes, need_bytes);
+    storage_bytes_ += need_bytes;
     storages_[key] = s;
     return s;
   }
@@ -363,15 +399,25 @@ class Unpickler {
     const auto stride = int_tuple(a[3], "tensor stride");
     if (size.size() != stride.size()) fail("tensor size and stride differ in length");
     int64_t last = offset;
+    int64_t numel = 1;
     bool empty = false;
     for (std::size_t d = 0; d < size.size(); ++d) {
       if (size[d] < 0 || stride[d] < 0) fail("negative tensor size or stride");
-      if (size[d] == 0)
-        empty = true;
-      else
-        last += (size[d] - 1) * stride[d];
+      if (size[d] == 0) empty = true;
+      int64_t step = 0;
+      if (size[d] > 0 &&
+          (__builtin_mul_overflow(size[d] - 1, stride[d], &step) ||
+           __builtin_add_overflow(last, step, &last) || __builtin_mul_overflow(numel, size[d], &numel)))
+        fail("tensor size or stride overflows");
     }
+    if (empty) numel = 0;
     if (offset < 0 || (!empty && last >= storage.numel())) fail("tensor view exceeds its storage");
+    // Views may repeat storage elements (stride 0) and one storage may back many tensors:
+    // bound what we build to a multiple of what the file holds, against amplification.
+    const uint64_t view_bytes = static_cast<uint64_t>(numel) * storage.element_size();
+    materialized_bytes_ += view_bytes;
+    if (materialized_bytes_ > 16 * storage_bytes_ + (uint64_t{64} << 20))
+      fail("tensors built from the storages exceed 16x the bytes stored (a hostile view?)");
     auto t = make(PyObj::Kind::kTensor);
     t->tensor =
         empty ? torch::empty(size, storage.options()) : storage.as_strided(size, stride, offset).clone();
@@ -391,8 +437,19 @@ class Unpickler {
         return a[0];
       }
       if (name == "torch._tensor._rebuild_from_type_v2" || name == "torch._tensor._rebuild_from_type") {
-        if (a.size() < 3) fail("bad _rebuild_from_type arguments");
-        return reduce(a[0], a[2]);
+        // (func, type, args, state): apply func to args. Unwrapped in a loop, not recursion.
+        PyRef inner_fn = fn, inner_args = args;
+        for (int level = 0; level < 16; ++level) {
+          if (inner_args->kind != PyObj::Kind::kTuple || inner_args->items.size() < 3)
+            fail("bad _rebuild_from_type arguments");
+          PyRef next_fn = inner_args->items[0], next_args = inner_args->items[2];
+          inner_fn = next_fn;
+          inner_args = next_args;
+          if (inner_fn->s != "torch._tensor._rebuild_from_type_v2" &&
+              inner_fn->s != "torch._tensor._rebuild_from_type")
+            return reduce(inner_fn, inner_args);
+        }
+        fail("_rebuild_from_type nested too deeply");
       }
     }
     return make_str(PyObj::Kind::kObject, name);
@@ -407,6 +464,9 @@ class Unpickler {
   std::vector<std::size_t> marks_;
   std::vector<PyRef> memo_;
   std::unordered_map<std::string, PyRef> storages_;
+  std::vector<PyRef> containers_;
+  uint64_t storage_bytes_ = 0;       // bytes read from storage records
+  uint64_t materialized_bytes_ = 0;  // bytes of tensors built from them
 };
 
 const PyRef* dict_get(const PyRef& d, const std::string& key) {
@@ -415,8 +475,13 @@ const PyRef* dict_get(const PyRef& d, const std::string& key) {
   return nullptr;
 }
 
-void flatten(const PyRef& node, const std::string& prefix, TorchStateDict& out, int depth) {
-  if (depth > 64) throw Error("torch checkpoint: dicts nested more than 64 deep");
+// Dicts reached twice (shared through the memo, or holding themselves) are refused: a few
+// bytes of pickle could otherwise fan out into an exponential walk.
+void flatten(const PyRef& node, const std::string& prefix, TorchStateDict& out, int depth,
+             std::unordered_set<const PyObj*>& seen, const std::string& what) {
+  if (depth > 64) throw Error("torch checkpoint " + what + ": dicts nested more than 64 deep");
+  if (!seen.insert(node.get()).second)
+    throw Error("torch checkpoint " + what + ": dict '" + prefix + "' appears more than once");
   for (const auto& [k, v] : node->dict) {
     std::string key;
     if (k->kind == PyObj::Kind::kStr)
@@ -429,7 +494,7 @@ void flatten(const PyRef& node, const std::string& prefix, TorchStateDict& out, 
     if (v->kind == PyObj::Kind::kTensor)
       out.tensors[name] = v->tensor;
     else if (v->kind == PyObj::Kind::kDict)
-      flatten(v, name, out, depth + 1);
+      flatten(v, name, out, depth + 1, seen, what);
     else
       out.skipped.push_back(name);
   }
@@ -457,16 +522,12 @@ class ArchiveRecords : public StorageRecords {
   mutable at::DataPtr last_;
 };
 
-std::string first_line(const c10::Error& e) {
-  std::string msg = e.what_without_backtrace();
-  if (auto nl = msg.find('\n'); nl != std::string::npos) msg = msg.substr(0, nl);
-  return msg;
-}
-
 }  // namespace
 
-TorchStateDict unpickle_state_dict(const char* pickle, std::size_t size, const StorageRecords& records,
-                                   const std::string& what, const std::string& key) {
+namespace {
+
+TorchStateDict unpickle_unchecked(const char* pickle, std::size_t size, const StorageRecords& records,
+                                  const std::string& what, const std::string& key) {
   Unpickler up(pickle, size, what, records);
   const PyRef root = up.run();
   if (root->kind != PyObj::Kind::kDict)
@@ -482,8 +543,22 @@ TorchStateDict unpickle_state_dict(const char* pickle, std::size_t size, const S
     selected = *sd;
   }
   TorchStateDict out;
-  flatten(selected, "", out, 0);
+  std::unordered_set<const PyObj*> seen;
+  flatten(selected, "", out, 0, seen, what);
   return out;
+}
+
+}  // namespace
+
+TorchStateDict unpickle_state_dict(const char* pickle, std::size_t size, const StorageRecords& records,
+                                   const std::string& what, const std::string& key) {
+  try {
+    return unpickle_unchecked(pickle, size, records, what, key);
+  } catch (const c10::Error& e) {  // tensor construction on hostile shapes
+    throw Error("corrupt torch checkpoint " + what + ": " + first_line(e.what_without_backtrace()));
+  } catch (const std::bad_alloc&) {
+    throw Error("corrupt torch checkpoint " + what + ": out of memory while rebuilding tensors");
+  }
 }
 
 TorchStateDict load_torch_state_dict(const std::string& path, const std::string& key) {
@@ -495,7 +570,7 @@ TorchStateDict load_torch_state_dict(const std::string& path, const std::string&
     throw Error("cannot read torch checkpoint " + what +
                 " (not a torch.save zip archive, or truncated; files from torch < 1.6 must be "
                 "re-saved): " +
-                first_line(e));
+                first_line(e.what_without_backtrace()));
   }
   try {
     if (!archive->hasRecord("data.pkl")) throw Error("torch checkpoint " + what + " has no data.pkl");
@@ -503,7 +578,7 @@ TorchStateDict load_torch_state_dict(const std::string& path, const std::string&
     const ArchiveRecords records(*archive);
     return unpickle_state_dict(static_cast<const char*>(ptr.get()), size, records, what, key);
   } catch (const c10::Error& e) {
-    throw Error("corrupt torch checkpoint " + what + ": " + first_line(e));
+    throw Error("corrupt torch checkpoint " + what + ": " + first_line(e.what_without_backtrace()));
   }
 }
 

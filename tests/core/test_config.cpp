@@ -273,3 +273,41 @@ TEST(Config, SaveRunConfigWritesResolvedTreeAndOverrides) {
   apply_override(resumed, "model.lr=0.5");
   EXPECT_EQ(changed_keys(back.root, resumed.root), (std::vector<std::string>{"model.lr"}));
 }
+
+struct Signed {
+  int64_t seed = 0;
+  int offset = 0;
+  template <class V>
+  void visit(V& v) {
+    v("seed", seed);
+    v("offset", offset);
+  }
+};
+
+TEST(Config, NegativeAndDecimalIntegers) {
+  Signed s = read<Signed>(compose(to_yaml(Signed{}), {}, {"seed=-1", "offset=010"}));
+  EXPECT_EQ(s.seed, -1);
+  EXPECT_EQ(s.offset, 10);  // YAML 1.2: no octal from a leading zero
+  expect_error([] { read<Signed>(compose(to_yaml(Signed{}), {}, {"offset=1e30"})); }, {"offset"});
+  expect_error([] { read<Signed>(compose(to_yaml(Signed{}), {}, {"offset=3000000000"})); }, {"out of range"});
+  // threads=-1 fails in validate(), with its own message.
+  expect_error([] { read<RootConfig>(compose(to_yaml(RootConfig{}), {}, {"runtime.threads=-1"})); },
+               {"runtime.threads", "must be >= 0"});
+}
+
+TEST(Config, AliasesAreCopiedNotShared) {
+  TempDir tmp;
+  write_text(tmp.path("a.yaml"), "model: &m {depth: 3, lr: 0.5}\nextra: *m\n");
+  ConfigTree tree = compose(to_yaml(Outer{}), {tmp.path("a.yaml")}, {"model.depth=9"});
+  EXPECT_EQ(find(tree.root, "model.depth").as<int>(), 9);
+  EXPECT_EQ(find(tree.root, "extra.depth").as<int>(), 3);
+}
+
+TEST(Config, InterpolationThroughAnInterpolatedMapAnyOrder) {
+  TempDir tmp;
+  // `name` is visited before `src`, whose value is itself a reference to a map.
+  write_text(tmp.path("o.yaml"), "name: d${src.depth}\nsrc: ${model}\nmodel:\n  depth: 4\n");
+  ConfigTree tree = compose(to_yaml(Outer{}), {tmp.path("o.yaml")}, {});
+  EXPECT_EQ(find(tree.root, "name").as<std::string>(), "d4");
+  EXPECT_EQ(find(tree.root, "src.depth").as<int>(), 4);
+}

@@ -125,6 +125,17 @@ TEST(Safetensors, RejectsCorruptFiles) {
                              data),
                  "overflow");
   expect_corrupt(with_header(R"({"__metadata__": {"k": 3}})", data), "not a string");
+  // Overlap hidden behind a zero-length entry and a short neighbour: C overlaps A.
+  expect_corrupt(with_header(R"({"a": {"dtype": "U8", "shape": [12], "data_offsets": [0, 12]},
+                                 "b": {"dtype": "U8", "shape": [0], "data_offsets": [4, 4]},
+                                 "c": {"dtype": "U8", "shape": [2], "data_offsets": [6, 8]}})",
+                             data),
+                 "overlap");
+  // Deeply nested JSON must be refused while parsing, not crash the reader.
+  expect_corrupt(with_header(R"({"a": {"dtype": "F32", "shape": )" + std::string(200000, '[') +
+                                 std::string(200000, ']') + R"(, "data_offsets": [0, 16]}})",
+                             data),
+                 "nested deeper");
   expect_corrupt(with_header(R"({"a": {"dtype": "F32", "shape": [4], "data_offsets": [0]}})", data),
                  "data_offsets");
 }

@@ -33,6 +33,9 @@ AudioBuffer read_audio(const std::string& path, double offset_seconds = 0.0, dou
 // Mean over channels.
 std::vector<float> downmix(const AudioBuffer& audio);
 
+// Index of a libsoxr quality name (quick, low, mq, hq, vhq), -1 when unknown.
+int resample_quality_index(const std::string& quality);
+
 // libsoxr one-shot resampling of a mono signal; quality: quick | low | mq | hq | vhq.
 std::vector<float> resample(const std::vector<float>& mono, int in_rate, int out_rate,
                             const std::string& quality = "hq");

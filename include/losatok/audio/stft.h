@@ -17,9 +17,9 @@ torch::Tensor stft(const torch::Tensor& x, int64_t n_fft, int64_t hop_length, in
 torch::Tensor istft(const torch::Tensor& spec, int64_t n_fft, int64_t hop_length, int64_t win_length,
                     const torch::Tensor& window, int64_t length = 0);
 
-// Vocos "same" padding. Analysis: pad (win - hop)/2 zeros both sides, frames without
-// centring. Synthesis: irfft -> window -> overlap-add -> divide by the overlap-added squared
-// window (the envelope) -> trim the padding, so T frames give T * hop samples.
+// Vocos "same" padding (win_length must equal n_fft). Analysis: pad (win - hop)/2 zeros both sides, frames
+// without centring. Synthesis: irfft -> window -> overlap-add -> divide by the overlap-added squared window
+// (the envelope) -> trim the padding, so T frames give T * hop samples.
 torch::Tensor stft_same(const torch::Tensor& x, int64_t n_fft, int64_t hop_length, int64_t win_length,
                         const torch::Tensor& window);
 torch::Tensor istft_same(const torch::Tensor& spec, int64_t n_fft, int64_t hop_length, int64_t win_length,

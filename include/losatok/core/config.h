@@ -18,6 +18,11 @@
 
 namespace losatok::config {
 
+// A copy of `node` made of fresh nodes. Unlike YAML::Clone it shares nothing, not even
+// through YAML anchors/aliases (`b: *a`), so an override of `a.x` never changes `b.x`;
+// a self-referencing alias is an error instead of a cycle.
+YAML::Node deep_copy(const YAML::Node& node);
+
 // A composed config: the YAML map plus, for every path set along the way, where it came from
 // ("defaults", a file name, "command line").
 // Copies are deep: yaml-cpp nodes are references, and an edit to a copy (a resumed run's
@@ -27,12 +32,18 @@ struct ConfigTree {
   std::map<std::string, std::string> origins;
 
   ConfigTree() = default;
-  ConfigTree(const ConfigTree& other) : root(YAML::Clone(other.root)), origins(other.origins) {}
+  ConfigTree(const ConfigTree& other) : root(deep_copy(other.root)), origins(other.origins) {}
   ConfigTree& operator=(const ConfigTree& other) {
     if (this != &other) {
-      root.reset(YAML::Clone(other.root));  // `root = ...` would write into the shared node
+      root.reset(deep_copy(other.root));  // `root = ...` would write into the shared node
       origins = other.origins;
     }
+    return *this;
+  }
+  ConfigTree(ConfigTree&& other) noexcept : origins(std::move(other.origins)) { root.reset(other.root); }
+  ConfigTree& operator=(ConfigTree&& other) noexcept {
+    root.reset(other.root);
+    origins = std::move(other.origins);
     return *this;
   }
 
@@ -184,7 +195,7 @@ class Reader {
     } else if constexpr (std::is_integral_v<T>) {
       const int64_t v = detail::parse_int(node, path);
       if (v < static_cast<int64_t>(std::numeric_limits<T>::min()) ||
-          static_cast<uint64_t>(v) > static_cast<uint64_t>(std::numeric_limits<T>::max()))
+          (v > 0 && static_cast<uint64_t>(v) > static_cast<uint64_t>(std::numeric_limits<T>::max())))
         throw ConfigError(path, "integer " + std::to_string(v) + " out of range");
       value = static_cast<T>(v);
     } else if constexpr (std::is_floating_point_v<T>) {
@@ -192,7 +203,7 @@ class Reader {
     } else if constexpr (std::is_same_v<T, std::string>) {
       value = detail::parse_string(node, path);
     } else if constexpr (std::is_same_v<T, YAML::Node>) {
-      value = YAML::Clone(node);  // free-form section
+      value = deep_copy(node);  // free-form section
     } else {
       static_assert(sizeof(T) == 0, "unsupported config field type");
     }
@@ -231,7 +242,7 @@ class Writer {
       for (const auto& kv : value) n[kv.first] = to_node(kv.second);
       return n;
     } else if constexpr (std::is_same_v<T, YAML::Node>) {
-      return YAML::Clone(value);
+      return deep_copy(value);
     } else if constexpr (std::is_floating_point_v<T>) {
       return YAML::Node(detail::shortest_float(static_cast<double>(value)));
     } else {

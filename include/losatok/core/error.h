@@ -38,4 +38,9 @@ class ConfigError : public Error {
   std::string path_, message_, origin_;
 };
 
+// The first line of a message: LibTorch's c10::Error appends a C++ backtrace after it.
+inline std::string first_line(const std::string& message) {
+  return message.substr(0, message.find('\n'));
+}
+
 }  // namespace losatok

@@ -7,6 +7,9 @@
 
 namespace losatok {
 
+// True for the level names below.
+bool is_log_level(const std::string& level);
+
 // Level names: trace, debug, info, warn, error, off. Throws losatok::Error on an unknown one.
 void init_logging(const std::string& level = "info");
 
