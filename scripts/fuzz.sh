@@ -29,7 +29,7 @@ for target in safetensors torch_pickle; do
   dir="$corpus/${target/torch_/}"
   log="$corpus/$target.log"
   echo "fuzz.sh: fuzz_$target for $seconds s"
-  if ! "build-fuzz/tests/fuzz/fuzz_$target" -max_total_time="$seconds" -rss_limit_mb=4096 -max_len=8192 \
+  if ! "build-fuzz/tests/fuzz/fuzz_$target" -max_total_time="$seconds" -rss_limit_mb=4096 -max_len=65536 \
     -print_final_stats=1 "$dir" >"$log" 2>&1; then
     grep -E "ERROR|SUMMARY|Test unit written" "$log" >&2
     echo "fuzz.sh: fuzz_$target failed; the reproducer (crash-*) is in $PWD" >&2
