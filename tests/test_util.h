@@ -1,10 +1,14 @@
 // Helpers shared by the tests: fixture paths, temporary folders, tensor comparisons.
 #pragma once
 
+#include <gtest/gtest.h>
 #include <torch/types.h>
 
 #include <filesystem>
+#include <initializer_list>
 #include <string>
+
+#include "losatok/core/error.h"
 
 namespace losatok::test {
 
@@ -29,5 +33,19 @@ std::string read_bytes(const std::string& path);
 double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b);
 // ||a - b|| / ||b||
 double rel_l2(const torch::Tensor& a, const torch::Tensor& b);
+
+// Expects `fn` to throw a losatok::Error whose one-line message contains every needle.
+template <class F>
+void expect_error(F&& fn, std::initializer_list<std::string> needles) {
+  try {
+    fn();
+    ADD_FAILURE() << "no error thrown";
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    for (const auto& n : needles)
+      EXPECT_NE(msg.find(n), std::string::npos) << "'" << n << "' not in: " << msg;
+    EXPECT_EQ(msg.find('\n'), std::string::npos) << "error must be one line: " << msg;
+  }
+}
 
 }  // namespace losatok::test

@@ -7,6 +7,7 @@
 
 using namespace losatok;
 using namespace losatok::config;
+using losatok::test::expect_error;
 using losatok::test::TempDir;
 using losatok::test::write_text;
 
@@ -38,20 +39,6 @@ struct Outer {
     v("maybe", maybe);
   }
 };
-
-// Expects `fn` to throw a losatok::Error whose message contains every `needle`.
-template <class F>
-void expect_error(F&& fn, std::initializer_list<std::string> needles) {
-  try {
-    fn();
-    FAIL() << "no error thrown";
-  } catch (const Error& e) {
-    const std::string msg = e.what();
-    for (const auto& n : needles)
-      EXPECT_NE(msg.find(n), std::string::npos) << "'" << n << "' not in: " << msg;
-    EXPECT_EQ(msg.find('\n'), std::string::npos) << "error must be one line: " << msg;
-  }
-}
 
 }  // namespace
 

@@ -72,14 +72,8 @@ TEST(TorchImport, NonTensorEntriesAreSkippedAndListed) {
 }
 
 TEST(TorchImport, LegacyFormatIsAClearError) {
-  try {
-    load_torch_state_dict(test::fixture("pt_legacy.pt"));
-    FAIL();
-  } catch (const Error& e) {
-    const std::string msg = e.what();
-    EXPECT_NE(msg.find("pt_legacy.pt"), std::string::npos) << msg;
-    EXPECT_NE(msg.find("torch < 1.6"), std::string::npos) << msg;
-  }
+  test::expect_error([] { load_torch_state_dict(test::fixture("pt_legacy.pt")); },
+                     {"pt_legacy.pt", "torch < 1.6"});
 }
 
 TEST(TorchImport, TruncatedAndGarbageFilesAreClearErrors) {
@@ -88,12 +82,7 @@ TEST(TorchImport, TruncatedAndGarbageFilesAreClearErrors) {
   for (std::size_t cut : {bytes.size() / 2, bytes.size() - 30, std::size_t{10}}) {
     const std::string path = tmp.path("cut" + std::to_string(cut) + ".pt");
     test::write_bytes(path, bytes.substr(0, cut));
-    try {
-      load_torch_state_dict(path);
-      FAIL() << "accepted a truncated file";
-    } catch (const Error& e) {
-      EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
-    }
+    test::expect_error([&] { load_torch_state_dict(path); }, {path});
   }
   const std::string garbage = tmp.path("garbage.pt");
   test::write_bytes(garbage, std::string(1000, 'x'));
@@ -171,12 +160,7 @@ TEST(TorchImportHostile, SharedDictFanOutIsRefused) {
     pkl += "}" + short_str("a") + "h" + std::string(1, static_cast<char>(k - 1)) + "s" + short_str("b") +
            "h" + std::string(1, static_cast<char>(k - 1)) + "sq" + std::string(1, static_cast<char>(k));
   pkl += ".";
-  try {
-    unpickle(pkl);
-    FAIL();
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("more than once"), std::string::npos) << e.what();
-  }
+  test::expect_error([&] { unpickle(pkl); }, {"test.pkl", "more than once"});
 }
 
 TEST(TorchImportHostile, StrideZeroAmplificationIsRefused) {
@@ -184,12 +168,7 @@ TEST(TorchImportHostile, StrideZeroAmplificationIsRefused) {
   const std::string pkl = kProto + "}" + short_str("w") +
                           rebuild_tensor("(" + long_int(int64_t{1} << 34) + "t", "(" + binint1(0) + "t") +
                           "s.";
-  try {
-    unpickle(pkl);
-    FAIL();
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("16x"), std::string::npos) << e.what();
-  }
+  test::expect_error([&] { unpickle(pkl); }, {"test.pkl", "16x"});
 }
 
 TEST(TorchImportHostile, OverflowingStridesAreRefused) {
