@@ -34,28 +34,23 @@ void write_file_atomic(const std::string& path, const std::string& bytes) {
   const std::string tmp = path + ".tmp." + std::to_string(::getpid());
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) throw Error("cannot write '" + tmp + "': " + std::strerror(errno));
+  // On any failure: drop the temporary, keep whatever was at `path`.
+  auto fail = [&](const std::string& what, int open_fd) {
+    const std::string why = std::strerror(errno);
+    if (open_fd >= 0) ::close(open_fd);
+    ::unlink(tmp.c_str());
+    throw Error(what + ": " + why);
+  };
   std::size_t done = 0;
   while (done < bytes.size()) {
     const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      const std::string why = std::strerror(errno);
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      throw Error("writing '" + path + "' failed: " + why);
-    }
+    if (n <= 0) fail("writing '" + path + "' failed", fd);
     done += static_cast<std::size_t>(n);
   }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) {
-    const std::string why = std::strerror(errno);
-    ::unlink(tmp.c_str());
-    throw Error("writing '" + path + "' failed: " + why);
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    const std::string why = std::strerror(errno);
-    ::unlink(tmp.c_str());
-    throw Error("cannot move '" + tmp + "' to '" + path + "': " + why);
-  }
+  if (::fsync(fd) != 0) fail("writing '" + path + "' failed", fd);
+  if (::close(fd) != 0) fail("writing '" + path + "' failed", -1);
+  if (::rename(tmp.c_str(), path.c_str()) != 0) fail("cannot move '" + tmp + "' to '" + path + "'", -1);
 }
 
 }  // namespace losatok

@@ -41,10 +41,10 @@ void RootConfig::validate() const {
   check(stage.empty() || stage == "sembo" || stage == "tokenizer" || stage == "dit" || stage == "probe",
         "stage", "must be sembo, tokenizer, dit or probe, got '" + stage + "'");
   check(!run_dir.empty(), "run_dir", "must not be empty");
-  check(frontend.dasheng.sample_rate == audio.sample_rate, "frontend.dasheng.sample_rate",
-        "must equal audio.sample_rate (" + std::to_string(audio.sample_rate) + ")");
-  check(frontend.vocos.sample_rate == audio.sample_rate, "frontend.vocos.sample_rate",
-        "must equal audio.sample_rate (" + std::to_string(audio.sample_rate) + ")");
+  for (const auto& [name, mel] :
+       {std::pair<const char*, const MelConfig*>{"dasheng", &frontend.dasheng}, {"vocos", &frontend.vocos}})
+    check(mel->sample_rate == audio.sample_rate, std::string("frontend.") + name + ".sample_rate",
+          "must equal audio.sample_rate (" + std::to_string(audio.sample_rate) + ")");
 }
 
 }  // namespace losatok

@@ -45,29 +45,7 @@ struct PyObj {
   std::vector<std::pair<PyRef, PyRef>> dict;
   torch::Tensor tensor;  // kTensor, or the flat storage for kStorage
 
-  PyObj() = default;
-  PyObj(const PyObj&) = delete;
-  PyObj& operator=(const PyObj&) = delete;
-  // Iterative teardown: a hostile pickle can nest containers a million deep (one byte per
-  // level), and the default recursive destructor would overflow the stack.
-  ~PyObj() {
-    std::vector<PyRef> pending;
-    auto take_children = [&pending](PyObj& o) {
-      for (auto& c : o.items) pending.push_back(std::move(c));
-      for (auto& kv : o.dict) {
-        pending.push_back(std::move(kv.first));
-        pending.push_back(std::move(kv.second));
-      }
-      o.items.clear();
-      o.dict.clear();
-    };
-    take_children(*this);
-    while (!pending.empty()) {
-      PyRef p = std::move(pending.back());
-      pending.pop_back();
-      if (p && p.use_count() == 1) take_children(*p);
-    }
-  }
+  // Teardown stays flat without a custom destructor: ~Unpickler empties every container first.
 };
 
 PyRef make(PyObj::Kind k) {
@@ -98,6 +76,10 @@ class Unpickler {
  public:
   Unpickler(const char* data, std::size_t size, std::string what, const StorageRecords& records)
       : p_(data), end_(data + size), what_(std::move(what)), records_(records) {}
+  // Empties every container before any is freed. That breaks reference cycles (a dict that
+  // holds itself through the memo) and keeps teardown flat: a hostile pickle can nest
+  // containers a million deep, one byte per level, and a recursive destructor chain would
+  // overflow the stack.
   ~Unpickler() {
     for (auto& c : containers_) {
       c->items.clear();
@@ -278,8 +260,7 @@ class Unpickler {
     return static_cast<int64_t>(v);
   }
   void push(PyRef v) {
-    // Remember containers so that ~Unpickler can break reference cycles (a dict that holds
-    // itself through the memo) which shared_ptr alone would leak.
+    // Every container passes through here, so ~Unpickler can empty them all.
     if (v->kind == PyObj::Kind::kList || v->kind == PyObj::Kind::kTuple || v->kind == PyObj::Kind::kDict)
       containers_.push_back(v);
     stack_.push_back(std::move(v));
