@@ -1,15 +1,36 @@
 // Test helpers (see test_util.h).
 #include "test_util.h"
 
+#include <sys/wait.h>
 #include <torch/torch.h>
 
+#include <cstdlib>
 #include <fstream>
 #include <random>
 #include <sstream>
 
+#include "losatok/core/config.h"
 #include "losatok/core/file_util.h"
 
 namespace losatok::test {
+
+std::string source_path(const std::string& relative) {
+  return std::string(LOSATOK_SOURCE_DIR) + "/" + relative;
+}
+
+RootConfig model_config(const std::string& name) {
+  const auto tree =
+      config::compose(config::to_yaml(RootConfig{}), {source_path("configs/model/" + name + ".yaml")}, {});
+  return config::read<RootConfig>(tree);
+}
+
+int run_command(const std::string& command, std::string* output) {
+  TempDir dir;
+  const std::string log = dir.path("output.txt");
+  const int status = std::system((command + " > '" + log + "' 2>&1").c_str());
+  if (output) *output = read_bytes(log);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
 
 std::string fixture(const std::string& name) {
   return std::string(LOSATOK_FIXTURES_DIR) + "/" + name;

@@ -9,10 +9,17 @@
 #include <string>
 
 #include "losatok/core/error.h"
+#include "losatok/core/run_config.h"
 
 namespace losatok::test {
 
 std::string fixture(const std::string& name);
+// A path inside the source tree (configs/..., tests/reference/...).
+std::string source_path(const std::string& relative);
+// The root config with configs/model/<name>.yaml applied.
+RootConfig model_config(const std::string& name = "tiny");
+// Runs `command` through the shell; returns its exit status and fills `output` with stdout + stderr.
+int run_command(const std::string& command, std::string* output = nullptr);
 
 // A fresh folder under the system temp dir, removed when the object goes.
 class TempDir {

@@ -32,10 +32,14 @@ struct ConfigOptions {
 void add_config_options(CLI::App& sub, ConfigOptions& opts);
 // Composes and validates the root config (files, then overrides, then the global runtime
 // flags), sets up logging and the runtime from it, and prints it when --print-config.
-RootConfig resolve_root_config(const ConfigOptions& opts, const Context& ctx);
+// `base` (a map of top-level sections, e.g. the model config a checkpoint carries) replaces
+// those sections of the built-in defaults before files and overrides apply.
+RootConfig resolve_root_config(const ConfigOptions& opts, const Context& ctx, const YAML::Node& base = {});
 
 void add_features_command(CLI::App& app, Context& ctx);
 void add_config_command(CLI::App& app, Context& ctx);
 void add_inspect_command(CLI::App& app, Context& ctx);
+void add_codec_commands(CLI::App& app, Context& ctx);    // encode, decode, reconstruct
+void add_weights_commands(CLI::App& app, Context& ctx);  // import, export
 
 }  // namespace losatok::cli

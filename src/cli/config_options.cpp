@@ -18,10 +18,13 @@ void add_config_options(CLI::App& sub, ConfigOptions& opts) {
   sub.add_flag("--print-config", opts.print_config, "print the resolved config and exit");
 }
 
-RootConfig resolve_root_config(const ConfigOptions& opts, const Context& ctx) {
+RootConfig resolve_root_config(const ConfigOptions& opts, const Context& ctx, const YAML::Node& base) {
   std::vector<std::string> overrides = opts.overrides;
   overrides.insert(overrides.end(), ctx.runtime_overrides.begin(), ctx.runtime_overrides.end());
-  const config::ConfigTree tree = config::compose(config::to_yaml(RootConfig{}), opts.files, overrides);
+  YAML::Node defaults = config::to_yaml(RootConfig{});
+  if (base.IsMap())
+    for (const auto& kv : base) defaults[kv.first.as<std::string>()] = config::deep_copy(kv.second);
+  const config::ConfigTree tree = config::compose(defaults, opts.files, overrides);
   RootConfig cfg = config::read<RootConfig>(tree);
   init_logging(cfg.runtime.log_level);
   init_runtime(cfg.runtime);

@@ -22,6 +22,8 @@ int main(int argc, char** argv) {
   cli::add_features_command(app, ctx);
   cli::add_config_command(app, ctx);
   cli::add_inspect_command(app, ctx);
+  cli::add_codec_commands(app, ctx);
+  cli::add_weights_commands(app, ctx);
 
   try {
     app.parse(argc, argv);

@@ -45,6 +45,13 @@ void RootConfig::validate() const {
        {std::pair<const char*, const MelConfig*>{"dasheng", &frontend.dasheng}, {"vocos", &frontend.vocos}})
     check(mel->sample_rate == audio.sample_rate, std::string("frontend.") + name + ".sample_rate",
           "must equal audio.sample_rate (" + std::to_string(audio.sample_rate) + ")");
+  // One token rate for the semantic encoder, the acoustic branch and the decoder.
+  const long long spt = 1LL * frontend.dasheng.hop_length * model.encoder.patch_frames;
+  check(1LL * frontend.vocos.hop_length * model.acoustic.patch_frames == spt, "model.acoustic.patch_frames",
+        "frontend.vocos.hop_length x patch_frames must equal the encoder's " + std::to_string(spt) +
+            " samples per token");
+  check(1LL * model.decoder.hop_length * model.decoder.upsample == spt, "model.decoder.hop_length",
+        "hop_length x upsample must equal the encoder's " + std::to_string(spt) + " samples per token");
 }
 
 }  // namespace losatok

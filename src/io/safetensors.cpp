@@ -191,12 +191,14 @@ SafetensorsHeader read_safetensors_header(const std::string& path) {
   return open_safetensors(path, in);
 }
 
-SafetensorsData load_safetensors(const std::string& path) {
+SafetensorsData load_safetensors(const std::string& path,
+                                 const std::function<bool(const std::string&)>& keep) {
   std::ifstream in;
   const SafetensorsHeader h = open_safetensors(path, in);
   SafetensorsData out;
   out.metadata = h.metadata;
   for (const auto& e : h.tensors) {
+    if (keep && !keep(e.name)) continue;
     // Read straight into the tensor's memory.
     torch::Tensor t = torch::empty(e.shape, torch::TensorOptions().dtype(dtype_by_name(e.dtype)->type));
     in.seekg(static_cast<std::streamoff>(h.data_offset + e.begin));

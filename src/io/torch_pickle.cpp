@@ -411,6 +411,11 @@ class Unpickler {
     const auto& a = args->items;
     if (fn->kind == PyObj::Kind::kGlobal) {
       if (name == "collections.OrderedDict") return make(PyObj::Kind::kDict);
+      // LibTorch's pickle_save (our .pt export) tags typed dicts: (obj, "Dict[str, Tensor]").
+      if (name == "torch.jit._pickle.restore_type_tag") {
+        if (a.empty()) fail("bad restore_type_tag arguments");
+        return a[0];
+      }
       if (name == "torch._utils._rebuild_tensor_v2" || name == "torch._utils._rebuild_tensor")
         return rebuild_tensor(a);
       if (name == "torch._utils._rebuild_parameter" || name == "torch._utils._rebuild_parameter_with_state") {

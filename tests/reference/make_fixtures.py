@@ -12,6 +12,10 @@ Writes:
   istft_same.safetensors       a random spectrum and Vocos' same-padding iSTFT of it
   pt_*.pt + pt_expected.safetensors   torch.save files of several shapes and their tensors
   sine_stereo_44k.wav          a short synthetic stereo WAV for the command-line tests
+  vae_tiny.pth                 a tiny random LoSATok (tests/reference/losatok_ref.py, the
+                               configs/model/tiny.yaml sizes) saved as torch.save({"state_dict": ...})
+  vae_tiny_expected.safetensors  real clips (10.4 s of speech; a padded batch of two) as int16
+                               and the reference model's encode / decode outputs for them
 """
 import collections
 import os
@@ -155,6 +159,57 @@ def make_cli_audio(out_dir):
         w.writeframes(frames)
 
 
+def load_16k(path):
+    wav, sr = torchaudio.load(path)
+    return torchaudio.functional.resample(wav.mean(0), sr, 16000)
+
+
+def to_i16(wav):
+    return torch.round(wav.clamp(-1, 32767 / 32768) * 32768).to(torch.int16)
+
+
+def make_model(audio_dir, out_dir):
+    """Tiny random LoSATok saved the reference way, real clips, and its outputs."""
+    import losatok_ref as ref
+    torch.manual_seed(1234)
+    model = ref.AudioVAE(**ref.TINY)
+    with torch.no_grad():  # move every weight off its init so each one matters
+        for name, p in model.named_parameters():
+            p.add_(0.05 * torch.randn_like(p) * (p.std() if p.numel() > 1 else 1.0))
+        bn = model.semantic_encoder.encoder.init_bn
+        bn.running_mean.copy_(torch.randn(64) * 5 - 30)
+        bn.running_var.copy_(torch.rand(64) * 500 + 100)
+        bn.num_batches_tracked.fill_(1000)
+    model.eval()
+    torch.save({"state_dict": model.state_dict()}, os.path.join(out_dir, "vae_tiny.pth"))
+
+    # 10.4 s of real speech (the alsa-utils channel announcements back to back): crosses the
+    # encoder's 10.08 s chunk boundary.
+    speech = torch.cat([load_16k(os.path.join(audio_dir, "alsa-utils", f)) for f in (
+        "Front_Left.wav", "Front_Center.wav", "Front_Right.wav", "Side_Left.wav", "Side_Right.wav",
+        "Rear_Left.wav", "Rear_Center.wav", "Rear_Right.wav")])
+    long_i16 = to_i16(speech[:166400])
+    # A padded batch: speech and a chime of different lengths.
+    a = to_i16(load_16k(os.path.join(audio_dir, "alsa-utils", "Front_Center.wav")))
+    b = to_i16(load_16k(os.path.join(audio_dir, "sound-theme-freedesktop", "service-login.oga")))
+    batch_i16 = torch.zeros(2, max(len(a), len(b)), dtype=torch.int16)
+    batch_i16[0, :len(a)] = a
+    batch_i16[1, :len(b)] = b
+    lengths = torch.tensor([len(a), len(b)], dtype=torch.int64)
+
+    out = {"long_wave_i16": long_i16, "batch_wave_i16": batch_i16, "batch_lengths": lengths}
+    with torch.no_grad():
+        f = model.encode(long_i16.float()[None] / 32768)
+        for k, v in f.items():
+            out["long." + k] = v
+        f = model.encode(batch_i16.float() / 32768, lengths)
+        for k, v in f.items():
+            out["batch." + k] = v
+        out["batch.decoded"] = model.decode(f["mu"])
+    st.save(os.path.join(out_dir, "vae_tiny_expected.safetensors"), out,
+            {"model": "configs/model/tiny.yaml", "weights": "vae_tiny.pth"})
+
+
 def main():
     audio_dir, out_dir = sys.argv[1], sys.argv[2]
     os.makedirs(out_dir, exist_ok=True)
@@ -162,6 +217,7 @@ def main():
     make_istft(out_dir)
     make_pt(out_dir)
     make_cli_audio(out_dir)
+    make_model(audio_dir, out_dir)
     print("fixtures written to", out_dir, "with torch", torch.__version__, "torchaudio", torchaudio.__version__)
 
 

@@ -7,6 +7,7 @@
 
 #include "losatok/audio/mel_config.h"
 #include "losatok/core/config.h"
+#include "losatok/models/model_config.h"
 
 namespace losatok {
 
@@ -61,6 +62,7 @@ struct RootConfig {
   RuntimeConfig runtime;
   AudioConfig audio;
   FrontEndsConfig frontend;
+  ModelConfig model;  // sizes of the LoSATok modules (configs/model/*.yaml)
 
   template <class V>
   void visit(V& v) {
@@ -70,6 +72,7 @@ struct RootConfig {
     v("runtime", runtime);
     v("audio", audio);
     v("frontend", frontend);
+    v("model", model);
   }
   void validate() const;
 };

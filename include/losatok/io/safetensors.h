@@ -5,6 +5,7 @@
 #include <torch/types.h>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -39,7 +40,9 @@ SafetensorsHeader parse_safetensors_header(const char* json, std::size_t json_si
                                            const std::string& what);
 
 SafetensorsHeader read_safetensors_header(const std::string& path);
-SafetensorsData load_safetensors(const std::string& path);
+// `keep` selects tensors by name (all when empty); the others are never read.
+SafetensorsData load_safetensors(const std::string& path,
+                                 const std::function<bool(const std::string&)>& keep = {});
 // Same checks on an in-memory file image (the fuzz target's entry point).
 SafetensorsData load_safetensors_buffer(const void* data, std::size_t size,
                                         const std::string& what = "<buffer>");

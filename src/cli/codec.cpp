@@ -1,0 +1,272 @@
+// `losatok encode / decode / reconstruct`: audio <-> LoSATok latents with a trained tokenizer.
+#include <torch/torch.h>
+
+#include <chrono>
+#include <filesystem>
+#include <set>
+
+#include "losatok/audio/audio_io.h"
+#include "losatok/core/device.h"
+#include "losatok/core/error.h"
+#include "losatok/core/logging.h"
+#include "losatok/data/manifest.h"
+#include "losatok/io/safetensors.h"
+#include "model_setup.h"
+
+namespace losatok::cli {
+
+namespace fs = std::filesystem;
+
+void add_model_options(CLI::App& sub, ModelOptions& o) {
+  sub.add_option("--checkpoint", o.checkpoint,
+                 "weights: our .safetensors, a checkpoint folder, a reference .pth, or an HF folder")
+      ->required();
+  sub.add_flag("--lenient", o.lenient, "load the tensors that match and list the rest instead of failing");
+  sub.add_option("--device", o.device, "cpu, cuda or cuda:N (overrides runtime.device)");
+}
+
+std::string model_config_yaml(const RootConfig& cfg) {
+  YAML::Node n;
+  n["frontend"] = config::to_yaml(cfg.frontend);
+  n["model"] = config::to_yaml(cfg.model);
+  return config::dump(n);
+}
+
+LoadedVae load_vae(const ModelOptions& mo, const ConfigOptions& co, const Context& ctx,
+                   bool encoder_only_ok) {
+  io::WeightSet weights = io::read_weights(mo.checkpoint);
+  YAML::Node base;
+  if (const auto it = weights.metadata.find(kConfigMetadataKey); it != weights.metadata.end()) {
+    try {
+      base = YAML::Load(it->second);
+    } catch (const YAML::Exception& e) {
+      throw Error("checkpoint '" + weights.source + "': unreadable config in its metadata: " + e.what());
+    }
+  }
+  ConfigOptions options = co;
+  if (!mo.device.empty()) options.overrides.push_back("runtime.device=" + mo.device);
+  LoadedVae out;
+  out.config = resolve_root_config(options, ctx, base);
+  const io::MappedWeights mapped = io::map_to_vae_names(weights.tensors);
+  if (!mapped.scope.empty() && !encoder_only_ok && !mo.lenient)
+    throw Error("checkpoint '" + weights.source + "' holds only the semantic encoder (" + mapped.scope +
+                "*); this command needs a whole LoSATok tokenizer");
+  out.vae = models::AudioVAE(out.config.model, out.config.frontend.dasheng, out.config.frontend.vocos);
+  io::LoadOptions lo;
+  lo.strict = !mo.lenient;
+  lo.scope = mapped.scope;
+  const io::LoadReport report = io::load_weights(*out.vae, mapped.tensors, weights.source, lo);
+  if (report.clean())
+    spdlog::info("loaded {} ({}): {}", weights.source, weights.format, report.summary());
+  else
+    spdlog::warn("loaded {} leniently: {}", weights.source, report.summary());
+  if (!mapped.dropped.empty())
+    spdlog::info("{}: {} tensors outside the tokenizer skipped", weights.source, mapped.dropped.size());
+  out.device = resolve_device(out.config.runtime.device);
+  out.vae->to(out.device);
+  out.vae->eval();
+  return out;
+}
+
+namespace {
+
+// One input -> one output, or every manifest line -> a file in `output_dir` named after its audio.
+struct Job {
+  std::string input, output;
+  double offset = 0.0, duration = -1.0;
+};
+
+std::vector<Job> plan_jobs(const std::string& input, const std::string& output, const std::string& manifest,
+                           const std::string& output_dir, const std::string& extension) {
+  if (manifest.empty()) {
+    if (input.empty() || output.empty())
+      throw Error("give --input and --output, or --manifest and --output-dir");
+    return {{input, output}};
+  }
+  if (output_dir.empty()) throw Error("--manifest needs --output-dir");
+  fs::create_directories(output_dir);
+  std::vector<Job> jobs;
+  std::set<std::string> used;
+  for (const auto& e : data::read_manifest(manifest)) {
+    std::string stem = fs::path(e.audio).stem().string();
+    // Two clips of one file (offsets) or equal names in different folders stay distinct.
+    if (used.count(stem)) stem += "-" + std::to_string(e.line);
+    used.insert(stem);
+    jobs.push_back({e.audio, (fs::path(output_dir) / (stem + extension)).string(), e.offset, e.duration});
+  }
+  return jobs;
+}
+
+torch::Tensor load_wave(const Job& job, const RootConfig& cfg, int64_t min_samples,
+                        const torch::Device& device) {
+  std::vector<float> wave = audio::load_audio(job.input, cfg.audio.sample_rate, job.offset, job.duration,
+                                              cfg.audio.resample_quality);
+  if (static_cast<int64_t>(wave.size()) < min_samples)
+    throw Error("audio '" + job.input + "': " + std::to_string(wave.size()) +
+                " samples is shorter than one token (" + std::to_string(min_samples) + " samples)");
+  return torch::from_blob(wave.data(), {1, static_cast<int64_t>(wave.size())}, torch::kFloat32)
+      .to(device)
+      .clone();
+}
+
+void write_wave(const std::string& path, torch::Tensor wave, int sample_rate) {
+  wave = wave.reshape({-1}).to(torch::kCPU, torch::kFloat32).contiguous();
+  audio::write_audio(path, wave.data_ptr<float>(), wave.numel(), 1, sample_rate);
+}
+
+// Pads with silence or trims to `n` samples: outputs line up with their inputs.
+torch::Tensor fit_length(const torch::Tensor& wave, int64_t n) {
+  if (wave.size(1) >= n) return wave.narrow(1, 0, n);
+  return torch::constant_pad_nd(wave, {0, n - wave.size(1)});
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+struct IoOptions {
+  std::string input, output, manifest, output_dir;
+  double chunk_seconds = 30.0;
+};
+
+void add_io_options(CLI::App& sub, IoOptions& o, const std::string& in_what, const std::string& out_what) {
+  sub.add_option("--input,-i", o.input, in_what);
+  sub.add_option("--output,-o", o.output, out_what);
+  sub.add_option("--manifest", o.manifest, "JSON Lines manifest of inputs (instead of --input)");
+  sub.add_option("--output-dir", o.output_dir, "where manifest outputs go, named after each input");
+}
+
+}  // namespace
+
+void add_codec_commands(CLI::App& app, Context& ctx) {
+  struct Opts {
+    ModelOptions model;
+    ConfigOptions config;
+    IoOptions io;
+    bool sample = false;
+    std::string tensor = "z";
+  };
+
+  // encode
+  {
+    auto* sub =
+        app.add_subcommand("encode", "audio -> LoSATok features (z, mu, logvar, embeddings) as safetensors");
+    auto o = std::make_shared<Opts>();
+    add_model_options(*sub, o->model);
+    add_io_options(*sub, o->io, "audio file", "features .safetensors");
+    sub->add_flag("--sample", o->sample, "z = mu + sigma * eps (seeded by `seed`) instead of z = mu");
+    add_config_options(*sub, o->config);
+    sub->callback([&ctx, o] {
+      ctx.config_driven = true;
+      ctx.action = [&ctx, o]() {
+        LoadedVae m = load_vae(o->model, o->config, ctx);
+        if (o->config.print_config) return 0;
+        torch::manual_seed(static_cast<uint64_t>(m.config.seed));
+        torch::NoGradGuard no_grad;
+        for (const Job& job :
+             plan_jobs(o->io.input, o->io.output, o->io.manifest, o->io.output_dir, ".safetensors")) {
+          const auto t0 = std::chrono::steady_clock::now();
+          const torch::Tensor wave = load_wave(job, m.config, m.vae->samples_per_token(), m.device);
+          const models::VaeFeatures f = m.vae->encode(wave, {}, o->sample);
+          io::TensorMap out;
+          for (const auto& [name, t] : f.named()) out[name] = t.contiguous().cpu();
+          io::save_safetensors(job.output, out,
+                               {{"source", job.input},
+                                {"checkpoint", o->model.checkpoint},
+                                {"sample_rate", std::to_string(m.config.audio.sample_rate)},
+                                {"samples_per_token", std::to_string(m.vae->samples_per_token())},
+                                {"samples", std::to_string(wave.size(1))},
+                                {"z", o->sample ? "sampled" : "mu"}});
+          const double seconds = wave.size(1) / static_cast<double>(m.config.audio.sample_rate);
+          spdlog::info("{}: {:.2f} s -> {} tokens x {} -> {} ({:.1f}x real time)", job.input, seconds,
+                       f.mu.size(1), f.mu.size(2), job.output, seconds / seconds_since(t0));
+        }
+        return 0;
+      };
+    });
+  }
+
+  // decode
+  {
+    auto* sub = app.add_subcommand("decode", "LoSATok latents (safetensors from `encode`) -> audio");
+    auto o = std::make_shared<Opts>();
+    add_model_options(*sub, o->model);
+    add_io_options(*sub, o->io, "features .safetensors", "audio file (.wav, .flac, .ogg, ...)");
+    sub->add_option("--tensor", o->tensor, "which tensor to decode")->capture_default_str();
+    sub->add_option("--chunk-seconds", o->io.chunk_seconds,
+                    "decode long inputs in windows of this length (0 = at once)")
+        ->capture_default_str();
+    add_config_options(*sub, o->config);
+    sub->callback([&ctx, o] {
+      ctx.config_driven = true;
+      ctx.action = [&ctx, o]() {
+        LoadedVae m = load_vae(o->model, o->config, ctx);
+        if (o->config.print_config) return 0;
+        torch::NoGradGuard no_grad;
+        const int sr = m.config.audio.sample_rate;
+        const int64_t chunk = static_cast<int64_t>(o->io.chunk_seconds * sr / m.vae->samples_per_token());
+        for (const Job& job :
+             plan_jobs(o->io.input, o->io.output, o->io.manifest, o->io.output_dir, ".wav")) {
+          const auto t0 = std::chrono::steady_clock::now();
+          io::SafetensorsData feats = io::load_safetensors(job.input);
+          const auto it = feats.tensors.find(o->tensor);
+          if (it == feats.tensors.end())
+            throw Error("features '" + job.input + "': no tensor '" + o->tensor + "'");
+          torch::Tensor z = it->second.to(torch::kFloat32);
+          if (z.dim() == 2) z = z.unsqueeze(0);
+          if (z.dim() != 3 || z.size(0) != 1 || z.size(2) != m.config.model.latent_dim())
+            throw Error("features '" + job.input + "': tensor '" + o->tensor + "' is " + c10::str(z.sizes()) +
+                        ", expected (1, tokens, " + std::to_string(m.config.model.latent_dim()) + ")");
+          torch::Tensor wave = m.vae->decode_chunked(z.to(m.device), chunk);
+          if (const auto s = feats.metadata.find("samples"); s != feats.metadata.end()) {
+            // The source length when the file came from `encode`; anything unparsable is ignored.
+            const int64_t n = std::atoll(s->second.c_str());
+            if (n > 0 && n < wave.size(1) + m.vae->samples_per_token()) wave = fit_length(wave, n);
+          }
+          write_wave(job.output, wave, sr);
+          const double seconds = wave.size(1) / static_cast<double>(sr);
+          spdlog::info("{}: {} tokens -> {:.2f} s -> {} ({:.1f}x real time)", job.input, z.size(1), seconds,
+                       job.output, seconds / seconds_since(t0));
+        }
+        return 0;
+      };
+    });
+  }
+
+  // reconstruct
+  {
+    auto* sub = app.add_subcommand("reconstruct", "audio -> LoSATok latents (mu) -> audio");
+    auto o = std::make_shared<Opts>();
+    add_model_options(*sub, o->model);
+    add_io_options(*sub, o->io, "audio file", "audio file (.wav, .flac, .ogg, ...)");
+    sub->add_option("--chunk-seconds", o->io.chunk_seconds,
+                    "decode long inputs in windows of this length (0 = at once)")
+        ->capture_default_str();
+    add_config_options(*sub, o->config);
+    sub->callback([&ctx, o] {
+      ctx.config_driven = true;
+      ctx.action = [&ctx, o]() {
+        LoadedVae m = load_vae(o->model, o->config, ctx);
+        if (o->config.print_config) return 0;
+        torch::NoGradGuard no_grad;
+        const int sr = m.config.audio.sample_rate;
+        const int64_t chunk = static_cast<int64_t>(o->io.chunk_seconds * sr / m.vae->samples_per_token());
+        for (const Job& job :
+             plan_jobs(o->io.input, o->io.output, o->io.manifest, o->io.output_dir, ".wav")) {
+          const auto t0 = std::chrono::steady_clock::now();
+          const torch::Tensor wave = load_wave(job, m.config, m.vae->samples_per_token(), m.device);
+          const models::VaeFeatures f = m.vae->encode(wave);
+          torch::Tensor out = m.vae->decode_chunked(f.mu, chunk);
+          out = fit_length(out, wave.size(1));
+          write_wave(job.output, out, sr);
+          const double seconds = wave.size(1) / static_cast<double>(sr);
+          spdlog::info("{}: {:.2f} s reconstructed -> {} ({:.1f}x real time)", job.input, seconds, job.output,
+                       seconds / seconds_since(t0));
+        }
+        return 0;
+      };
+    });
+  }
+}
+
+}  // namespace losatok::cli

@@ -1,0 +1,128 @@
+// `losatok import` (reference / HF weights -> our checkpoint) and `losatok export` (model-only
+// weights with the reference names, as safetensors or a .pt that Python's torch.load reads).
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "losatok/core/error.h"
+#include "losatok/core/file_util.h"
+#include "losatok/core/logging.h"
+#include "model_setup.h"
+
+namespace losatok::cli {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// An HF folder's config.json describes the encoder; a head count that differs from ours would
+// load without a shape error and silently compute something else, so check it.
+void check_hf_encoder_config(const std::string& from, const EncoderConfig& ours) {
+  fs::path dir = fs::is_directory(from) ? fs::path(from) : fs::path(from).parent_path();
+  const fs::path file = dir / "config.json";
+  if (!fs::exists(file)) return;
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(read_file(file.string()));
+  } catch (const nlohmann::json::exception&) {
+    spdlog::warn("{}: not valid JSON; encoder sizes not cross-checked", file.string());
+    return;
+  }
+  if (!j.is_object() || !j.contains("audio_encoder_config") || !j["audio_encoder_config"].is_object()) return;
+  const auto& a = j["audio_encoder_config"];
+  auto compare = [&](const char* key, long long value, const char* ours_key) {
+    if (a.contains(key) && a[key].is_number_integer() && a[key].get<long long>() != value)
+      throw Error(file.string() + ": audio_encoder_config." + key + " is " +
+                  std::to_string(a[key].get<long long>()) + " but model.encoder." + ours_key + " is " +
+                  std::to_string(value) + " (set it in the config)");
+  };
+  compare("num_heads", ours.num_heads, "num_heads");
+  compare("embed_dim", ours.embed_dim, "embed_dim");
+  compare("depth", ours.depth, "depth");
+  compare("target_length", ours.target_length, "target_length");
+  spdlog::info("{}: encoder sizes agree with model.encoder", file.string());
+}
+
+}  // namespace
+
+void add_weights_commands(CLI::App& app, Context& ctx) {
+  {
+    auto* sub = app.add_subcommand(
+        "import",
+        "reference LoSATok .pth, MiDashengLM (HF) or Dasheng weights -> our checkpoint (.safetensors)");
+    struct Opts {
+      ModelOptions model;
+      ConfigOptions config;
+      std::string out;
+    };
+    auto o = std::make_shared<Opts>();
+    sub->add_option("--from", o->model.checkpoint,
+                    "source: .pth / .pt, .safetensors, or an HF folder / index.json")
+        ->required();
+    sub->add_option("--out", o->out, "our checkpoint (.safetensors)")->required();
+    sub->add_flag("--lenient", o->model.lenient, "write what matches and list the rest instead of failing");
+    add_config_options(*sub, o->config);
+    sub->callback([&ctx, o] {
+      ctx.config_driven = true;
+      ctx.action = [&ctx, o]() {
+        const io::WeightSet weights = io::read_weights(o->model.checkpoint);
+        const RootConfig cfg = resolve_root_config(o->config, ctx);
+        if (o->config.print_config) return 0;
+        const io::MappedWeights mapped = io::map_to_vae_names(weights.tensors);
+        if (!mapped.scope.empty()) check_hf_encoder_config(o->model.checkpoint, cfg.model.encoder);
+        models::AudioVAE vae(cfg.model, cfg.frontend.dasheng, cfg.frontend.vocos);
+        io::LoadOptions lo;
+        lo.strict = !o->model.lenient;
+        lo.scope = mapped.scope;
+        const io::LoadReport report = io::load_weights(*vae, mapped.tensors, weights.source, lo);
+        // Only what the source provided and the model accepted, in the model's dtype.
+        const io::TensorMap state = io::module_state(*vae);
+        io::TensorMap out;
+        for (const auto& name : report.loaded) out[name] = state.at(name);
+        std::map<std::string, std::string> meta = {{"format", "losatok"},
+                                                   {kConfigMetadataKey, model_config_yaml(cfg)},
+                                                   {"imported_from", weights.source}};
+        if (!mapped.scope.empty()) meta["scope"] = mapped.scope;
+        io::save_weights(o->out, out, "safetensors", meta);
+        spdlog::info("{} ({}) -> {}: {}{}", weights.source, weights.format, o->out, report.summary(),
+                     mapped.dropped.empty()
+                         ? ""
+                         : "; " + std::to_string(mapped.dropped.size()) + " non-encoder tensors skipped");
+        if (!report.clean())
+          spdlog::warn("imported leniently: the model has entries this file did not provide");
+        return 0;
+      };
+    });
+  }
+  {
+    auto* sub = app.add_subcommand(
+        "export", "model-only weights (EMA when the checkpoint has it) with the reference names");
+    struct Opts {
+      std::string checkpoint, out, format;
+    };
+    auto o = std::make_shared<Opts>();
+    sub->add_option("--checkpoint", o->checkpoint, "our .safetensors or a checkpoint folder")->required();
+    sub->add_option("--out", o->out, "output file")->required();
+    sub->add_option("--format", o->format, "safetensors or pt (default: from the --out extension)")
+        ->check(CLI::IsMember({"safetensors", "pt"}));
+    sub->callback([&ctx, o] {
+      ctx.action = [o]() {
+        io::WeightSet weights = io::read_weights(o->checkpoint);
+        io::TensorMap out;
+        for (auto& [name, t] : weights.tensors)
+          if (!io::is_recomputed_buffer(name)) out[name] = t;
+        const std::string format = o->format.empty() ? io::weight_format_for(o->out) : o->format;
+        std::map<std::string, std::string> meta;
+        if (const auto it = weights.metadata.find(kConfigMetadataKey); it != weights.metadata.end())
+          meta[it->first] = it->second;
+        io::save_weights(o->out, out, format, meta);
+        spdlog::info("{} -> {} ({}, {} tensors)", weights.source, o->out, format, out.size());
+        return 0;
+      };
+    });
+  }
+}
+
+}  // namespace losatok::cli

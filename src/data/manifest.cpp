@@ -1,0 +1,65 @@
+// JSON Lines manifest reader.
+#include "losatok/data/manifest.h"
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "losatok/core/error.h"
+
+namespace losatok::data {
+
+namespace {
+
+[[noreturn]] void bad(const std::string& path, int line, const std::string& message) {
+  throw Error("manifest '" + path + "' line " + std::to_string(line) + ": " + message);
+}
+
+void read_string(const nlohmann::json& j, const char* key, std::string& out, const std::string& path,
+                 int line) {
+  if (!j.contains(key) || j[key].is_null()) return;
+  if (!j[key].is_string()) bad(path, line, std::string("\"") + key + "\" must be a string");
+  out = j[key].get<std::string>();
+}
+
+void read_number(const nlohmann::json& j, const char* key, double& out, const std::string& path, int line) {
+  if (!j.contains(key) || j[key].is_null()) return;
+  if (!j[key].is_number()) bad(path, line, std::string("\"") + key + "\" must be a number");
+  out = j[key].get<double>();
+}
+
+}  // namespace
+
+std::vector<ManifestEntry> read_manifest(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw Error("manifest '" + path + "': cannot open");
+  const std::filesystem::path base = std::filesystem::path(path).parent_path();
+  std::vector<ManifestEntry> entries;
+  std::string text;
+  for (int line = 1; std::getline(in, text); ++line) {
+    if (text.find_first_not_of(" \t\r") == std::string::npos) continue;
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(text);
+    } catch (const nlohmann::json::exception& e) {
+      bad(path, line, "not valid JSON (" + std::string(e.what()).substr(0, 120) + ")");
+    }
+    if (!j.is_object()) bad(path, line, "expected a JSON object");
+    ManifestEntry e;
+    e.line = line;
+    read_string(j, "audio", e.audio, path, line);
+    if (e.audio.empty()) bad(path, line, "missing \"audio\"");
+    if (std::filesystem::path(e.audio).is_relative()) e.audio = (base / e.audio).string();
+    read_string(j, "text", e.text, path, line);
+    read_string(j, "label", e.label, path, line);
+    read_string(j, "domain", e.domain, path, line);
+    read_string(j, "split", e.split, path, line);
+    read_number(j, "duration", e.duration, path, line);
+    read_number(j, "offset", e.offset, path, line);
+    if (e.offset < 0) bad(path, line, "\"offset\" must be >= 0");
+    entries.push_back(std::move(e));
+  }
+  return entries;
+}
+
+}  // namespace losatok::data

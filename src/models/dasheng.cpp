@@ -1,0 +1,160 @@
+// Dasheng semantic encoder, SemBo, and the shared initialisation helpers.
+#include "losatok/models/dasheng.h"
+
+#include <torch/torch.h>
+
+#include <cmath>
+
+#include "losatok/core/compat.h"
+#include "losatok/core/error.h"
+#include "losatok/models/init.h"
+#include "losatok/models/sembo.h"
+
+namespace losatok::models {
+
+namespace nn = torch::nn;
+
+void trunc_normal_(torch::Tensor& t, double std, double lo, double hi) {
+  torch::NoGradGuard no_grad;
+  // Uniform on [cdf(lo), cdf(hi)] mapped through the inverse normal CDF.
+  auto cdf = [](double x) { return 0.5 * (1.0 + std::erf(x / std::sqrt(2.0))); };
+  const double a = cdf(lo / std), b = cdf(hi / std);
+  t.uniform_(2 * a - 1, 2 * b - 1).erfinv_().mul_(std * std::sqrt(2.0)).clamp_(lo, hi);
+}
+
+void init_trunc_normal(nn::Module& module, double std) {
+  torch::NoGradGuard no_grad;
+  for (const auto& m : module.modules(/*include_self=*/false)) {
+    const bool weighted =
+        m->as<nn::Linear>() || m->as<nn::Conv1d>() || m->as<nn::Conv2d>() || m->as<nn::ConvTranspose1d>();
+    if (weighted) {
+      for (auto& item : m->named_parameters(/*recurse=*/false)) {
+        if (item.key() == "weight") trunc_normal_(item.value(), std);
+        if (item.key() == "bias") item.value().zero_();
+      }
+    } else if (m->as<nn::LayerNorm>()) {
+      for (auto& item : m->named_parameters(false))
+        item.key() == "weight" ? item.value().fill_(1.0) : item.value().zero_();
+    }
+  }
+}
+
+int64_t count_parameters(const nn::Module& module) {
+  int64_t n = 0;
+  for (const auto& p : module.parameters()) n += p.numel();
+  return n;
+}
+
+DashengAttentionImpl::DashengAttentionImpl(int dim, int num_heads_, bool qkv_bias) : num_heads(num_heads_) {
+  qkv = register_module("qkv", nn::Linear(nn::LinearOptions(dim, 3 * dim).bias(qkv_bias)));
+  proj = register_module("proj", nn::Linear(dim, dim));
+}
+
+torch::Tensor DashengAttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& key_mask) {
+  const int64_t b = x.size(0), n = x.size(1), d = x.size(2);
+  // (B, N, 3D) -> 3 x (B, H, N, D/H)
+  const auto parts = qkv->forward(x).reshape({b, n, 3, num_heads, d / num_heads}).permute({2, 0, 3, 1, 4});
+  torch::Tensor mask;
+  if (key_mask.defined()) mask = key_mask.view({b, 1, 1, n});
+  const torch::Tensor out = compat::scaled_dot_product_attention(parts[0], parts[1], parts[2], mask);
+  return proj->forward(out.transpose(1, 2).reshape({b, n, d}));
+}
+
+DashengMlpImpl::DashengMlpImpl(int dim, int hidden) {
+  fc1 = register_module("fc1", nn::Linear(dim, hidden));
+  fc2 = register_module("fc2", nn::Linear(hidden, dim));
+}
+
+torch::Tensor DashengMlpImpl::forward(const torch::Tensor& x) {
+  return fc2->forward(torch::gelu(fc1->forward(x)));
+}
+
+DashengBlockImpl::DashengBlockImpl(const EncoderConfig& c) {
+  norm1 = register_module("norm1", nn::LayerNorm(nn::LayerNormOptions({c.embed_dim}).eps(c.norm_eps)));
+  attn = register_module("attn", DashengAttention(c.embed_dim, c.num_heads, c.qkv_bias));
+  norm2 = register_module("norm2", nn::LayerNorm(nn::LayerNormOptions({c.embed_dim}).eps(c.norm_eps)));
+  mlp = register_module("mlp", DashengMlp(c.embed_dim, c.mlp_dim()));
+}
+
+torch::Tensor DashengBlockImpl::forward(const torch::Tensor& x, const torch::Tensor& key_mask) {
+  torch::Tensor h = x + attn->forward(norm1->forward(x), key_mask);
+  return h + mlp->forward(norm2->forward(h));
+}
+
+DashengPatchEmbedImpl::DashengPatchEmbedImpl(int n_mels, int patch_frames, int dim) {
+  proj = register_module(
+      "proj", nn::Conv2d(nn::Conv2dOptions(1, dim, {n_mels, patch_frames}).stride({n_mels, patch_frames})));
+}
+
+DashengEncoderImpl::DashengEncoderImpl(const EncoderConfig& c, const MelConfig& mel)
+    : config_(c), mel_(mel), frontend_(std::make_shared<audio::LogMel>(mel)) {
+  c.validate();
+  init_bn = register_module("init_bn",
+                            nn::BatchNorm2d(nn::BatchNormOptions(mel.n_mels).eps(c.bn_eps).momentum(0.01)));
+  patch_embed = register_module("patch_embed", DashengPatchEmbed(mel.n_mels, c.patch_frames, c.embed_dim));
+  time_pos_embed =
+      register_parameter("time_pos_embed", torch::randn({1, c.embed_dim, 1, c.patches_per_chunk()}) * 0.02);
+  freq_pos_embed = register_parameter("freq_pos_embed", torch::randn({1, c.embed_dim, 1, 1}) * 0.02);
+  blocks = register_module("blocks", nn::ModuleList());
+  for (int i = 0; i < c.depth; ++i) blocks->push_back(DashengBlock(c));
+  norm = register_module("norm", nn::LayerNorm(nn::LayerNormOptions({c.embed_dim}).eps(c.norm_eps)));
+  init_trunc_normal(*this);
+}
+
+torch::Tensor DashengEncoderImpl::token_mask(const torch::Tensor& lengths, int64_t num_tokens) const {
+  const torch::Tensor valid = torch::div(lengths.to(torch::kLong), samples_per_token(), "floor");
+  return torch::arange(num_tokens, lengths.options().dtype(torch::kLong)).unsqueeze(0) < valid.unsqueeze(1);
+}
+
+torch::Tensor DashengEncoderImpl::forward(const torch::Tensor& wave, const torch::Tensor& lengths) {
+  if (wave.dim() != 2)
+    throw Error("semantic encoder: expected a (batch, samples) waveform, got " + std::to_string(wave.dim()) +
+                " dimensions");
+  const torch::Tensor mel = (*frontend_)(wave);  // (B, n_mels, F)
+  const int64_t tokens = mel.size(-1) / config_.patch_frames;
+  return forward_mel(mel,
+                     lengths.defined() ? token_mask(lengths.to(wave.device()), tokens) : torch::Tensor());
+}
+
+torch::Tensor DashengEncoderImpl::forward_mel(const torch::Tensor& mel, const torch::Tensor& token_mask) {
+  // The encoder is frozen in every LoSATok stage: BatchNorm always normalises with its
+  // running statistics (PyTorch eval mode), over the mel-bin axis.
+  torch::Tensor x = torch::batch_norm(mel, init_bn->weight, init_bn->bias, init_bn->running_mean,
+                                      init_bn->running_var, /*training=*/false, 0.0, config_.bn_eps,
+                                      /*cudnn_enabled=*/true);
+  x = patch_embed->forward(x.unsqueeze(1));  // (B, D, 1, T)
+  const int64_t total = x.size(-1), chunk = config_.patches_per_chunk();
+  std::vector<torch::Tensor> outputs;
+  // Chunks of target_length mel frames are encoded independently, as in the reference.
+  for (int64_t start = 0; start < total; start += chunk) {
+    const int64_t t = std::min(chunk, total - start);
+    torch::Tensor h = x.narrow(-1, start, t) + time_pos_embed.narrow(-1, 0, t) + freq_pos_embed;
+    h = h.flatten(2).transpose(1, 2);  // (B, t, D)
+    torch::Tensor keys;
+    if (token_mask.defined()) {
+      keys = token_mask.narrow(1, start, t);
+      // A clip with no valid token in this chunk attends everywhere: its outputs there are
+      // padding, but must stay finite.
+      keys = keys | keys.any(1, /*keepdim=*/true).logical_not();
+    }
+    for (const auto& block : *blocks) h = block->as<DashengBlock>()->forward(h, keys);
+    outputs.push_back(norm->forward(h));
+  }
+  if (outputs.empty()) return torch::zeros({x.size(0), 0, x.size(1)}, x.options());
+  return torch::cat(outputs, 1);
+}
+
+SemanticBottleneckImpl::SemanticBottleneckImpl(int dim, const SemBoConfig& c) {
+  c.validate();
+  downsample = register_module("downsample", nn::Sequential(nn::Linear(dim, c.hidden_dim), nn::GELU(),
+                                                            nn::Linear(c.hidden_dim, c.latent_dim)));
+  upsample = register_module("upsample", nn::Sequential(nn::Linear(c.latent_dim, c.hidden_dim), nn::GELU(),
+                                                        nn::Linear(c.hidden_dim, dim)));
+}
+
+SemanticEncoderImpl::SemanticEncoderImpl(const ModelConfig& c, const MelConfig& dasheng_mel) {
+  encoder = register_module("encoder", DashengEncoder(c.encoder, dasheng_mel));
+  bottleneck = register_module("bottleneck", SemanticBottleneck(c.encoder.embed_dim, c.sembo));
+}
+
+}  // namespace losatok::models

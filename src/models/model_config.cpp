@@ -1,0 +1,51 @@
+// validate() of the model sizes.
+#include "losatok/models/model_config.h"
+
+#include "losatok/core/config.h"
+
+namespace losatok {
+
+using config::check;
+
+void EncoderConfig::validate() const {
+  check(embed_dim > 0, "embed_dim", "must be positive");
+  check(depth >= 0, "depth", "must be >= 0");
+  check(num_heads > 0 && embed_dim % num_heads == 0, "num_heads",
+        "must be positive and divide embed_dim (" + std::to_string(embed_dim) + ")");
+  check(mlp_ratio > 0, "mlp_ratio", "must be positive");
+  check(patch_frames > 0, "patch_frames", "must be positive");
+  check(target_length >= patch_frames && target_length % patch_frames == 0, "target_length",
+        "must be a positive multiple of patch_frames (" + std::to_string(patch_frames) + ")");
+  check(norm_eps > 0, "norm_eps", "must be positive");
+  check(bn_eps > 0, "bn_eps", "must be positive");
+}
+
+void SemBoConfig::validate() const {
+  check(hidden_dim > 0, "hidden_dim", "must be positive");
+  check(latent_dim > 0, "latent_dim", "must be positive");
+}
+
+void AcousticConfig::validate() const {
+  check(patch_frames > 0, "patch_frames", "must be positive");
+  check(norm_eps > 0, "norm_eps", "must be positive");
+}
+
+void DecoderConfig::validate() const {
+  check(dim > 0, "dim", "must be positive");
+  check(intermediate_dim > 0, "intermediate_dim", "must be positive");
+  check(num_layers >= 0, "num_layers", "must be >= 0");
+  check(kernel_size > 0 && kernel_size % 2 == 1, "kernel_size", "must be a positive odd number");
+  check(upsample > 0, "upsample", "must be positive");
+  check(layer_scale_init >= 0, "layer_scale_init", "must be >= 0 (0 = 1 / num_layers)");
+  check(hop_length > 0, "hop_length", "must be positive");
+  check(n_fft >= hop_length && (n_fft - hop_length) % 2 == 0, "n_fft",
+        "must be >= hop_length with (n_fft - hop_length) even (same-padding iSTFT)");
+  check(mag_max > 0, "mag_max", "must be positive");
+  check(norm_eps > 0, "norm_eps", "must be positive");
+}
+
+void ModelConfig::validate() const {
+  check(logvar_clamp > 0, "logvar_clamp", "must be positive");
+}
+
+}  // namespace losatok

@@ -1,0 +1,121 @@
+// `losatok encode / decode / reconstruct / import / export` end to end on the tiny reference
+// checkpoint: outputs, their agreement, the carried config, and one-line errors.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "losatok/audio/audio_io.h"
+#include "losatok/io/safetensors.h"
+#include "test_util.h"
+
+using namespace losatok;
+
+namespace {
+
+std::string bin() {
+  return std::string(LOSATOK_BINARY) + " --threads 1 --log-level warn ";
+}
+
+void run_ok(const std::string& args) {
+  std::string out;
+  ASSERT_EQ(test::run_command(bin() + args, &out), 0) << args << "\n" << out;
+}
+
+}  // namespace
+
+TEST(CodecCli, EncodeDecodeReconstructAgree) {
+  test::TempDir dir;
+  const std::string tiny = "--config " + test::source_path("configs/model/tiny.yaml");
+  const std::string ck = " --checkpoint " + test::fixture("vae_tiny.pth");
+  const std::string audio = test::fixture("sine_stereo_44k.wav");
+  run_ok("encode " + tiny + ck + " --input " + audio + " --output " + dir.path("f.safetensors"));
+  const auto f = io::load_safetensors(dir.path("f.safetensors"));
+  for (const char* name : {"z", "mu", "logvar", "semantic_emb", "acoustic_emb", "unified_emb",
+                           "semantic_emb_low", "acoustic_emb_low", "unified_emb_low"}) {
+    ASSERT_TRUE(f.tensors.count(name)) << name;
+    EXPECT_EQ(f.tensors.at(name).dim(), 3) << name;
+    EXPECT_EQ(f.tensors.at(name).size(0), 1) << name;
+  }
+  EXPECT_EQ(f.tensors.at("semantic_emb").size(2), 32);
+  EXPECT_EQ(f.tensors.at("mu").size(2), 8);
+  EXPECT_TRUE(torch::equal(f.tensors.at("z"), f.tensors.at("mu")));
+  const int64_t samples = std::stoll(f.metadata.at("samples"));
+
+  run_ok("decode " + tiny + ck + " --input " + dir.path("f.safetensors") + " --output " + dir.path("d.wav"));
+  run_ok("reconstruct " + tiny + ck + " --input " + audio + " --output " + dir.path("r.wav"));
+  const auto d = audio::read_audio(dir.path("d.wav")), r = audio::read_audio(dir.path("r.wav"));
+  EXPECT_EQ(static_cast<int64_t>(d.samples.size()), samples);
+  ASSERT_EQ(d.samples.size(), r.samples.size());
+  EXPECT_EQ(d.sample_rate, 16000);
+  double diff = 0;
+  for (size_t i = 0; i < d.samples.size(); ++i)
+    diff = std::max(diff, double(std::abs(d.samples[i] - r.samples[i])));
+  EXPECT_LE(diff, 1e-3);  // the same computation, written to 16-bit WAV twice
+
+  run_ok("encode " + tiny + ck + " --sample seed=5 --input " + audio + " --output " +
+         dir.path("s.safetensors"));
+  const auto s = io::load_safetensors(dir.path("s.safetensors"));
+  EXPECT_FALSE(torch::equal(s.tensors.at("z"), s.tensors.at("mu")));
+}
+
+TEST(CodecCli, ImportCarriesTheConfigAndExportGoesBack) {
+  test::TempDir dir;
+  const std::string tiny = "--config " + test::source_path("configs/model/tiny.yaml");
+  const std::string audio = test::fixture("sine_stereo_44k.wav");
+  run_ok("import " + tiny + " --from " + test::fixture("vae_tiny.pth") + " --out " +
+         dir.path("ck.safetensors"));
+  // No --config: the sizes come from the imported checkpoint.
+  run_ok("encode --checkpoint " + dir.path("ck.safetensors") + " --input " + audio + " --output " +
+         dir.path("a.safetensors"));
+  run_ok("encode " + tiny + " --checkpoint " + test::fixture("vae_tiny.pth") + " --input " + audio +
+         " --output " + dir.path("b.safetensors"));
+  EXPECT_TRUE(torch::equal(io::load_safetensors(dir.path("a.safetensors")).tensors.at("mu"),
+                           io::load_safetensors(dir.path("b.safetensors")).tensors.at("mu")));
+  run_ok("export --checkpoint " + dir.path("ck.safetensors") + " --out " + dir.path("w.pt"));
+  run_ok("encode " + tiny + " --checkpoint " + dir.path("w.pt") + " --input " + audio + " --output " +
+         dir.path("c.safetensors"));
+  EXPECT_TRUE(torch::equal(io::load_safetensors(dir.path("c.safetensors")).tensors.at("mu"),
+                           io::load_safetensors(dir.path("b.safetensors")).tensors.at("mu")));
+}
+
+TEST(CodecCli, ManifestBatch) {
+  test::TempDir dir;
+  test::write_text(dir.path("m.jsonl"), "{\"audio\": \"" + test::fixture("sine_stereo_44k.wav") +
+                                            "\"}\n{\"audio\": \"" + test::fixture("sine_stereo_44k.wav") +
+                                            "\", \"offset\": 0.1}\n");
+  run_ok("reconstruct --config " + test::source_path("configs/model/tiny.yaml") + " --checkpoint " +
+         test::fixture("vae_tiny.pth") + " --manifest " + dir.path("m.jsonl") + " --output-dir " +
+         dir.path("out"));
+  const auto a = audio::read_audio(dir.path("out/sine_stereo_44k.wav"));
+  const auto b = audio::read_audio(dir.path("out/sine_stereo_44k-2.wav"));
+  EXPECT_EQ(a.samples.size(), b.samples.size() + 1600);
+}
+
+TEST(CodecCli, BadInputIsOneLineError) {
+  test::TempDir dir;
+  const std::string tiny = "--config " + test::source_path("configs/model/tiny.yaml");
+  const std::string bytes = test::read_bytes(test::fixture("vae_tiny.pth"));
+  test::write_bytes(dir.path("cut.pth"), bytes.substr(0, 1000));
+  struct Case {
+    std::string args, needle;
+  };
+  const Case cases[] = {
+      {"encode " + tiny + " --checkpoint " + dir.path("cut.pth") + " --input x.wav --output y", "cut.pth"},
+      {"encode " + tiny + " model.decoder.intermediate_dim=48 --checkpoint " + test::fixture("vae_tiny.pth") +
+           " --input " + test::fixture("sine_stereo_44k.wav") + " --output " + dir.path("y.safetensors"),
+       "wrongly shaped (dasheng_tokenizer.decoder.backbone.convnext.0.pwconv1.bias: checkpoint [64] vs model "
+       "[48]"},
+      {"encode " + tiny + " --checkpoint " + test::fixture("vae_tiny.pth") + " --input " +
+           dir.path("nope.wav") + " --output y",
+       "nope.wav"},
+      {"decode " + tiny + " --checkpoint " + test::fixture("vae_tiny.pth") + " --input " +
+           test::fixture("istft_same.safetensors") + " --output y.wav",
+       "no tensor 'z'"},
+  };
+  for (const auto& c : cases) {
+    std::string out;
+    EXPECT_EQ(test::run_command(bin() + c.args, &out), 1) << c.args << "\n" << out;
+    EXPECT_NE(out.find(c.needle), std::string::npos) << out;
+    EXPECT_NE(out.find("losatok: error:"), std::string::npos) << out;
+    EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 1) << out;
+  }
+}
