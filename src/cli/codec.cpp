@@ -11,6 +11,7 @@
 #include "losatok/core/logging.h"
 #include "losatok/data/manifest.h"
 #include "losatok/io/safetensors.h"
+#include "losatok/models/init.h"
 #include "model_setup.h"
 
 namespace losatok::cli {
@@ -23,13 +24,6 @@ void add_model_options(CLI::App& sub, ModelOptions& o) {
       ->required();
   sub.add_flag("--lenient", o.lenient, "load the tensors that match and list the rest instead of failing");
   sub.add_option("--device", o.device, "cpu, cuda or cuda:N (overrides runtime.device)");
-}
-
-std::string model_config_yaml(const RootConfig& cfg) {
-  YAML::Node n;
-  n["frontend"] = config::to_yaml(cfg.frontend);
-  n["model"] = config::to_yaml(cfg.model);
-  return config::dump(n);
 }
 
 LoadedVae load_vae(const ModelOptions& mo, const ConfigOptions& co, const Context& ctx,
@@ -51,7 +45,14 @@ LoadedVae load_vae(const ModelOptions& mo, const ConfigOptions& co, const Contex
   if (!mapped.scope.empty() && !encoder_only_ok && !mo.lenient)
     throw Error("checkpoint '" + weights.source + "' holds only the semantic encoder (" + mapped.scope +
                 "*); this command needs a whole LoSATok tokenizer");
-  out.vae = models::AudioVAE(out.config.model, out.config.frontend.dasheng, out.config.frontend.vocos);
+  {
+    const models::SkipInit skip;  // every weight comes from the checkpoint
+    out.vae = models::AudioVAE(out.config.model, out.config.frontend.dasheng, out.config.frontend.vocos);
+  }
+  std::string counts;
+  for (const auto& [part, n] : models::parameter_breakdown(*out.vae))
+    counts += fmt::format("{}{} {:.2f} M", counts.empty() ? "" : ", ", part, n / 1e6);
+  spdlog::info("parameters: {}", counts);
   io::LoadOptions lo;
   lo.strict = !mo.lenient;
   lo.scope = mapped.scope;

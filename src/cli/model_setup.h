@@ -10,19 +10,12 @@
 
 namespace losatok::cli {
 
-// Safetensors metadata key under which our weight files carry the `frontend` and `model`
-// config sections, so a checkpoint loads without repeating its sizes.
-inline constexpr const char* kConfigMetadataKey = "losatok.config";
-
 struct ModelOptions {
   std::string checkpoint;
   bool lenient = false;
   std::string device;  // overrides runtime.device when given
 };
 void add_model_options(CLI::App& sub, ModelOptions& o);
-
-// YAML of the config sections a weight file carries.
-std::string model_config_yaml(const RootConfig& cfg);
 
 struct LoadedVae {
   RootConfig config;

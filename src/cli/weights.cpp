@@ -9,6 +9,7 @@
 #include "losatok/core/error.h"
 #include "losatok/core/file_util.h"
 #include "losatok/core/logging.h"
+#include "losatok/models/init.h"
 #include "model_setup.h"
 
 namespace losatok::cli {
@@ -72,6 +73,7 @@ void add_weights_commands(CLI::App& app, Context& ctx) {
         if (o->config.print_config) return 0;
         const io::MappedWeights mapped = io::map_to_vae_names(weights.tensors);
         if (!mapped.scope.empty()) check_hf_encoder_config(o->model.checkpoint, cfg.model.encoder);
+        const models::SkipInit skip;  // only loaded entries are written out
         models::AudioVAE vae(cfg.model, cfg.frontend.dasheng, cfg.frontend.vocos);
         io::LoadOptions lo;
         lo.strict = !o->model.lenient;
@@ -82,7 +84,7 @@ void add_weights_commands(CLI::App& app, Context& ctx) {
         io::TensorMap out;
         for (const auto& name : report.loaded) out[name] = state.at(name);
         std::map<std::string, std::string> meta = {{"format", "losatok"},
-                                                   {kConfigMetadataKey, model_config_yaml(cfg)},
+                                                   {kConfigMetadataKey, weights_config_yaml(cfg)},
                                                    {"imported_from", weights.source}};
         if (!mapped.scope.empty()) meta["scope"] = mapped.scope;
         io::save_weights(o->out, out, "safetensors", meta);

@@ -54,4 +54,11 @@ void RootConfig::validate() const {
         "hop_length x upsample must equal the encoder's " + std::to_string(spt) + " samples per token");
 }
 
+std::string weights_config_yaml(const RootConfig& cfg) {
+  YAML::Node n;
+  n["frontend"] = config::to_yaml(cfg.frontend);
+  n["model"] = config::to_yaml(cfg.model);
+  return config::dump(n);
+}
+
 }  // namespace losatok

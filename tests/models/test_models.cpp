@@ -152,3 +152,14 @@ TEST(Models, TokenRatesMustAgree) {
   test::expect_error([&] { models::AudioVAE(c.model, c.frontend.dasheng, c.frontend.vocos); },
                      {"token rate", "decoder 320"});
 }
+
+TEST(Models, TruncNormalInitKeepsItsBoundsAndSpread) {
+  torch::manual_seed(0);
+  auto wide = torch::empty({200000});
+  models::trunc_normal_(wide, 0.02);  // bounds at 100 sigma: a plain normal draw
+  EXPECT_NEAR(wide.std().item<double>(), 0.02, 5e-4);
+  auto narrow = torch::empty({200000});
+  models::trunc_normal_(narrow, 1.0, -1.0, 1.0);  // bounds at 1 sigma: inverse-CDF sampling
+  EXPECT_LE(narrow.abs().max().item<double>(), 1.0);
+  EXPECT_NEAR(narrow.std().item<double>(), 0.5376, 5e-3);  // std of N(0,1) truncated to [-1, 1]
+}

@@ -77,4 +77,10 @@ struct RootConfig {
   void validate() const;
 };
 
+// Safetensors metadata key under which our weight files carry the `frontend` and `model`
+// config sections, so a checkpoint loads without repeating its sizes.
+inline constexpr const char* kConfigMetadataKey = "losatok.config";
+// YAML of those sections.
+std::string weights_config_yaml(const RootConfig& cfg);
+
 }  // namespace losatok

@@ -12,6 +12,21 @@ void trunc_normal_(torch::Tensor& t, double std = 0.02, double lo = -2.0, double
 // bias; every LayerNorm: ones / zeros. The Dasheng and Vocos recipes.
 void init_trunc_normal(torch::nn::Module& module, double std = 0.02);
 
+// While one is alive (on this thread), init_trunc_normal does nothing: for models whose
+// weights are about to be loaded from a checkpoint, where the recipe's initialisation of
+// 800 M parameters would be wasted seconds.
+class SkipInit {
+ public:
+  SkipInit();
+  ~SkipInit();
+  SkipInit(const SkipInit&) = delete;
+  SkipInit& operator=(const SkipInit&) = delete;
+  static bool active();
+
+ private:
+  bool previous_;
+};
+
 // Number of elements over `module`'s parameters.
 int64_t count_parameters(const torch::nn::Module& module);
 
