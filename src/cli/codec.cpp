@@ -125,6 +125,30 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
+// Runs `fn` on every job. One input: its error is the command's. A manifest: a failing input
+// is logged and the rest go on; the command then fails naming how many and the first.
+int run_jobs(const std::vector<Job>& jobs, const std::function<void(const Job&)>& fn) {
+  if (jobs.size() == 1) {
+    fn(jobs[0]);
+    return 0;
+  }
+  std::size_t failed = 0;
+  std::string first;
+  for (const Job& job : jobs) {
+    try {
+      fn(job);
+    } catch (const std::exception& e) {
+      const std::string message = first_line(e.what());
+      spdlog::error("{}: {}", job.input, message);
+      if (failed++ == 0) first = message;
+    }
+  }
+  if (failed > 0)
+    throw Error(std::to_string(failed) + " of " + std::to_string(jobs.size()) +
+                " inputs failed (first: " + first + ")");
+  return 0;
+}
+
 struct IoOptions {
   std::string input, output, manifest, output_dir;
   double chunk_seconds = 30.0;
@@ -164,25 +188,25 @@ void add_codec_commands(CLI::App& app, Context& ctx) {
         if (o->config.print_config) return 0;
         torch::manual_seed(static_cast<uint64_t>(m.config.seed));
         torch::NoGradGuard no_grad;
-        for (const Job& job :
-             plan_jobs(o->io.input, o->io.output, o->io.manifest, o->io.output_dir, ".safetensors")) {
-          const auto t0 = std::chrono::steady_clock::now();
-          const torch::Tensor wave = load_wave(job, m.config, m.vae->samples_per_token(), m.device);
-          const models::VaeFeatures f = m.vae->encode(wave, {}, o->sample);
-          io::TensorMap out;
-          for (const auto& [name, t] : f.named()) out[name] = t.contiguous().cpu();
-          io::save_safetensors(job.output, out,
-                               {{"source", job.input},
-                                {"checkpoint", o->model.checkpoint},
-                                {"sample_rate", std::to_string(m.config.audio.sample_rate)},
-                                {"samples_per_token", std::to_string(m.vae->samples_per_token())},
-                                {"samples", std::to_string(wave.size(1))},
-                                {"z", o->sample ? "sampled" : "mu"}});
-          const double seconds = wave.size(1) / static_cast<double>(m.config.audio.sample_rate);
-          spdlog::info("{}: {:.2f} s -> {} tokens x {} -> {} ({:.1f}x real time)", job.input, seconds,
-                       f.mu.size(1), f.mu.size(2), job.output, seconds / seconds_since(t0));
-        }
-        return 0;
+        return run_jobs(
+            plan_jobs(o->io.input, o->io.output, o->io.manifest, o->io.output_dir, ".safetensors"),
+            [&](const Job& job) {
+              const auto t0 = std::chrono::steady_clock::now();
+              const torch::Tensor wave = load_wave(job, m.config, m.vae->samples_per_token(), m.device);
+              const models::VaeFeatures f = m.vae->encode(wave, {}, o->sample);
+              io::TensorMap out;
+              for (const auto& [name, t] : f.named()) out[name] = t.contiguous().cpu();
+              io::save_safetensors(job.output, out,
+                                   {{"source", job.input},
+                                    {"checkpoint", o->model.checkpoint},
+                                    {"sample_rate", std::to_string(m.config.audio.sample_rate)},
+                                    {"samples_per_token", std::to_string(m.vae->samples_per_token())},
+                                    {"samples", std::to_string(wave.size(1))},
+                                    {"z", o->sample ? "sampled" : "mu"}});
+              const double seconds = wave.size(1) / static_cast<double>(m.config.audio.sample_rate);
+              spdlog::info("{}: {:.2f} s -> {} tokens x {} -> {} ({:.1f}x real time)", job.input, seconds,
+                           f.mu.size(1), f.mu.size(2), job.output, seconds / seconds_since(t0));
+            });
       };
     });
   }
@@ -206,30 +230,32 @@ void add_codec_commands(CLI::App& app, Context& ctx) {
         torch::NoGradGuard no_grad;
         const int sr = m.config.audio.sample_rate;
         const int64_t chunk = static_cast<int64_t>(o->io.chunk_seconds * sr / m.vae->samples_per_token());
-        for (const Job& job :
-             plan_jobs(o->io.input, o->io.output, o->io.manifest, o->io.output_dir, ".wav")) {
-          const auto t0 = std::chrono::steady_clock::now();
-          io::SafetensorsData feats = io::load_safetensors(job.input);
-          const auto it = feats.tensors.find(o->tensor);
-          if (it == feats.tensors.end())
-            throw Error("features '" + job.input + "': no tensor '" + o->tensor + "'");
-          torch::Tensor z = it->second.to(torch::kFloat32);
-          if (z.dim() == 2) z = z.unsqueeze(0);
-          if (z.dim() != 3 || z.size(0) != 1 || z.size(2) != m.config.model.latent_dim())
-            throw Error("features '" + job.input + "': tensor '" + o->tensor + "' is " + c10::str(z.sizes()) +
-                        ", expected (1, tokens, " + std::to_string(m.config.model.latent_dim()) + ")");
-          torch::Tensor wave = m.vae->decode_chunked(z.to(m.device), chunk);
-          if (const auto s = feats.metadata.find("samples"); s != feats.metadata.end()) {
-            // The source length when the file came from `encode`; anything unparsable is ignored.
-            const int64_t n = std::atoll(s->second.c_str());
-            if (n > 0 && n < wave.size(1) + m.vae->samples_per_token()) wave = fit_length(wave, n);
-          }
-          write_wave(job.output, wave, sr);
-          const double seconds = wave.size(1) / static_cast<double>(sr);
-          spdlog::info("{}: {} tokens -> {:.2f} s -> {} ({:.1f}x real time)", job.input, z.size(1), seconds,
-                       job.output, seconds / seconds_since(t0));
-        }
-        return 0;
+        return run_jobs(plan_jobs(o->io.input, o->io.output, o->io.manifest, o->io.output_dir, ".wav"),
+                        [&](const Job& job) {
+                          const auto t0 = std::chrono::steady_clock::now();
+                          io::SafetensorsData feats = io::load_safetensors(job.input);
+                          const auto it = feats.tensors.find(o->tensor);
+                          if (it == feats.tensors.end())
+                            throw Error("features '" + job.input + "': no tensor '" + o->tensor + "'");
+                          torch::Tensor z = it->second.to(torch::kFloat32);
+                          if (z.dim() == 2) z = z.unsqueeze(0);
+                          if (z.dim() != 3 || z.size(0) != 1 || z.size(2) != m.config.model.latent_dim())
+                            throw Error("features '" + job.input + "': tensor '" + o->tensor + "' is " +
+                                        c10::str(z.sizes()) + ", expected (1, tokens, " +
+                                        std::to_string(m.config.model.latent_dim()) + ")");
+                          torch::Tensor wave = m.vae->decode_chunked(z.to(m.device), chunk);
+                          if (const auto s = feats.metadata.find("samples"); s != feats.metadata.end()) {
+                            // The source length when the file came from `encode`; anything unparsable is
+                            // ignored.
+                            const int64_t n = std::atoll(s->second.c_str());
+                            if (n > 0 && n < wave.size(1) + m.vae->samples_per_token())
+                              wave = fit_length(wave, n);
+                          }
+                          write_wave(job.output, wave, sr);
+                          const double seconds = wave.size(1) / static_cast<double>(sr);
+                          spdlog::info("{}: {} tokens -> {:.2f} s -> {} ({:.1f}x real time)", job.input,
+                                       z.size(1), seconds, job.output, seconds / seconds_since(t0));
+                        });
       };
     });
   }
@@ -252,19 +278,19 @@ void add_codec_commands(CLI::App& app, Context& ctx) {
         torch::NoGradGuard no_grad;
         const int sr = m.config.audio.sample_rate;
         const int64_t chunk = static_cast<int64_t>(o->io.chunk_seconds * sr / m.vae->samples_per_token());
-        for (const Job& job :
-             plan_jobs(o->io.input, o->io.output, o->io.manifest, o->io.output_dir, ".wav")) {
-          const auto t0 = std::chrono::steady_clock::now();
-          const torch::Tensor wave = load_wave(job, m.config, m.vae->samples_per_token(), m.device);
-          const models::VaeFeatures f = m.vae->encode(wave);
-          torch::Tensor out = m.vae->decode_chunked(f.mu, chunk);
-          out = fit_length(out, wave.size(1));
-          write_wave(job.output, out, sr);
-          const double seconds = wave.size(1) / static_cast<double>(sr);
-          spdlog::info("{}: {:.2f} s reconstructed -> {} ({:.1f}x real time)", job.input, seconds, job.output,
-                       seconds / seconds_since(t0));
-        }
-        return 0;
+        return run_jobs(plan_jobs(o->io.input, o->io.output, o->io.manifest, o->io.output_dir, ".wav"),
+                        [&](const Job& job) {
+                          const auto t0 = std::chrono::steady_clock::now();
+                          const torch::Tensor wave =
+                              load_wave(job, m.config, m.vae->samples_per_token(), m.device);
+                          const models::VaeFeatures f = m.vae->encode(wave);
+                          torch::Tensor out = m.vae->decode_chunked(f.mu, chunk);
+                          out = fit_length(out, wave.size(1));
+                          write_wave(job.output, out, sr);
+                          const double seconds = wave.size(1) / static_cast<double>(sr);
+                          spdlog::info("{}: {:.2f} s reconstructed -> {} ({:.1f}x real time)", job.input,
+                                       seconds, job.output, seconds / seconds_since(t0));
+                        });
       };
     });
   }

@@ -79,12 +79,19 @@ TEST(CodecCli, ImportCarriesTheConfigAndExportGoesBack) {
 
 TEST(CodecCli, ManifestBatch) {
   test::TempDir dir;
-  test::write_text(dir.path("m.jsonl"), "{\"audio\": \"" + test::fixture("sine_stereo_44k.wav") +
-                                            "\"}\n{\"audio\": \"" + test::fixture("sine_stereo_44k.wav") +
-                                            "\", \"offset\": 0.1}\n");
-  run_ok("reconstruct --config " + test::source_path("configs/model/tiny.yaml") + " --checkpoint " +
-         test::fixture("vae_tiny.pth") + " --manifest " + dir.path("m.jsonl") + " --output-dir " +
-         dir.path("out"));
+  const std::string sine = test::fixture("sine_stereo_44k.wav");
+  test::write_text(dir.path("m.jsonl"), "{\"audio\": \"" + sine + "\"}\n{\"audio\": \"" + sine +
+                                            "\", \"offset\": 0.1}\n{\"audio\": \"missing.wav\"}\n");
+  // A bad input does not stop the others; the command then fails naming it.
+  std::string out;
+  EXPECT_EQ(test::run_command(bin() + "reconstruct --config " + test::source_path("configs/model/tiny.yaml") +
+                                  " --checkpoint " + test::fixture("vae_tiny.pth") + " --manifest " +
+                                  dir.path("m.jsonl") + " --output-dir " + dir.path("out"),
+                              &out),
+            1);
+  EXPECT_NE(out.find("1 of 3 inputs failed (first: audio file '" + dir.path("missing.wav")),
+            std::string::npos)
+      << out;
   const auto a = audio::read_audio(dir.path("out/sine_stereo_44k.wav"));
   const auto b = audio::read_audio(dir.path("out/sine_stereo_44k-2.wav"));
   EXPECT_EQ(a.samples.size(), b.samples.size() + 1600);
