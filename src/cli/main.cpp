@@ -24,6 +24,7 @@ int main(int argc, char** argv) {
   cli::add_inspect_command(app, ctx);
   cli::add_codec_commands(app, ctx);
   cli::add_weights_commands(app, ctx);
+  cli::add_extract_command(app, ctx);
 
   try {
     app.parse(argc, argv);

@@ -2,6 +2,7 @@
 // {name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__": {str: str}}, then data.
 #include "losatok/io/safetensors.h"
 
+#include <fcntl.h>
 #include <torch/torch.h>
 #include <unistd.h>
 
@@ -207,6 +208,33 @@ SafetensorsData load_safetensors(const std::string& path,
     out.tensors.emplace(e.name, std::move(t));
   }
   return out;
+}
+
+SafetensorsFile::SafetensorsFile(const std::string& path)
+    : path_(path), header_(read_safetensors_header(path)) {
+  for (std::size_t i = 0; i < header_.tensors.size(); ++i) index_[header_.tensors[i].name] = i;
+  fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd_ < 0) bad("'" + path + "'", "cannot open");
+}
+
+SafetensorsFile::~SafetensorsFile() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+torch::Tensor SafetensorsFile::read(const std::string& name) const {
+  const auto it = index_.find(name);
+  if (it == index_.end()) bad("'" + path_ + "'", "no tensor '" + name + "'");
+  const TensorEntry& e = header_.tensors[it->second];
+  torch::Tensor t = torch::empty(e.shape, torch::TensorOptions().dtype(dtype_by_name(e.dtype)->type));
+  auto* dst = static_cast<char*>(t.data_ptr());
+  uint64_t done = 0, size = e.end - e.begin;
+  while (done < size) {
+    const ssize_t n =
+        ::pread(fd_, dst + done, size - done, static_cast<off_t>(header_.data_offset + e.begin + done));
+    if (n <= 0) bad("'" + path_ + "'", "could not read tensor '" + name + "'");
+    done += static_cast<uint64_t>(n);
+  }
+  return t;
 }
 
 SafetensorsData load_safetensors_buffer(const void* data, std::size_t size, const std::string& what) {

@@ -7,6 +7,7 @@
 
 #include "losatok/audio/mel_config.h"
 #include "losatok/core/config.h"
+#include "losatok/data/data_config.h"
 #include "losatok/models/model_config.h"
 
 namespace losatok {
@@ -63,6 +64,7 @@ struct RootConfig {
   AudioConfig audio;
   FrontEndsConfig frontend;
   ModelConfig model;  // sizes of the LoSATok modules (configs/model/*.yaml)
+  DataConfig data;
 
   template <class V>
   void visit(V& v) {
@@ -73,6 +75,7 @@ struct RootConfig {
     v("audio", audio);
     v("frontend", frontend);
     v("model", model);
+    v("data", data);
   }
   void validate() const;
 };

@@ -43,6 +43,25 @@ SafetensorsHeader read_safetensors_header(const std::string& path);
 // `keep` selects tensors by name (all when empty); the others are never read.
 SafetensorsData load_safetensors(const std::string& path,
                                  const std::function<bool(const std::string&)>& keep = {});
+// Random access to one file's tensors: the header is parsed (and checked) once, each read
+// fetches just that tensor's bytes. Reads are safe from several threads.
+class SafetensorsFile {
+ public:
+  explicit SafetensorsFile(const std::string& path);
+  ~SafetensorsFile();
+  SafetensorsFile(const SafetensorsFile&) = delete;
+  SafetensorsFile& operator=(const SafetensorsFile&) = delete;
+  const SafetensorsHeader& header() const { return header_; }
+  bool contains(const std::string& name) const { return index_.count(name) > 0; }
+  torch::Tensor read(const std::string& name) const;
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+  SafetensorsHeader header_;
+  std::map<std::string, std::size_t> index_;
+};
+
 // Same checks on an in-memory file image (the fuzz target's entry point).
 SafetensorsData load_safetensors_buffer(const void* data, std::size_t size,
                                         const std::string& what = "<buffer>");

@@ -1,0 +1,105 @@
+// Batched feature extraction into the cache.
+#include "losatok/data/extract.h"
+
+#include <torch/torch.h>
+
+#include <cmath>
+
+#include "losatok/audio/audio_io.h"
+#include "losatok/core/error.h"
+#include "losatok/core/logging.h"
+#include "losatok/io/weights.h"
+
+namespace losatok::data {
+
+CacheProducer cache_producer(const std::string& what, models::AudioVAEImpl& vae, const RootConfig& cfg) {
+  if (what == "semantic") {
+    YAML::Node n;
+    n["dasheng"] = config::to_yaml(cfg.frontend.dasheng);
+    n["encoder"] = config::to_yaml(cfg.model.encoder);
+    return {what, hash_tensors(io::module_state(*vae.semantic_encoder->encoder)), hash_text(config::dump(n))};
+  }
+  if (what == "latents")
+    return {what, hash_tensors(io::module_state(vae)), hash_text(weights_config_yaml(cfg))};
+  throw Error("extract: unknown feature kind '" + what + "' (semantic or latents)");
+}
+
+ExtractReport extract_features(models::AudioVAEImpl& vae, const RootConfig& cfg,
+                               const std::vector<Clip>& clips, const std::string& what,
+                               FeatureCacheWriter& writer, int batch_size, const torch::Device& device) {
+  if (what != "semantic" && what != "latents")
+    throw Error("extract: unknown feature kind '" + what + "' (semantic or latents)");
+  ExtractReport report;
+  torch::NoGradGuard no_grad;
+  const int sr = cfg.audio.sample_rate;
+  const int64_t spt = vae.samples_per_token();
+  std::vector<const Clip*> todo;
+  for (const auto& c : clips) {
+    if (writer.contains(c.key))
+      ++report.skipped_existing;
+    else
+      todo.push_back(&c);
+  }
+  for (std::size_t start = 0; start < todo.size(); start += batch_size) {
+    std::vector<const Clip*> ok;
+    std::vector<std::vector<float>> waves;
+    for (std::size_t i = start; i < std::min(todo.size(), start + batch_size); ++i) {
+      const Clip& c = *todo[i];
+      std::string why;
+      try {
+        std::vector<float> w = audio::load_audio(c.entry.audio, sr, c.entry.offset, c.entry.duration,
+                                                 cfg.audio.resample_quality);
+        bool finite = true;
+        for (float v : w) finite = finite && std::isfinite(v);
+        if (static_cast<int64_t>(w.size()) < spt)
+          why = "shorter than one token";
+        else if (!finite)
+          why = "non-finite samples";
+        else {
+          ok.push_back(&c);
+          waves.push_back(std::move(w));
+          continue;
+        }
+      } catch (const Error& e) {
+        why = first_line(e.what());
+      }
+      report.bad.push_back(c.key);
+      spdlog::warn("extract: skipping '{}': {} ({} bad so far)", c.key, why, report.bad.size());
+      if (cfg.data.max_bad_files >= 0 && static_cast<int64_t>(report.bad.size()) > cfg.data.max_bad_files)
+        throw Error("extract: " + std::to_string(report.bad.size()) +
+                    " bad clips, more than data.max_bad_files (" + std::to_string(cfg.data.max_bad_files) +
+                    ")");
+    }
+    if (ok.empty()) continue;
+    int64_t longest = 0;
+    for (const auto& w : waves) longest = std::max<int64_t>(longest, w.size());
+    torch::Tensor audio = torch::zeros({static_cast<int64_t>(ok.size()), longest});
+    torch::Tensor lengths = torch::empty({static_cast<int64_t>(ok.size())}, torch::kLong);
+    for (std::size_t i = 0; i < ok.size(); ++i) {
+      const int64_t n = waves[i].size();
+      audio[i].narrow(0, 0, n).copy_(torch::from_blob(waves[i].data(), {n}));
+      lengths[i] = n;
+      report.audio_seconds += static_cast<double>(n) / sr;
+    }
+    audio = audio.to(device);
+    std::map<std::string, torch::Tensor> out;
+    if (what == "semantic") {
+      out["semantic_emb"] = vae.semantic_encoder->encoder->forward(audio, lengths);
+    } else {
+      const models::VaeFeatures f = vae.encode(audio, lengths);
+      out["mu"] = f.mu;
+      out["logvar"] = f.logvar;
+    }
+    for (std::size_t i = 0; i < ok.size(); ++i) {
+      const int64_t valid = lengths[i].item<int64_t>() / spt;
+      std::map<std::string, torch::Tensor> clip;
+      for (const auto& [name, t] : out) clip[name] = t[i].narrow(0, 0, std::min(valid, t.size(1))).cpu();
+      writer.add(ok[i]->key, clip);
+      ++report.written;
+    }
+  }
+  writer.flush();
+  return report;
+}
+
+}  // namespace losatok::data
