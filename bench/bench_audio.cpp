@@ -3,6 +3,7 @@
 //
 //   losatok_bench_audio audio FILE...      decode/resample/front-end throughput, one core
 //   losatok_bench_audio threads [STEPS]    ms per training step for each thread combination
+//   losatok_bench_audio loader MANIFEST [WORKERS] [SEGMENT_S]   loader throughput (x real time)
 //     (run it with and without OMP_WAIT_POLICY=PASSIVE: the policy is fixed at load time)
 #include <torch/torch.h>
 
@@ -14,6 +15,7 @@
 #include "losatok/audio/audio_io.h"
 #include "losatok/audio/mel.h"
 #include "losatok/core/runtime.h"
+#include "losatok/data/loader.h"
 
 using namespace losatok;
 using Clock = std::chrono::steady_clock;
@@ -142,15 +144,49 @@ int bench_threads(int steps) {
 
 }  // namespace
 
+// The data loader end to end (decode + resample + crop + batch): audio-seconds per second of
+// wall time, and per worker thread, over two epochs of the manifest.
+int bench_loader(const std::string& manifest, int workers, double segment) {
+  torch::set_num_threads(1);
+  set_blas_threads(1);
+  DataConfig cfg;
+  cfg.segment_seconds = segment;
+  cfg.batch_size = 8;
+  cfg.drop_last = false;
+  cfg.workers = workers;
+  cfg.max_bad_files = -1;
+  data::LoaderOptions options;
+  data::AudioLoader loader(cfg, {{manifest, 0.0}}, options);
+  loader.next();  // start the workers
+  const auto t0 = Clock::now();
+  double audio_s = 0;
+  int64_t batches = 0;
+  while (loader.state().epoch < 2) {
+    audio_s += loader.next().lengths.sum().item<int64_t>() / 16000.0;
+    ++batches;
+  }
+  const double wall = seconds_since(t0);
+  std::printf("loader: %s, %lld batches of 8, %s crops, %d worker(s)\n", manifest.c_str(),
+              static_cast<long long>(batches),
+              segment > 0 ? (std::to_string(segment) + " s").c_str() : "whole", workers);
+  std::printf("  %.1f s of audio in %.2f s: %.0f x real time, %.0f x per worker\n", audio_s, wall,
+              audio_s / wall, audio_s / wall / std::max(1, workers));
+  return 0;
+}
+
 int main(int argc, char** argv) {
   const std::string mode = argc > 1 ? argv[1] : "";
   try {
     if (mode == "audio" && argc > 2) return bench_audio(std::vector<std::string>(argv + 2, argv + argc));
     if (mode == "threads") return bench_threads(argc > 2 ? std::stoi(argv[2]) : 10);
+    if (mode == "loader" && argc > 2)
+      return bench_loader(argv[2], argc > 3 ? std::stoi(argv[3]) : 1, argc > 4 ? std::stod(argv[4]) : 4.0);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "losatok_bench_audio: error: %s\n", e.what());
     return 1;
   }
-  std::fprintf(stderr, "usage: losatok_bench_audio audio FILE... | threads [STEPS]\n");
+  std::fprintf(
+      stderr,
+      "usage: losatok_bench_audio audio FILE... | threads [STEPS] | loader MANIFEST [WORKERS] [SEGMENT_S]\n");
   return 2;
 }

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # The README's first command: set-up, build, then the main job on real audio that Debian
 # ships. At this stage of the project the job is the front-end pipeline (decode, resample to
-# 16 kHz mono, Dasheng and Vocos log-mels); later stages extend this script into the whole
+# 16 kHz mono, Dasheng and Vocos log-mels) and the data pipeline (the small cross-domain demo
+# corpus, then the loader over it); later stages extend this script into the whole
 # SemBo -> tokenizer -> DiT run.
 #   scripts/demo.sh            outputs under demo/
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD_DIR="${BUILD_DIR:-build}"
 OUT="${DEMO_DIR:-demo}"
-TARGETS=losatok scripts/build.sh
+TARGETS="losatok losatok_bench_audio" scripts/build.sh
 bin="$BUILD_DIR/src/losatok"
 mkdir -p "$OUT/features"
 
@@ -32,3 +33,8 @@ done
 echo
 echo "demo: $n real recordings -> log-mels in $OUT/features/ (tensor 'mel', (n_mels, frames) at 100 Hz)"
 echo "demo: resolved config in $OUT/resolved_config.yaml; licences in $OUT/audio/*/copyright"
+
+# The data pipeline: the small demo corpus (real speech, music and effects from Debian
+# packages), then two epochs of the loader over its mixed training manifest.
+scripts/make_demo_corpus.sh "$OUT/corpus" --size small
+"$BUILD_DIR/bench/losatok_bench_audio" loader "$OUT/corpus/manifests/all.train.jsonl" 2 4 2>/dev/null | grep -v '^\['

@@ -2,6 +2,7 @@
 # Installs every Debian package losatok needs, idempotently, as root or through sudo.
 #   scripts/setup.sh               build + test + run dependencies (what CI needs)
 #   scripts/setup.sh --reference   also python3-torch / torchaudio, to regenerate tests/reference fixtures
+#   scripts/setup.sh --corpus      also sox, fluidsynth, mma, espeak-ng, jq for scripts/make_demo_corpus.sh
 #   scripts/setup.sh --check       exit 0 when everything is installed, 1 otherwise (installs nothing)
 set -euo pipefail
 
@@ -15,14 +16,17 @@ BUILD_PKGS=(
 # Used by the demo and the data scripts: fetching and unpacking Debian packages of real audio.
 RUN_PKGS=(dpkg-dev ca-certificates)
 REFERENCE_PKGS=(python3 python3-torch python3-torchaudio python3-numpy)
+# scripts/make_demo_corpus.sh: conversion, MIDI / groove rendering, synthetic speech, JSON.
+CORPUS_PKGS=(sox libsox-fmt-all fluidsynth mma espeak-ng jq)
 
 want=("${BUILD_PKGS[@]}" "${RUN_PKGS[@]}")
 check_only=0
 for arg in "$@"; do
   case "$arg" in
     --reference) want+=("${REFERENCE_PKGS[@]}") ;;
+    --corpus) want+=("${CORPUS_PKGS[@]}") ;;
     --check) check_only=1 ;;
-    -h|--help) sed -n '2,5p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,6p' "$0"; exit 0 ;;
     *) echo "setup.sh: unknown option '$arg'" >&2; exit 2 ;;
   esac
 done

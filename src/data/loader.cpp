@@ -100,14 +100,19 @@ void AudioLoader::stop() {
   threads_.clear();
 }
 
-const std::vector<std::vector<int64_t>>& AudioLoader::plan(int64_t epoch) {
+std::vector<int64_t> AudioLoader::batch_ids(int64_t epoch, int64_t index) {
   std::lock_guard<std::mutex> lock(mutex_);
   auto it = plans_.find(epoch);
   if (it == plans_.end()) {
     it = plans_.emplace(epoch, sampler_->epoch(epoch)).first;
-    while (plans_.size() > 3) plans_.erase(plans_.begin());  // workers run at most one epoch ahead
+    // Keep the plans the workers may still be reading (they run prefetch_batches ahead).
+    while (plans_.size() > static_cast<std::size_t>(config_.prefetch_batches) + 2) {
+      auto victim = plans_.begin();
+      if (victim->first == epoch) ++victim;
+      plans_.erase(victim);
+    }
   }
-  return it->second;
+  return it->second.at(index);  // a copy, made under the lock
 }
 
 std::vector<float> AudioLoader::read_item(const Clip& clip, uint64_t seed, int64_t* offset, bool* bad,
@@ -168,7 +173,7 @@ Batch AudioLoader::build(int64_t global) {
   Batch batch;
   batch.epoch = global / per_epoch;
   batch.index = global % per_epoch;
-  const std::vector<int64_t> ids = plan(batch.epoch)[batch.index];
+  const std::vector<int64_t> ids = batch_ids(batch.epoch, batch.index);
   std::vector<std::vector<float>> waves;
   std::vector<std::pair<std::string, std::string>> bad;
   for (std::size_t i = 0; i < ids.size(); ++i) {
@@ -313,6 +318,7 @@ void AudioLoader::restore(const LoaderState& state) {
   std::lock_guard<std::mutex> lock(mutex_);
   ready_.clear();
   ready_bad_.clear();
+  plans_.clear();
   worker_error_.clear();
   consumed_ = claimed_ = state.epoch * sampler_->batches_per_epoch() + state.batch;
   bad_files_ = state.bad_files;

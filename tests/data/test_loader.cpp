@@ -241,3 +241,21 @@ TEST(Loader, ValidationModeKeepsWholeClipsInOrder) {
   EXPECT_EQ(first.lengths[2].item<int64_t>(), 8000);  // 0.5 s, whole
   for (const auto& item : first.items) EXPECT_EQ(item.offset, 0);
 }
+
+TEST(Loader, ManyEpochsInFlight) {
+  // One batch per epoch and a deep prefetch: workers build several epochs at once.
+  Corpus c;
+  DataConfig cfg = small_config();
+  cfg.batch_size = 10;
+  cfg.prefetch_batches = 6;
+  LoaderOptions lo;
+  lo.seed = 2;
+  AudioLoader threaded(cfg, {{c.m, 0.0}}, lo);
+  cfg.workers = 0;
+  AudioLoader serial(cfg, {{c.m, 0.0}}, lo);
+  const auto a = take(threaded, 12);
+  expect_same(a, take(serial, 12));
+  EXPECT_EQ(a.back().epoch, 11);
+  threaded.restore(LoaderState{3, 0, {}});  // back to an earlier epoch
+  expect_same(take(threaded, 2), {a[3], a[4]});
+}

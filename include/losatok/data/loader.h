@@ -88,7 +88,7 @@ class AudioLoader {
   void work();
   Batch build(int64_t global);
   std::vector<float> read_item(const Clip& clip, uint64_t seed, int64_t* offset, bool* bad, std::string* why);
-  const std::vector<std::vector<int64_t>>& plan(int64_t epoch);
+  std::vector<int64_t> batch_ids(int64_t epoch, int64_t index);
 
   std::vector<Clip> clips_;
   DataConfig config_;
