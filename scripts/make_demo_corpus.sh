@@ -80,7 +80,7 @@ add() {
   mkdir -p "$(dirname "$OUT/$rel")"
   local trim=()
   [ -n "$start" ] && trim=(trim "$start" "$length")
-  sox -q "$src" -r 16000 -c 1 -b 16 "$OUT/$rel" "${trim[@]}" 2>/dev/null || { rm -f "$OUT/$rel"; return 0; }
+  sox -q -D "$src" -r 16000 -c 1 -b 16 "$OUT/$rel" "${trim[@]}" 2>/dev/null || { rm -f "$OUT/$rel"; return 0; }
   local dur
   dur=$(soxi -D "$OUT/$rel" 2>/dev/null || echo 0)
   if awk -v d="$dur" 'BEGIN {exit !(d < 0.3)}'; then rm -f "$OUT/$rel"; return 0; fi
@@ -105,54 +105,68 @@ cut_clips() {
 
 limit() { if [ "$SIZE" = small ]; then head -n "$1"; else cat; fi; }
 
+# Each part below writes its own lines file (in its own temp folder), and the parts run two at
+# a time; the manifests concatenate them in a fixed order, so the result does not depend on
+# which part finished first.
+
 # --- speech -----------------------------------------------------------------------------------
-echo "make_demo_corpus: speech"
-idx="$TMPD/asterisk.txt"
-zcat "$R/usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz" > "$idx"
-# One speaker (Allison) for the whole package: all of it in train.
-find "$R/usr/share/asterisk/sounds/en_US_f_Allison" -maxdepth 1 -name '*.wav' | sort | limit 200 | while read -r f; do
-  id=$(basename "$f" .wav)
-  text=$(awk -v id="$id" 'index($0, id ": ") == 1 {print substr($0, length(id) + 3); exit}' "$idx")
-  [ -n "$text" ] && add "$f" "asterisk-$id" speech asterisk-core-sounds-en allison allison "$text" en "" "" train
-done
+part_asterisk() {
+  zcat "$R/usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz" > "$T/index.txt"
+  # One speaker (Allison) for the whole package: all of it in train.
+  find "$R/usr/share/asterisk/sounds/en_US_f_Allison" -maxdepth 1 -name '*.wav' | sort | limit 200 | while read -r f; do
+    id=$(basename "$f" .wav)
+    text=$(awk -v id="$id" 'index($0, id ": ") == 1 {print substr($0, length(id) + 3); exit}' "$T/index.txt")
+    [ -n "$text" ] && add "$f" "asterisk-$id" speech asterisk-core-sounds-en allison allison "$text" en "" "" train
+  done
+}
 
 # espeak-ng reading the King James Bible (public domain): synthetic, labelled so.
-verses=$(if [ "$SIZE" = small ]; then echo "gen1:1-30"; else echo "gen1:1-31 gen2:1-25 ps23:1-6 ps100:1-5 matt5:1-48"; fi)
-COLUMNS=100000 "$R/usr/bin/bible" -p "$R/usr/lib" -d bible.data -f $verses 2>/dev/null | grep -E '^[0-9A-Za-z]+[0-9]+:[0-9]+ ' > "$TMPD/verses.txt" || true
-declare -A VOICE_SPLIT=([en-us]=train [en-gb]=train [en-gb-x-rp]=train [en-gb-scotland]=valid [en-029]=test [en-us-nyc]=test)
-for voice in en-us en-gb en-gb-x-rp en-gb-scotland en-029 en-us-nyc; do
-  [ "$SIZE" = small ] && [ "$voice" = en-gb-x-rp ] && continue
-  [ "$SIZE" = small ] && [ "$voice" = en-us-nyc ] && continue
-  n=0
-  while IFS= read -r line; do
-    ref=${line%% *}
-    text=${line#* }
-    wav="$TMPD/espeak.wav"
-    espeak-ng -v "$voice" -w "$wav" "$text" 2>/dev/null || continue
-    add "$wav" "espeak-$voice-$(printf %03d "$n")-${ref//:/_}" speech espeak-ng "$voice" "espeak-ng:$voice (synthetic)" \
-      "$text" en "" "" "${VOICE_SPLIT[$voice]}"
-    n=$((n + 1))
-  done < "$TMPD/verses.txt"
-done
+part_espeak() {
+  local verses="gen1:1-30"
+  [ "$SIZE" = full ] && verses="gen1:1-31 gen2:1-25 ps23:1-6 ps100:1-5 matt5:1-48"
+  COLUMNS=100000 "$R/usr/bin/bible" -p "$R/usr/lib" -d bible.data -f $verses 2>/dev/null |
+    grep -E '^[0-9A-Za-z]+[0-9]+:[0-9]+ ' > "$T/verses.txt" || true
+  declare -A split=([en-us]=train [en-gb]=train [en-gb-x-rp]=train [en-gb-scotland]=valid [en-029]=test [en-us-nyc]=test)
+  local voices=(en-us en-gb en-gb-scotland en-029)
+  [ "$SIZE" = full ] && voices+=(en-gb-x-rp en-us-nyc)
+  for voice in "${voices[@]}"; do
+    n=0
+    while IFS= read -r line; do
+      ref=${line%% *}
+      text=${line#* }
+      espeak-ng -v "$voice" -w "$T/espeak.wav" "$text" 2>/dev/null || continue
+      add "$T/espeak.wav" "espeak-$voice-$(printf %03d "$n")-${ref//:/_}" speech espeak-ng "$voice" \
+        "espeak-ng:$voice (synthetic)" "$text" en "" "" "${split[$voice]}"
+      n=$((n + 1))
+    done < "$T/verses.txt"
+  done
+}
 
-if [ "$SIZE" = full ]; then
-  # festvox-ru: one Russian speaker (msu_ru_nsh) reading sentences.
-  fv="$R/usr/share/festival/voices/russian/msu_ru_nsh_clunits"
+# festvox-ru: one Russian speaker (msu_ru_nsh) reading sentences.
+part_festvox() {
+  local fv="$R/usr/share/festival/voices/russian/msu_ru_nsh_clunits"
   sed -n 's/^( \([a-z_0-9]*\) "\(.*\)" )$/\1\t\2/p' "$fv/etc/txt.done.data" | while IFS=$'\t' read -r id text; do
     [ -f "$fv/wav/$id.wav" ] && add "$fv/wav/$id.wav" "festvox-ru-$id" speech festvox-ru msu_ru_nsh msu_ru_nsh "${text//+/}" ru
   done
-  # tuxpaint stamp descriptions: <stamp>_desc_<lang>.ogg, text in <stamp>.txt as <lang>.utf8=...
-  # One reader per language as far as we know: the language is the speaker unit.
+}
+
+# tuxpaint stamp descriptions: <stamp>_desc_<lang>.ogg, text in <stamp>.txt as <lang>.utf8=...
+# One reader per language as far as we know: the language is the speaker unit.
+part_tuxpaint_speech() {
   find "$R/usr/share/tuxpaint/stamps" -name '*_desc_*.ogg' | sort | while read -r f; do
     base=${f%_desc_*}
-    lang=$(basename "$f" .ogg); lang=${lang##*_desc_}
+    lang=$(basename "$f" .ogg)
+    lang=${lang##*_desc_}
     [ -f "$base.txt" ] || continue
-    text=$(awk -v l="$lang" -F= 'index($0, l ".utf8=") == 1 {sub(/^[^=]*=/, ""); print; exit}' "$base.txt")
+    text=$(awk -v l="$lang" 'index($0, l ".utf8=") == 1 {sub(/^[^=]*=/, ""); print; exit}' "$base.txt")
     [ -n "$text" ] || continue
     add "$f" "tuxpaint-$(basename "$base")-$lang" speech tuxpaint-stamps-default "reader-$lang" "tuxpaint-$lang" "$text" "$lang"
   done
-  # fillets-ng: Czech voice acting; transcripts in script/<level>/dialogs_cs.lua (dialogId, then dialogStr).
-  fl="$R/usr/share/games/fillets-ng"
+}
+
+# fillets-ng: Czech voice acting; transcripts in script/<level>/dialogs_cs.lua (dialogId, then dialogStr).
+part_fillets() {
+  local fl="$R/usr/share/games/fillets-ng"
   for d in "$fl"/script/*/; do
     level=$(basename "$d")
     [ -f "$d/dialogs_cs.lua" ] || continue
@@ -165,34 +179,30 @@ if [ "$SIZE" = full ]; then
       add "$f" "fillets-$level-$id" speech fillets-ng-data-cs "$who" "fillets-$who" "$text" cs
     done
   done
-fi
+}
 
 # --- music ------------------------------------------------------------------------------------
-echo "make_demo_corpus: music"
 SF="$R/usr/share/sounds/sf2/TimGM6mb.sf2"
 [ "$SIZE" = full ] && SF="$R/usr/share/sounds/sf2/FluidR3_GM.sf2"
 render_midi() {  # MIDI -> WAV at 16 kHz, stereo (mixed down by add)
   fluidsynth -ni -q -g 0.6 -r 16000 -F "$2" "$SF" "$1" >/dev/null 2>&1
 }
-midi_clips=$([ "$SIZE" = small ] && echo 2 || echo 1000)
-for f in $(find "$R/usr/share/games/simutrans/music" "$R/usr/share/games/openttd/baseset/openmsx" -name '*.mid' | sort | limit 12); do
-  pkg=simutrans-data; [[ "$f" == */openttd/* ]] && pkg=openttd-openmsx
-  title=$(basename "$f" .mid)
-  title_words=$(echo "$title" | sed -e 's/^[0-9]*-//' -e 's/[-_]/ /g')
-  wav="$TMPD/midi.wav"
-  render_midi "$f" "$wav" || continue
-  cut_clips "$wav" "$pkg-$title" music "$pkg" "$title" "midi" \
-    "General MIDI game music \"$title_words\" rendered with a GM soundfont" "$midi_clips"
-done
 
-# MMA grooves: each DefGroove line carries a description; caption = description + tempo + key + chords.
-keys=(C G D A F Bb Eb E)
-progs=("I IV V I" "I vi IV V" "ii V I I" "I I IV IV V IV I V")
-grooves="$TMPD/grooves.txt"
-for lib in "$R"/usr/share/mma/lib/stdlib/*.mma; do
-  sed -n 's/^DefGroove[ \t]\+\([A-Za-z0-9_-]*\)[ \t]\+\(.*[^\\ ]\)[ \t]*$/\1\t\2/p' "$lib" | head -n 3 |
-    while IFS=$'\t' read -r g desc; do printf '%s\t%s\t%s\n' "$(basename "$lib" .mma)" "$g" "$desc"; done
-done | sort | limit 40 > "$grooves"
+part_midi() {
+  local clips=1000
+  [ "$SIZE" = small ] && clips=2
+  find "$R/usr/share/games/simutrans/music" "$R/usr/share/games/openttd/baseset/openmsx" -name '*.mid' | sort | limit 12 |
+    while read -r f; do
+      pkg=simutrans-data
+      [[ "$f" == */openttd/* ]] && pkg=openttd-openmsx
+      title=$(basename "$f" .mid)
+      words=$(echo "$title" | sed -e 's/^[0-9]*-//' -e 's/[-_]/ /g')
+      render_midi "$f" "$T/midi.wav" || continue
+      cut_clips "$T/midi.wav" "$pkg-$title" music "$pkg" "$title" midi \
+        "General MIDI game music \"$words\" rendered with a GM soundfont" "$clips"
+    done
+}
+
 # Roman numerals to chord names, per major key.
 scale_of() {
   case "$1" in
@@ -201,43 +211,59 @@ scale_of() {
     Eb) echo "Eb Fm Gm Ab Bb Cm" ;; E) echo "E F#m G#m A B C#m" ;;
   esac
 }
-n=0
-while IFS=$'\t' read -r family groove desc; do
-  key=${keys[$((n % ${#keys[@]}))]}
-  prog=${progs[$((n % ${#progs[@]}))]}
-  tempo=$((80 + (n * 37) % 80))
-  read -r -a sc <<< "$(scale_of "$key")"
-  names=()
-  for r in $prog; do case $r in I) names+=("${sc[0]}");; ii) names+=("${sc[1]}");; iii) names+=("${sc[2]}");;
-    IV) names+=("${sc[3]}");; V) names+=("${sc[4]}");; vi) names+=("${sc[5]}");; esac; done
-  {
-    echo "Tempo $tempo"
-    echo "Groove $groove"
-    i=1; for c in "${names[@]}"; do echo "$i $c"; i=$((i + 1)); done
-  } > "$TMPD/g.mma"
-  if mma -f "$TMPD/g.mid" "$TMPD/g.mma" >/dev/null 2>&1 && render_midi "$TMPD/g.mid" "$TMPD/g.wav"; then
-    caption="$desc ($groove groove, $tempo bpm, key of $key, chords ${names[*]})"
-    add "$TMPD/g.wav" "mma-$groove" music mma "$family" "groove-$family" "$caption" "" 0 10
-  fi
-  n=$((n + 1))
-done < "$grooves"
 
-if [ "$SIZE" = full ]; then
-  for f in $(find "$R/usr/share/games/wesnoth/1.16/data/core/music" -name '*.ogg' | sort); do
+# MMA grooves: each DefGroove line carries a description; caption = description + tempo + key + chords.
+part_mma() {
+  local keys=(C G D A F Bb Eb E)
+  local progs=("I IV V I" "I vi IV V" "ii V I I" "I I IV IV V IV I V")
+  for lib in "$R"/usr/share/mma/lib/stdlib/*.mma; do
+    sed -n 's/^DefGroove[ \t]\+\([A-Za-z0-9_-]*\)[ \t]\+\(.*[^\\ ]\)[ \t]*$/\1\t\2/p' "$lib" | head -n 3 |
+      while IFS=$'\t' read -r g desc; do printf '%s\t%s\t%s\n' "$(basename "$lib" .mma)" "$g" "$desc"; done
+  done | sort | limit 40 > "$T/grooves.txt"
+  local n=0
+  while IFS=$'\t' read -r family groove desc; do
+    key=${keys[$((n % ${#keys[@]}))]}
+    prog=${progs[$((n % ${#progs[@]}))]}
+    tempo=$((80 + (n * 37) % 80))
+    read -r -a sc <<< "$(scale_of "$key")"
+    names=()
+    for r in $prog; do
+      case $r in I) names+=("${sc[0]}") ;; ii) names+=("${sc[1]}") ;; iii) names+=("${sc[2]}") ;;
+        IV) names+=("${sc[3]}") ;; V) names+=("${sc[4]}") ;; vi) names+=("${sc[5]}") ;; esac
+    done
+    {
+      echo "RndSeed $((n + 1))"  # MMA humanises timing and velocity at random: fix it
+      echo "Tempo $tempo"
+      echo "Groove $groove"
+      i=1
+      for c in "${names[@]}"; do echo "$i $c"; i=$((i + 1)); done
+    } > "$T/g.mma"
+    if mma -f "$T/g.mid" "$T/g.mma" >/dev/null 2>&1 && render_midi "$T/g.mid" "$T/g.wav"; then
+      add "$T/g.wav" "mma-$groove" music mma "$family" "groove-$family" \
+        "$desc ($groove groove, $tempo bpm, key of $key, chords ${names[*]})" "" 0 10
+    fi
+    n=$((n + 1))
+  done < "$T/grooves.txt"
+}
+
+part_wesnoth_music() {
+  find "$R/usr/share/games/wesnoth/1.16/data/core/music" -name '*.ogg' | sort | while read -r f; do
     title=$(basename "$f" .ogg)
-    cut_clips "$f" "wesnoth-$title" music wesnoth-1.16-music "$title" "orchestral-recording" \
+    cut_clips "$f" "wesnoth-$title" music wesnoth-1.16-music "$title" orchestral-recording \
       "Orchestral fantasy game soundtrack \"${title//_/ }\" (Battle for Wesnoth)"
   done
-fi
+}
 
 # --- general audio ----------------------------------------------------------------------------
-echo "make_demo_corpus: audio"
 # sonic-pi samples: the prefix is the class (ambi, bass, drum, elec, guit, loop, perc, tabla, ...).
-find "$R/usr/share/sonic-pi/samples" -name '*.flac' | sort | limit 60 | while read -r f; do
-  id=$(basename "$f" .flac)
-  cls=${id%%_*}
-  add "$f" "sonicpi-$id" audio sonic-pi-samples "$id" "$cls" "${id//_/ } (Sonic Pi sample, $cls)" "" 0 10
-done
+part_sonicpi() {
+  find "$R/usr/share/sonic-pi/samples" -name '*.flac' | sort | limit 60 | while read -r f; do
+    id=$(basename "$f" .flac)
+    cls=${id%%_*}
+    add "$f" "sonicpi-$id" audio sonic-pi-samples "$id" "$cls" "${id//_/ } (Sonic Pi sample, $cls)" "" 0 10
+  done
+}
+
 # Game sound effects: the file name is the caption; numbered variants share one source unit.
 sfx() {  # DIR PACKAGE PREFIX
   find "$1" -maxdepth 1 \( -name '*.ogg' -o -name '*.wav' \) | sort | limit 60 | while read -r f; do
@@ -248,18 +274,44 @@ sfx() {  # DIR PACKAGE PREFIX
     add "$f" "$3-$id" audio "$2" "$unit" "$cls" "$words (game sound effect)" "" 0 10
   done
 }
-sfx "$R/usr/share/games/minetest/games/minetest_game/mods/default/sounds" minetest-data default
-if [ "$SIZE" = full ]; then
-  sfx "$R/usr/share/games/wesnoth/1.16/data/core/sounds" wesnoth-1.16-data wesnoth
-  # tuxpaint effect stamps: <stamp>.ogg next to <stamp>.txt, whose first line describes it.
+part_minetest() { sfx "$R/usr/share/games/minetest/games/minetest_game/mods/default/sounds" minetest-data default; }
+part_wesnoth_sfx() { sfx "$R/usr/share/games/wesnoth/1.16/data/core/sounds" wesnoth-1.16-data wesnoth; }
+
+# tuxpaint effect stamps: <stamp>.ogg next to <stamp>.txt, whose first line describes it.
+part_tuxpaint_sfx() {
   find "$R/usr/share/tuxpaint/stamps" -name '*.ogg' ! -name '*_desc*' | sort | while read -r f; do
     base=${f%.ogg}
     [ -f "$base.txt" ] || continue
-    caption=$(head -n1 "$base.txt")
     cls=$(basename "$(dirname "$base")")
-    add "$f" "tuxpaint-sfx-$(basename "$base")" audio tuxpaint-stamps-default "$(basename "$base")" "$cls" "$caption" "" 0 10
+    add "$f" "tuxpaint-sfx-$(basename "$base")" audio tuxpaint-stamps-default "$(basename "$base")" "$cls" \
+      "$(head -n1 "$base.txt")" "" 0 10
   done
-fi
+}
+
+# --- run the parts ----------------------------------------------------------------------------
+PARTS=(asterisk espeak midi mma sonicpi minetest)
+[ "$SIZE" = full ] && PARTS=(tuxpaint_speech fillets festvox asterisk espeak wesnoth_music midi mma tuxpaint_sfx
+                             wesnoth_sfx sonicpi minetest)
+JOBS=$(nproc)
+for part in "${PARTS[@]}"; do
+  while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n; done
+  (
+    # A file a tool cannot convert is left out (add() skips it), not fatal; a part that
+    # yields nothing at all is (checked below).
+    set +e
+    T="$TMPD/$part"
+    mkdir -p "$T"
+    LINES="$TMPD/$part.jsonl"
+    : > "$LINES"
+    "part_$part"
+    echo "make_demo_corpus: $part: $(wc -l < "$LINES") clips"
+  ) &
+done
+wait
+for part in "${PARTS[@]}"; do
+  [ -s "$TMPD/$part.jsonl" ] || { echo "make_demo_corpus: part '$part' produced no clips" >&2; exit 1; }
+  cat "$TMPD/$part.jsonl"
+done > "$LINES"
 
 # --- manifests and summary --------------------------------------------------------------------
 echo "make_demo_corpus: manifests"
