@@ -168,7 +168,7 @@ int bench_loader(const std::string& manifest, int workers, double segment) {
   const double wall = seconds_since(t0);
   std::printf("loader: %s, %lld batches of 8, %s crops, %d worker(s)\n", manifest.c_str(),
               static_cast<long long>(batches),
-              segment > 0 ? (std::to_string(segment) + " s").c_str() : "whole", workers);
+              segment > 0 ? (std::to_string(segment).substr(0, 4) + " s").c_str() : "whole", workers);
   std::printf("  %.1f s of audio in %.2f s: %.0f x real time, %.0f x per worker\n", audio_s, wall,
               audio_s / wall, audio_s / wall / std::max(1, workers));
   return 0;

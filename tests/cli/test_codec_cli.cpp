@@ -126,3 +126,25 @@ TEST(CodecCli, BadInputIsOneLineError) {
     EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 1) << out;
   }
 }
+
+TEST(CodecCli, ExtractFillsAndResumesTheCache) {
+  test::TempDir dir;
+  const std::string sine = test::fixture("sine_stereo_44k.wav");
+  test::write_text(dir.path("m.jsonl"),
+                   "{\"audio\": \"" + sine + "\"}\n{\"audio\": \"" + sine + "\", \"offset\": 0.2}\n");
+  const std::string args = "extract --config " + test::source_path("configs/model/tiny.yaml") +
+                           " --checkpoint " + test::fixture("vae_tiny.pth") + " --manifest " +
+                           dir.path("m.jsonl") + " --out " + dir.path("cache") + " --what ";
+  std::string out;
+  ASSERT_EQ(test::run_command(bin() + args + "latents", &out), 0) << out;
+  const std::string index = test::read_bytes(dir.path("cache/index.json"));
+  EXPECT_NE(index.find("\"what\": \"latents\""), std::string::npos) << index;
+  EXPECT_NE(index.find("@0.200+-1.000"), std::string::npos) << index;  // the offset clip has its own key
+  // Again: nothing left to do. Into the same folder with another kind: refused.
+  ASSERT_EQ(test::run_command(std::string(LOSATOK_BINARY) + " --threads 1 " + args + "latents", &out), 0)
+      << out;
+  EXPECT_NE(out.find("0 clips written"), std::string::npos) << out;
+  EXPECT_NE(out.find("2 already there"), std::string::npos) << out;
+  EXPECT_EQ(test::run_command(bin() + args + "semantic", &out), 1);
+  EXPECT_NE(out.find("was made by latents features"), std::string::npos) << out;
+}
