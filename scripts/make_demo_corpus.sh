@@ -44,10 +44,11 @@ mkdir -p "$CACHE/debs" "$CACHE/root"
   for p in "${PKGS[@]}"; do ls "${p}"_*.deb >/dev/null 2>&1 || need+=("$p"); done
   if [ "${#need[@]}" -gt 0 ]; then
     echo "make_demo_corpus: downloading ${need[*]}"
-    apt-get download "${need[@]}" 2>&1 | grep -v '^W: Download is performed unsandboxed' || true
+    apt-get download "${need[@]}" 2>&1 | grep -v '^W: Download is performed unsandboxed' >&2 || true
   fi
   for p in "${PKGS[@]}"; do
-    deb=$(ls "${p}"_*.deb | head -n1)
+    deb=$(ls "${p}"_*.deb 2>/dev/null | head -n1 || true)
+    [ -n "$deb" ] || { echo "make_demo_corpus: could not download package '$p' (see apt-get's messages above)" >&2; exit 1; }
     [ -f "$CACHE/root/.$p.unpacked" ] || { dpkg-deb -x "$deb" "$CACHE/root" && touch "$CACHE/root/.$p.unpacked"; }
   done
 )
@@ -105,8 +106,8 @@ cut_clips() {
 
 limit() { if [ "$SIZE" = small ]; then head -n "$1"; else cat; fi; }
 
-# Each part below writes its own lines file (in its own temp folder), and the parts run two at
-# a time; the manifests concatenate them in a fixed order, so the result does not depend on
+# Each part below writes its own lines file (in its own temp folder), and the parts run
+# nproc at a time; the manifests concatenate them in a fixed order, so the result does not depend on
 # which part finished first.
 
 # --- speech -----------------------------------------------------------------------------------
@@ -294,7 +295,7 @@ PARTS=(asterisk espeak midi mma sonicpi minetest)
                              wesnoth_sfx sonicpi minetest)
 JOBS=$(nproc)
 for part in "${PARTS[@]}"; do
-  while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n; done
+  while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n || true; done
   (
     # A file a tool cannot convert is left out (add() skips it), not fatal; a part that
     # yields nothing at all is (checked below).
@@ -305,10 +306,12 @@ for part in "${PARTS[@]}"; do
     : > "$LINES"
     "part_$part"
     echo "make_demo_corpus: $part: $(wc -l < "$LINES") clips"
+    touch "$TMPD/$part.done"
   ) &
 done
-wait
+wait || true  # each part's outcome is checked below, after all have finished
 for part in "${PARTS[@]}"; do
+  [ -f "$TMPD/$part.done" ] || { echo "make_demo_corpus: part '$part' failed" >&2; exit 1; }
   [ -s "$TMPD/$part.jsonl" ] || { echo "make_demo_corpus: part '$part' produced no clips" >&2; exit 1; }
   cat "$TMPD/$part.jsonl"
 done > "$LINES"

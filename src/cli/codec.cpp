@@ -61,8 +61,9 @@ LoadedVae load_vae(const ModelOptions& mo, const ConfigOptions& co, const Contex
     spdlog::info("loaded {} ({}): {}", weights.source, weights.format, report.summary());
   else
     spdlog::warn("loaded {} leniently: {}", weights.source, report.summary());
-  if (!mapped.dropped.empty())
-    spdlog::info("{}: {} tensors outside the tokenizer skipped", weights.source, mapped.dropped.size());
+  if (!mapped.dropped.empty() || weights.unread > 0)
+    spdlog::info("{}: {} tensors outside the tokenizer skipped", weights.source,
+                 mapped.dropped.size() + weights.unread);
   out.device = resolve_device(out.config.runtime.device);
   out.vae->to(out.device);
   out.vae->eval();
@@ -89,9 +90,11 @@ std::vector<Job> plan_jobs(const std::string& input, const std::string& output, 
   std::vector<Job> jobs;
   std::set<std::string> used;
   for (const auto& e : data::read_manifest(manifest)) {
-    std::string stem = fs::path(e.audio).stem().string();
+    const std::string base = fs::path(e.audio).stem().string();
     // Two clips of one file (offsets) or equal names in different folders stay distinct.
-    if (used.count(stem)) stem += "-" + std::to_string(e.line);
+    std::string stem = base;
+    for (int n = 0; used.count(stem); ++n)
+      stem = base + "-" + std::to_string(e.line) + (n ? "-" + std::to_string(n) : "");
     used.insert(stem);
     jobs.push_back({e.audio, (fs::path(output_dir) / (stem + extension)).string(), e.offset, e.duration});
   }

@@ -28,8 +28,12 @@ void add_extract_command(CLI::App& app, Context& ctx) {
       ->capture_default_str();
   sub->add_option("--out", o->out, "cache folder (resumed when it exists and the producer matches)")
       ->required();
-  sub->add_option("--batch-size", o->batch_size, "clips per forward pass")->capture_default_str();
-  sub->add_option("--shard-mb", o->shard_mb, "features per shard file, MB")->capture_default_str();
+  sub->add_option("--batch-size", o->batch_size, "clips per forward pass")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  sub->add_option("--shard-mb", o->shard_mb, "features per shard file, MB")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   add_config_options(*sub, o->config);
   sub->callback([&ctx, o] {
     ctx.config_driven = true;

@@ -89,9 +89,10 @@ void add_weights_commands(CLI::App& app, Context& ctx) {
         if (!mapped.scope.empty()) meta["scope"] = mapped.scope;
         io::save_weights(o->out, out, "safetensors", meta);
         spdlog::info("{} ({}) -> {}: {}{}", weights.source, weights.format, o->out, report.summary(),
-                     mapped.dropped.empty()
+                     (mapped.dropped.empty() && weights.unread == 0)
                          ? ""
-                         : "; " + std::to_string(mapped.dropped.size()) + " non-encoder tensors skipped");
+                         : "; " + std::to_string(mapped.dropped.size() + weights.unread) +
+                               " non-encoder tensors skipped");
         if (!report.clean())
           spdlog::warn("imported leniently: the model has entries this file did not provide");
         return 0;

@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include <cmath>
+#include <set>
 
 #include "losatok/audio/audio_io.h"
 #include "losatok/core/error.h"
@@ -29,15 +30,17 @@ ExtractReport extract_features(models::AudioVAEImpl& vae, const RootConfig& cfg,
                                FeatureCacheWriter& writer, int batch_size, const torch::Device& device) {
   if (what != "semantic" && what != "latents")
     throw Error("extract: unknown feature kind '" + what + "' (semantic or latents)");
+  if (batch_size <= 0) throw Error("extract: batch size must be positive");
   ExtractReport report;
   torch::NoGradGuard no_grad;
   const int sr = cfg.audio.sample_rate;
   const int64_t spt = vae.samples_per_token();
   std::vector<const Clip*> todo;
+  std::set<std::string> queued;  // a manifest may list one clip twice
   for (const auto& c : clips) {
     if (writer.contains(c.key))
       ++report.skipped_existing;
-    else
+    else if (queued.insert(c.key).second)
       todo.push_back(&c);
   }
   for (std::size_t start = 0; start < todo.size(); start += batch_size) {

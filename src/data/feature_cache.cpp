@@ -203,10 +203,22 @@ std::map<std::string, torch::Tensor> FeatureCache::read(const std::string& key) 
   std::shared_ptr<io::SafetensorsFile> file;
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    auto& slot = open_[c.shard];
-    if (!slot)
-      slot = std::make_shared<io::SafetensorsFile>((fs::path(dir_) / shard_files_[c.shard]).string());
-    file = slot;
+    // A bounded set of open shards (least recently used closes first): a large cache must not
+    // use up the process's file descriptors, which audio reads share.
+    auto it = open_.find(c.shard);
+    if (it == open_.end()) {
+      if (open_.size() >= kMaxOpenShards) {
+        auto oldest = open_.begin();
+        for (auto i = open_.begin(); i != open_.end(); ++i)
+          if (i->second.second < oldest->second.second) oldest = i;
+        open_.erase(oldest);
+      }
+      const std::string path = (fs::path(dir_) / shard_files_[c.shard]).string();
+      it = open_.emplace(c.shard, std::make_pair(std::make_shared<io::SafetensorsFile>(path), uint64_t{0}))
+               .first;
+    }
+    it->second.second = ++use_clock_;
+    file = it->second.first;
   }
   std::map<std::string, torch::Tensor> out;
   for (const auto& name : c.tensors) out[name] = file->read(key + "/" + name);

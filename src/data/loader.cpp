@@ -15,14 +15,17 @@ namespace losatok::data {
 
 std::vector<Clip> read_sources(const std::vector<DataSource>& sources) {
   std::vector<Clip> clips;
-  for (std::size_t s = 0; s < sources.size(); ++s)
-    for (auto& e : read_manifest(sources[s].manifest)) {
+  for (std::size_t s = 0; s < sources.size(); ++s) {
+    auto entries = read_manifest(sources[s].manifest);
+    if (entries.empty()) throw Error("manifest '" + sources[s].manifest + "': no clips");
+    for (auto& e : entries) {
       Clip c;
       c.key = clip_key(e.audio, e.offset, e.duration);
       c.entry = std::move(e);
       c.source = static_cast<int>(s);
       clips.push_back(std::move(c));
     }
+  }
   return clips;
 }
 
@@ -116,12 +119,13 @@ std::vector<int64_t> AudioLoader::batch_ids(int64_t epoch, int64_t index) {
 }
 
 std::vector<float> AudioLoader::read_item(const Clip& clip, uint64_t seed, int64_t* offset, bool* bad,
-                                          std::string* why) {
+                                          std::string* why, bool* permanent) {
   const ManifestEntry& e = clip.entry;
   const int sr = options_.sample_rate;
   const int64_t spt = options_.samples_per_token;
   *offset = 0;
   *bad = true;
+  *permanent = true;  // until the crop is read: what fails from here on fails for every crop
   try {
     double seconds = e.duration;
     if (seconds < 0) {
@@ -147,6 +151,8 @@ std::vector<float> AudioLoader::read_item(const Clip& clip, uint64_t seed, int64
       const int64_t steps = (available - want_samples) / spt;
       *offset = std::uniform_int_distribution<int64_t>(0, steps)(rng) * spt;
     }
+    // A failure from here on may depend on the crop (a manifest duration longer than the file).
+    *permanent = false;
     std::vector<float> wave =
         audio::load_audio(e.audio, sr, e.offset + static_cast<double>(*offset) / sr,
                           static_cast<double>(want_samples) / sr, options_.resample_quality);
@@ -188,12 +194,14 @@ Batch AudioLoader::build(int64_t global) {
     const uint64_t seed =
         mix_seed({options_.seed, static_cast<uint64_t>(batch.epoch), static_cast<uint64_t>(batch.index), i});
     int64_t offset = 0;
-    bool is_bad = false;
+    bool is_bad = false, permanent = false;
     std::string why;
-    std::vector<float> wave = read_item(clip, seed, &offset, &is_bad, &why);
+    std::vector<float> wave = read_item(clip, seed, &offset, &is_bad, &why, &permanent);
     if (is_bad) {
+      // Only crop-independent failures are remembered: skipping a clip must not depend on
+      // which worker happened to read it first.
       std::lock_guard<std::mutex> lock(mutex_);
-      known_bad_.emplace(clip.key, why);
+      if (permanent) known_bad_.emplace(clip.key, why);
       bad.emplace_back(clip.key, why);
       continue;
     }
@@ -257,7 +265,10 @@ void AudioLoader::work() {
       ready_.emplace(global, std::move(b));
     } catch (const std::exception& e) {
       std::lock_guard<std::mutex> lock(mutex_);
-      if (worker_error_.empty()) worker_error_ = "data loader: " + first_line(e.what());
+      if (worker_error_.empty() || global < error_global_) {
+        worker_error_ = "data loader: " + first_line(e.what());
+        error_global_ = global;
+      }
     }
     cv_.notify_all();
   }
@@ -277,8 +288,11 @@ Batch AudioLoader::next() {
     } else {
       if (threads_.empty()) start();
       std::unique_lock<std::mutex> lock(mutex_);
-      cv_.wait(lock, [&] { return ready_.count(consumed_) > 0 || !worker_error_.empty(); });
-      if (!worker_error_.empty()) throw Error(worker_error_);
+      // A failure in a later batch surfaces only when that batch is due.
+      cv_.wait(lock, [&] {
+        return ready_.count(consumed_) > 0 || (error_global_ >= 0 && error_global_ <= consumed_);
+      });
+      if (!ready_.count(consumed_)) throw Error(worker_error_);
       batch = std::move(ready_.at(consumed_));
       bad = std::move(ready_bad_[consumed_]);
       ready_.erase(consumed_);
@@ -319,11 +333,14 @@ void AudioLoader::restore(const LoaderState& state) {
   ready_.clear();
   ready_bad_.clear();
   plans_.clear();
+  known_bad_.clear();
+  error_global_ = -1;
   worker_error_.clear();
   consumed_ = claimed_ = state.epoch * sampler_->batches_per_epoch() + state.batch;
   bad_files_ = state.bad_files;
   reported_ = std::set<std::string>(bad_files_.begin(), bad_files_.end());
-  for (const auto& key : bad_files_) known_bad_.emplace(key, "bad in an earlier part of this run");
+  // known_bad_ starts empty: the uninterrupted run re-read nothing it had not found bad itself,
+  // and clips already reported are not reported again.
 }
 
 }  // namespace losatok::data

@@ -36,7 +36,13 @@ BatchSampler::BatchSampler(std::vector<int64_t> source_sizes, std::vector<double
     total += n;
   }
   if (total == 0) throw Error("sampler: no clips");
+  for (std::size_t s = 0; s < sizes_.size(); ++s)
+    if (sizes_[s] == 0) throw Error("sampler: data source " + std::to_string(s) + " has no clips");
   const double weight_sum = std::accumulate(weights.begin(), weights.end(), 0.0);
+  for (std::size_t s = 0; s < weights.size(); ++s)
+    if (weight_sum > 0 && weights[s] <= 0)
+      throw Error("sampler: data source " + std::to_string(s) +
+                  " has weight 0 while others are weighted: give every source a weight, or none");
   for (std::size_t s = 0; s < sizes_.size(); ++s) {
     // Each epoch draws `total` clips; a weighted source gets its share (cycling through its
     // clips when the share exceeds its size).

@@ -33,7 +33,23 @@ std::string lower_extension(const std::string& path) {
   return ext;
 }
 
-WeightSet read_sharded(const std::string& index_path, const std::function<bool(const std::string&)>& keep) {
+// MiDashengLM files hold a 7 B LLM beside the audio encoder: when the names say so and the
+// caller gave no filter, only the encoder is read.
+bool is_audio_encoder(const std::string& n) {
+  return starts_with(n, "audio_encoder.") || starts_with(n, "module.audio_encoder.");
+}
+
+template <class Names>
+std::function<bool(const std::string&)> encoder_filter(const Names& names,
+                                                       const std::function<bool(const std::string&)>& keep) {
+  if (keep) return keep;
+  for (const auto& n : names)
+    if (is_audio_encoder(n)) return is_audio_encoder;
+  return {};
+}
+
+WeightSet read_sharded(const std::string& index_path,
+                       const std::function<bool(const std::string&)>& keep_in) {
   nlohmann::json index;
   try {
     index = nlohmann::json::parse(read_file(index_path));
@@ -42,18 +58,24 @@ WeightSet read_sharded(const std::string& index_path, const std::function<bool(c
   }
   if (!index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object())
     throw Error("weights '" + index_path + "': shard index has no \"weight_map\" object");
+  std::vector<std::string> all_names;
+  for (const auto& item : index["weight_map"].items()) all_names.push_back(item.key());
+  const auto keep = encoder_filter(all_names, keep_in);
+  WeightSet out;
   // shard file -> the wanted tensors it holds
   std::map<std::string, std::set<std::string>> shards;
   for (const auto& [name, file] : index["weight_map"].items()) {
     if (!file.is_string())
       throw Error("weights '" + index_path + "': weight_map entry '" + name + "' is not a file name");
-    if (keep && !keep(name)) continue;
+    if (keep && !keep(name)) {
+      ++out.unread;
+      continue;
+    }
     const std::string shard = file.get<std::string>();
     if (shard.find("..") != std::string::npos || fs::path(shard).is_absolute())
       throw Error("weights '" + index_path + "': shard '" + shard + "' is outside the folder");
     shards[shard].insert(name);
   }
-  WeightSet out;
   out.source = index_path;
   out.format = "sharded-safetensors";
   const fs::path dir = fs::path(index_path).parent_path();
@@ -103,7 +125,11 @@ WeightSet read_weights(const std::string& path, const std::function<bool(const s
     out.format = "torch";
     return out;
   }
-  SafetensorsData data = load_safetensors(path, keep);
+  std::vector<std::string> names;
+  for (const auto& e : read_safetensors_header(path).tensors) names.push_back(e.name);
+  const auto filter = encoder_filter(names, keep);
+  SafetensorsData data = load_safetensors(path, filter);
+  out.unread = names.size() - data.tensors.size();
   out.tensors = std::move(data.tensors);
   out.metadata = std::move(data.metadata);
   out.format = "safetensors";
@@ -118,7 +144,9 @@ bool is_recomputed_buffer(const std::string& name) {
 MappedWeights map_to_vae_names(const TensorMap& tensors) {
   MappedWeights out;
   bool midasheng = false;
-  for (const auto& kv : tensors) midasheng = midasheng || starts_with(kv.first, "audio_encoder.");
+  for (const auto& kv : tensors)
+    midasheng = midasheng || starts_with(kv.first, "audio_encoder.") ||
+                starts_with(kv.first, "module.audio_encoder.");
   if (midasheng) out.scope = "semantic_encoder.encoder.";
   for (const auto& [name_in, t] : tensors) {
     std::string name = name_in;

@@ -259,3 +259,26 @@ TEST(Loader, ManyEpochsInFlight) {
   threaded.restore(LoaderState{3, 0, {}});  // back to an earlier epoch
   expect_same(take(threaded, 2), {a[3], a[4]});
 }
+
+TEST(Loader, CropDependentFailuresDoNotDependOnTiming) {
+  // The manifest claims 5 s for a 1 s file: crops past its end fail, earlier ones succeed.
+  // Which batches keep the clip must not depend on which worker read it first.
+  Corpus c;
+  std::vector<std::string> lines = {"{\"audio\": \"clip9.wav\", \"duration\": 5.0}"};
+  for (int i = 0; i < 9; ++i) lines.push_back("{\"audio\": \"clip" + std::to_string(i) + ".wav\"}");
+  const auto m = manifest(c.dir, "long_claim.jsonl", lines);
+  DataConfig cfg = small_config();
+  cfg.prefetch_batches = 8;
+  LoaderOptions lo;
+  lo.seed = 5;
+  AudioLoader threaded(cfg, {{m, 0.0}}, lo);
+  cfg.workers = 0;
+  AudioLoader serial(cfg, {{m, 0.0}}, lo);
+  expect_same(take(threaded, 24), take(serial, 24));
+}
+
+TEST(Sampler, RejectsEmptySourcesAndPartialWeights) {
+  SamplerOptions o;
+  test::expect_error([&] { BatchSampler({10, 0}, {}, {}, o); }, {"source 1 has no clips"});
+  test::expect_error([&] { BatchSampler({10, 10}, {1.0, 0.0}, {}, o); }, {"source 1 has weight 0"});
+}

@@ -116,6 +116,9 @@ TEST(Parity, MiDashengShardedFolderLoadsTheEncoderAlone) {
   shard2["audio_projector.net.0.weight"] = torch::ones({2, 2});
   weight_map += ",\"decoder.model.embed_tokens.weight\":\"model-00002-of-00002.safetensors\"";
   weight_map += ",\"audio_projector.net.0.weight\":\"model-00002-of-00002.safetensors\"";
+  // A shard of LLM weights only is never opened (here it is not even a safetensors file).
+  weight_map += ",\"decoder.model.layers.0.mlp.weight\":\"model-llm.safetensors\"";
+  test::write_text(dir.path("model-llm.safetensors"), "not opened");
   io::save_safetensors(dir.path("model-00001-of-00002.safetensors"), shard1);
   io::save_safetensors(dir.path("model-00002-of-00002.safetensors"), shard2);
   test::write_text(dir.path("model.safetensors.index.json"),
@@ -125,7 +128,8 @@ TEST(Parity, MiDashengShardedFolderLoadsTheEncoderAlone) {
   EXPECT_EQ(w.format, "sharded-safetensors");
   const auto mapped = io::map_to_vae_names(w.tensors);
   EXPECT_EQ(mapped.scope, prefix);
-  EXPECT_EQ(mapped.dropped.size(), 2u);
+  EXPECT_EQ(w.unread, 3u);  // the LLM and projector tensors are never read
+  EXPECT_TRUE(mapped.dropped.empty());
 
   const RootConfig c = test::model_config("tiny");
   models::AudioVAE vae(c.model, c.frontend.dasheng, c.frontend.vocos);

@@ -10,7 +10,7 @@ namespace losatok {
 // One manifest of the training mixture.
 struct DataSource {
   std::string manifest;
-  double weight = 0.0;  // share of each epoch's draws; 0 = in proportion to the clip count
+  double weight = 0.0;  // share of each epoch's draws; all 0 = in proportion to clip counts
 
   template <class V>
   void visit(V& v) {

@@ -89,7 +89,10 @@ class FeatureCache {
   std::map<std::string, CachedClip> clips_;
   std::vector<std::string> shard_files_;
   mutable std::mutex mutex_;
-  mutable std::map<int, std::shared_ptr<io::SafetensorsFile>> open_;
+  static constexpr std::size_t kMaxOpenShards = 64;
+  // shard -> open file and its last use
+  mutable std::map<int, std::pair<std::shared_ptr<io::SafetensorsFile>, uint64_t>> open_;
+  mutable uint64_t use_clock_ = 0;
 };
 
 }  // namespace losatok::data

@@ -87,7 +87,8 @@ class AudioLoader {
   void stop();
   void work();
   Batch build(int64_t global);
-  std::vector<float> read_item(const Clip& clip, uint64_t seed, int64_t* offset, bool* bad, std::string* why);
+  std::vector<float> read_item(const Clip& clip, uint64_t seed, int64_t* offset, bool* bad, std::string* why,
+                               bool* permanent);
   std::vector<int64_t> batch_ids(int64_t epoch, int64_t index);
 
   std::vector<Clip> clips_;
@@ -103,6 +104,7 @@ class AudioLoader {
   std::map<int64_t, Batch> ready_;
   std::map<int64_t, std::vector<std::pair<std::string, std::string>>> ready_bad_;  // key, reason
   std::string worker_error_;
+  int64_t error_global_ = -1;  // the batch whose building failed first
   std::map<int64_t, std::vector<std::vector<int64_t>>> plans_;
   std::map<std::string, std::string> known_bad_;  // key -> reason: not read again
   std::set<std::string> reported_;

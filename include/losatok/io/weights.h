@@ -18,12 +18,15 @@ struct WeightSet {
   std::map<std::string, std::string> metadata;  // safetensors metadata (ours holds the model config)
   std::string source;                           // the file actually read (or the index of shards)
   std::string format;                           // safetensors | torch | sharded-safetensors
+  std::size_t unread = 0;                       // tensors left in the file (MiDashengLM's projector and LLM)
 };
 
 // Reads a safetensors file; a torch.save file (.pt / .pth / .ckpt / .bin: its "state_dict"
 // entry when there is one, else the top-level dict); an HF sharded folder or its
 // `model.safetensors.index.json`; or a checkpoint directory holding `ema.safetensors` (preferred)
-// or `model.safetensors`. `keep` selects tensors by name (shards without any are not opened).
+// or `model.safetensors`. `keep` selects tensors by name (shards without any are not opened);
+// without it, a safetensors source that holds `audio_encoder.*` (MiDashengLM) is read for
+// those tensors only.
 WeightSet read_weights(const std::string& path, const std::function<bool(const std::string&)>& keep = {});
 
 // Buffers every loader recomputes (mel filterbanks `*.fb`, STFT windows `*.window`): never
