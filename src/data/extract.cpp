@@ -52,17 +52,13 @@ ExtractReport extract_features(models::AudioVAEImpl& vae, const RootConfig& cfg,
       try {
         std::vector<float> w = audio::load_audio(c.entry.audio, sr, c.entry.offset, c.entry.duration,
                                                  cfg.audio.resample_quality);
-        bool finite = true;
-        for (float v : w) finite = finite && std::isfinite(v);
-        if (static_cast<int64_t>(w.size()) < spt)
-          why = "shorter than one token";
-        else if (!finite)
-          why = "non-finite samples";
-        else {
+        // load_audio refuses empty and non-finite audio with an error naming the file.
+        if (static_cast<int64_t>(w.size()) >= spt) {
           ok.push_back(&c);
           waves.push_back(std::move(w));
           continue;
         }
+        why = "shorter than one token";
       } catch (const Error& e) {
         why = first_line(e.what());
       }
@@ -74,16 +70,8 @@ ExtractReport extract_features(models::AudioVAEImpl& vae, const RootConfig& cfg,
                     ")");
     }
     if (ok.empty()) continue;
-    int64_t longest = 0;
-    for (const auto& w : waves) longest = std::max<int64_t>(longest, w.size());
-    torch::Tensor audio = torch::zeros({static_cast<int64_t>(ok.size()), longest});
-    torch::Tensor lengths = torch::empty({static_cast<int64_t>(ok.size())}, torch::kLong);
-    for (std::size_t i = 0; i < ok.size(); ++i) {
-      const int64_t n = waves[i].size();
-      audio[i].narrow(0, 0, n).copy_(torch::from_blob(waves[i].data(), {n}));
-      lengths[i] = n;
-      report.audio_seconds += static_cast<double>(n) / sr;
-    }
+    auto [audio, lengths] = pad_waves(waves);
+    report.audio_seconds += lengths.sum().item<int64_t>() / static_cast<double>(sr);
     audio = audio.to(device);
     std::map<std::string, torch::Tensor> out;
     if (what == "semantic") {

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <tuple>
 
 #include "losatok/audio/audio_io.h"
 #include "losatok/core/error.h"
@@ -27,6 +28,20 @@ std::vector<Clip> read_sources(const std::vector<DataSource>& sources) {
     }
   }
   return clips;
+}
+
+std::pair<torch::Tensor, torch::Tensor> pad_waves(const std::vector<std::vector<float>>& waves) {
+  int64_t longest = 0;
+  for (const auto& w : waves) longest = std::max<int64_t>(longest, w.size());
+  const int64_t b = static_cast<int64_t>(waves.size());
+  torch::Tensor audio = torch::zeros({b, longest});
+  torch::Tensor lengths = torch::empty({b}, torch::kLong);
+  for (int64_t i = 0; i < b; ++i) {
+    const int64_t n = waves[i].size();
+    audio[i].narrow(0, 0, n).copy_(torch::from_blob(const_cast<float*>(waves[i].data()), {n}));
+    lengths[i] = n;
+  }
+  return {audio, lengths};
 }
 
 torch::Tensor Batch::mask() const {
@@ -156,16 +171,8 @@ std::vector<float> AudioLoader::read_item(const Clip& clip, uint64_t seed, int64
     std::vector<float> wave =
         audio::load_audio(e.audio, sr, e.offset + static_cast<double>(*offset) / sr,
                           static_cast<double>(want_samples) / sr, options_.resample_quality);
+    // load_audio refuses empty and non-finite audio with an error naming the file.
     if (static_cast<int64_t>(wave.size()) > want_samples) wave.resize(want_samples);
-    if (wave.empty()) {
-      *why = "no samples decoded";
-      return {};
-    }
-    for (float v : wave)
-      if (!std::isfinite(v)) {
-        *why = "non-finite samples";
-        return {};
-      }
     *bad = false;
     return wave;
   } catch (const Error& err) {
@@ -208,16 +215,8 @@ Batch AudioLoader::build(int64_t global) {
     batch.items.push_back({&clip, offset});
     waves.push_back(std::move(wave));
   }
-  int64_t longest = 0;
-  for (const auto& w : waves) longest = std::max<int64_t>(longest, w.size());
-  const int64_t b = static_cast<int64_t>(waves.size());
-  batch.audio = torch::zeros({b, longest});
-  batch.lengths = torch::empty({b}, torch::kLong);
-  for (int64_t i = 0; i < b; ++i) {
-    const int64_t n = waves[i].size();
-    batch.audio[i].narrow(0, 0, n).copy_(torch::from_blob(waves[i].data(), {n}));
-    batch.lengths[i] = n;
-  }
+  std::tie(batch.audio, batch.lengths) = pad_waves(waves);
+  const int64_t b = batch.size();
   if (options_.cache && b > 0) {
     // Cached features cut to the same crop, on the token grid.
     const int64_t spt = options_.samples_per_token;

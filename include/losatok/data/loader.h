@@ -46,6 +46,9 @@ struct Batch {
   torch::Tensor mask() const;  // (B, N) bool, true on valid samples
 };
 
+// Zero-padded (B, longest) float32 audio and (B) int64 lengths of `waves`.
+std::pair<torch::Tensor, torch::Tensor> pad_waves(const std::vector<std::vector<float>>& waves);
+
 // Where the loader is: the next batch to return, and the bad files seen so far.
 struct LoaderState {
   int64_t epoch = 0, batch = 0;
