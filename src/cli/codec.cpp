@@ -166,137 +166,131 @@ void add_io_options(CLI::App& sub, IoOptions& o, const std::string& in_what, con
 
 }  // namespace
 
+namespace {
+
+struct CodecOptions {
+  ModelOptions model;
+  ConfigOptions config;
+  IoOptions io;
+  bool sample = false;
+  std::string tensor = "z";
+};
+
+// What every job of a codec command sees: the loaded model and the decode window in tokens.
+struct CodecRun {
+  LoadedVae& m;
+  const CodecOptions& o;
+  int64_t chunk_tokens;
+  int sample_rate() const { return m.config.audio.sample_rate; }
+};
+
+// The shape encode / decode / reconstruct share: model, I/O and config options; then the
+// model is loaded once, seeded and run without gradients on every input (`job`).
+CLI::App* add_codec_command(CLI::App& app, Context& ctx, const std::string& name, const std::string& help,
+                            const std::string& in_what, const std::string& out_what,
+                            const std::string& extension, const std::shared_ptr<CodecOptions>& o,
+                            std::function<void(const CodecRun&, const Job&)> job) {
+  auto* sub = app.add_subcommand(name, help);
+  add_model_options(*sub, o->model);
+  add_io_options(*sub, o->io, in_what, out_what);
+  add_config_options(*sub, o->config);
+  sub->callback([&ctx, o, extension, job] {
+    ctx.config_driven = true;
+    ctx.action = [&ctx, o, extension, job]() {
+      LoadedVae m = load_vae(o->model, o->config, ctx);
+      if (o->config.print_config) return 0;
+      torch::manual_seed(static_cast<uint64_t>(m.config.seed));
+      torch::NoGradGuard no_grad;
+      const CodecRun run{m, *o,
+                         static_cast<int64_t>(o->io.chunk_seconds * m.config.audio.sample_rate /
+                                              m.vae->samples_per_token())};
+      return run_jobs(plan_jobs(o->io.input, o->io.output, o->io.manifest, o->io.output_dir, extension),
+                      [&](const Job& j) { job(run, j); });
+    };
+  });
+  return sub;
+}
+
+void add_chunk_option(CLI::App& sub, CodecOptions& o) {
+  sub.add_option("--chunk-seconds", o.io.chunk_seconds,
+                 "decode long inputs in windows of this length (0 = at once)")
+      ->capture_default_str();
+}
+
+void encode_job(const CodecRun& r, const Job& job) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const torch::Tensor wave = load_wave(job, r.m.config, r.m.vae->samples_per_token(), r.m.device);
+  const models::VaeFeatures f = r.m.vae->encode(wave, {}, r.o.sample);
+  io::TensorMap out;
+  for (const auto& [name, t] : f.named()) out[name] = t.contiguous().cpu();
+  io::save_safetensors(job.output, out,
+                       {{"source", job.input},
+                        {"checkpoint", r.o.model.checkpoint},
+                        {"sample_rate", std::to_string(r.sample_rate())},
+                        {"samples_per_token", std::to_string(r.m.vae->samples_per_token())},
+                        {"samples", std::to_string(wave.size(1))},
+                        {"z", r.o.sample ? "sampled" : "mu"}});
+  const double seconds = wave.size(1) / static_cast<double>(r.sample_rate());
+  spdlog::info("{}: {:.2f} s -> {} tokens x {} -> {} ({:.1f}x real time)", job.input, seconds, f.mu.size(1),
+               f.mu.size(2), job.output, seconds / seconds_since(t0));
+}
+
+void decode_job(const CodecRun& r, const Job& job) {
+  const auto t0 = std::chrono::steady_clock::now();
+  io::SafetensorsData feats = io::load_safetensors(job.input);
+  const std::string& name = r.o.tensor;
+  const auto it = feats.tensors.find(name);
+  if (it == feats.tensors.end()) throw Error("features '" + job.input + "': no tensor '" + name + "'");
+  torch::Tensor z = it->second.to(torch::kFloat32);
+  if (z.dim() == 2) z = z.unsqueeze(0);
+  const int latent = r.m.config.model.latent_dim();
+  if (z.dim() != 3 || z.size(0) != 1 || z.size(2) != latent)
+    throw Error("features '" + job.input + "': tensor '" + name + "' is " + c10::str(z.sizes()) +
+                ", expected (1, tokens, " + std::to_string(latent) + ")");
+  torch::Tensor wave = r.m.vae->decode_chunked(z.to(r.m.device), r.chunk_tokens);
+  if (const auto s = feats.metadata.find("samples"); s != feats.metadata.end()) {
+    // The source length when the file came from `encode`; anything unparsable is ignored.
+    const int64_t n = std::atoll(s->second.c_str());
+    if (n > 0 && n < wave.size(1) + r.m.vae->samples_per_token()) wave = fit_length(wave, n);
+  }
+  write_wave(job.output, wave, r.sample_rate());
+  const double seconds = wave.size(1) / static_cast<double>(r.sample_rate());
+  spdlog::info("{}: {} tokens -> {:.2f} s -> {} ({:.1f}x real time)", job.input, z.size(1), seconds,
+               job.output, seconds / seconds_since(t0));
+}
+
+void reconstruct_job(const CodecRun& r, const Job& job) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const torch::Tensor wave = load_wave(job, r.m.config, r.m.vae->samples_per_token(), r.m.device);
+  const models::VaeFeatures f = r.m.vae->encode(wave);
+  const torch::Tensor out = fit_length(r.m.vae->decode_chunked(f.mu, r.chunk_tokens), wave.size(1));
+  write_wave(job.output, out, r.sample_rate());
+  const double seconds = wave.size(1) / static_cast<double>(r.sample_rate());
+  spdlog::info("{}: {:.2f} s reconstructed -> {} ({:.1f}x real time)", job.input, seconds, job.output,
+               seconds / seconds_since(t0));
+}
+
+}  // namespace
+
 void add_codec_commands(CLI::App& app, Context& ctx) {
-  struct Opts {
-    ModelOptions model;
-    ConfigOptions config;
-    IoOptions io;
-    bool sample = false;
-    std::string tensor = "z";
-  };
+  auto enc = std::make_shared<CodecOptions>();
+  add_codec_command(app, ctx, "encode",
+                    "audio -> LoSATok features (z, mu, logvar, embeddings) as safetensors", "audio file",
+                    "features .safetensors", ".safetensors", enc, encode_job)
+      ->add_flag("--sample", enc->sample, "z = mu + sigma * eps (seeded by `seed`) instead of z = mu");
 
-  // encode
-  {
-    auto* sub =
-        app.add_subcommand("encode", "audio -> LoSATok features (z, mu, logvar, embeddings) as safetensors");
-    auto o = std::make_shared<Opts>();
-    add_model_options(*sub, o->model);
-    add_io_options(*sub, o->io, "audio file", "features .safetensors");
-    sub->add_flag("--sample", o->sample, "z = mu + sigma * eps (seeded by `seed`) instead of z = mu");
-    add_config_options(*sub, o->config);
-    sub->callback([&ctx, o] {
-      ctx.config_driven = true;
-      ctx.action = [&ctx, o]() {
-        LoadedVae m = load_vae(o->model, o->config, ctx);
-        if (o->config.print_config) return 0;
-        torch::manual_seed(static_cast<uint64_t>(m.config.seed));
-        torch::NoGradGuard no_grad;
-        return run_jobs(
-            plan_jobs(o->io.input, o->io.output, o->io.manifest, o->io.output_dir, ".safetensors"),
-            [&](const Job& job) {
-              const auto t0 = std::chrono::steady_clock::now();
-              const torch::Tensor wave = load_wave(job, m.config, m.vae->samples_per_token(), m.device);
-              const models::VaeFeatures f = m.vae->encode(wave, {}, o->sample);
-              io::TensorMap out;
-              for (const auto& [name, t] : f.named()) out[name] = t.contiguous().cpu();
-              io::save_safetensors(job.output, out,
-                                   {{"source", job.input},
-                                    {"checkpoint", o->model.checkpoint},
-                                    {"sample_rate", std::to_string(m.config.audio.sample_rate)},
-                                    {"samples_per_token", std::to_string(m.vae->samples_per_token())},
-                                    {"samples", std::to_string(wave.size(1))},
-                                    {"z", o->sample ? "sampled" : "mu"}});
-              const double seconds = wave.size(1) / static_cast<double>(m.config.audio.sample_rate);
-              spdlog::info("{}: {:.2f} s -> {} tokens x {} -> {} ({:.1f}x real time)", job.input, seconds,
-                           f.mu.size(1), f.mu.size(2), job.output, seconds / seconds_since(t0));
-            });
-      };
-    });
-  }
+  auto dec = std::make_shared<CodecOptions>();
+  auto* decode = add_codec_command(app, ctx, "decode", "LoSATok latents (safetensors from `encode`) -> audio",
+                                   "features .safetensors", "audio file (.wav, .flac, .ogg, ...)", ".wav",
+                                   dec, decode_job);
+  decode->add_option("--tensor", dec->tensor, "which tensor to decode")->capture_default_str();
+  add_chunk_option(*decode, *dec);
 
-  // decode
-  {
-    auto* sub = app.add_subcommand("decode", "LoSATok latents (safetensors from `encode`) -> audio");
-    auto o = std::make_shared<Opts>();
-    add_model_options(*sub, o->model);
-    add_io_options(*sub, o->io, "features .safetensors", "audio file (.wav, .flac, .ogg, ...)");
-    sub->add_option("--tensor", o->tensor, "which tensor to decode")->capture_default_str();
-    sub->add_option("--chunk-seconds", o->io.chunk_seconds,
-                    "decode long inputs in windows of this length (0 = at once)")
-        ->capture_default_str();
-    add_config_options(*sub, o->config);
-    sub->callback([&ctx, o] {
-      ctx.config_driven = true;
-      ctx.action = [&ctx, o]() {
-        LoadedVae m = load_vae(o->model, o->config, ctx);
-        if (o->config.print_config) return 0;
-        torch::NoGradGuard no_grad;
-        const int sr = m.config.audio.sample_rate;
-        const int64_t chunk = static_cast<int64_t>(o->io.chunk_seconds * sr / m.vae->samples_per_token());
-        return run_jobs(plan_jobs(o->io.input, o->io.output, o->io.manifest, o->io.output_dir, ".wav"),
-                        [&](const Job& job) {
-                          const auto t0 = std::chrono::steady_clock::now();
-                          io::SafetensorsData feats = io::load_safetensors(job.input);
-                          const auto it = feats.tensors.find(o->tensor);
-                          if (it == feats.tensors.end())
-                            throw Error("features '" + job.input + "': no tensor '" + o->tensor + "'");
-                          torch::Tensor z = it->second.to(torch::kFloat32);
-                          if (z.dim() == 2) z = z.unsqueeze(0);
-                          if (z.dim() != 3 || z.size(0) != 1 || z.size(2) != m.config.model.latent_dim())
-                            throw Error("features '" + job.input + "': tensor '" + o->tensor + "' is " +
-                                        c10::str(z.sizes()) + ", expected (1, tokens, " +
-                                        std::to_string(m.config.model.latent_dim()) + ")");
-                          torch::Tensor wave = m.vae->decode_chunked(z.to(m.device), chunk);
-                          if (const auto s = feats.metadata.find("samples"); s != feats.metadata.end()) {
-                            // The source length when the file came from `encode`; anything unparsable is
-                            // ignored.
-                            const int64_t n = std::atoll(s->second.c_str());
-                            if (n > 0 && n < wave.size(1) + m.vae->samples_per_token())
-                              wave = fit_length(wave, n);
-                          }
-                          write_wave(job.output, wave, sr);
-                          const double seconds = wave.size(1) / static_cast<double>(sr);
-                          spdlog::info("{}: {} tokens -> {:.2f} s -> {} ({:.1f}x real time)", job.input,
-                                       z.size(1), seconds, job.output, seconds / seconds_since(t0));
-                        });
-      };
-    });
-  }
-
-  // reconstruct
-  {
-    auto* sub = app.add_subcommand("reconstruct", "audio -> LoSATok latents (mu) -> audio");
-    auto o = std::make_shared<Opts>();
-    add_model_options(*sub, o->model);
-    add_io_options(*sub, o->io, "audio file", "audio file (.wav, .flac, .ogg, ...)");
-    sub->add_option("--chunk-seconds", o->io.chunk_seconds,
-                    "decode long inputs in windows of this length (0 = at once)")
-        ->capture_default_str();
-    add_config_options(*sub, o->config);
-    sub->callback([&ctx, o] {
-      ctx.config_driven = true;
-      ctx.action = [&ctx, o]() {
-        LoadedVae m = load_vae(o->model, o->config, ctx);
-        if (o->config.print_config) return 0;
-        torch::NoGradGuard no_grad;
-        const int sr = m.config.audio.sample_rate;
-        const int64_t chunk = static_cast<int64_t>(o->io.chunk_seconds * sr / m.vae->samples_per_token());
-        return run_jobs(plan_jobs(o->io.input, o->io.output, o->io.manifest, o->io.output_dir, ".wav"),
-                        [&](const Job& job) {
-                          const auto t0 = std::chrono::steady_clock::now();
-                          const torch::Tensor wave =
-                              load_wave(job, m.config, m.vae->samples_per_token(), m.device);
-                          const models::VaeFeatures f = m.vae->encode(wave);
-                          torch::Tensor out = m.vae->decode_chunked(f.mu, chunk);
-                          out = fit_length(out, wave.size(1));
-                          write_wave(job.output, out, sr);
-                          const double seconds = wave.size(1) / static_cast<double>(sr);
-                          spdlog::info("{}: {:.2f} s reconstructed -> {} ({:.1f}x real time)", job.input,
-                                       seconds, job.output, seconds / seconds_since(t0));
-                        });
-      };
-    });
-  }
+  auto rec = std::make_shared<CodecOptions>();
+  add_chunk_option(
+      *add_codec_command(app, ctx, "reconstruct", "audio -> LoSATok latents (mu) -> audio", "audio file",
+                         "audio file (.wav, .flac, .ogg, ...)", ".wav", rec, reconstruct_job),
+      *rec);
 }
 
 }  // namespace losatok::cli
