@@ -50,37 +50,23 @@ std::function<bool(const std::string&)> encoder_filter(const Names& names,
 
 WeightSet read_sharded(const std::string& index_path,
                        const std::function<bool(const std::string&)>& keep_in) {
-  nlohmann::json index;
-  try {
-    index = nlohmann::json::parse(read_file(index_path));
-  } catch (const nlohmann::json::exception& e) {
-    throw Error("weights '" + index_path + "': not a valid shard index: " + first_line(e.what()));
-  }
-  if (!index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object())
-    throw Error("weights '" + index_path + "': shard index has no \"weight_map\" object");
+  const std::map<std::string, std::string> index = read_shard_index(index_path);
   std::vector<std::string> all_names;
-  for (const auto& item : index["weight_map"].items()) all_names.push_back(item.key());
+  for (const auto& kv : index) all_names.push_back(kv.first);
   const auto keep = encoder_filter(all_names, keep_in);
   WeightSet out;
+  out.source = index_path;
+  out.format = "sharded-safetensors";
   // shard file -> the wanted tensors it holds
   std::map<std::string, std::set<std::string>> shards;
-  for (const auto& [name, file] : index["weight_map"].items()) {
-    if (!file.is_string())
-      throw Error("weights '" + index_path + "': weight_map entry '" + name + "' is not a file name");
+  for (const auto& [name, shard] : index) {
     if (keep && !keep(name)) {
       ++out.unread;
       continue;
     }
-    const std::string shard = file.get<std::string>();
-    if (shard.find("..") != std::string::npos || fs::path(shard).is_absolute())
-      throw Error("weights '" + index_path + "': shard '" + shard + "' is outside the folder");
     shards[shard].insert(name);
   }
-  out.source = index_path;
-  out.format = "sharded-safetensors";
-  const fs::path dir = fs::path(index_path).parent_path();
-  for (const auto& [shard, names] : shards) {
-    const std::string path = (dir / shard).string();
+  for (const auto& [path, names] : shards) {
     SafetensorsData data = load_safetensors(path, [&](const std::string& n) { return names.count(n) > 0; });
     for (const auto& n : names)
       if (!data.tensors.count(n))
@@ -104,16 +90,41 @@ std::string shape_str(const torch::Tensor& t) {
 
 }  // namespace
 
-WeightSet read_weights(const std::string& path, const std::function<bool(const std::string&)>& keep) {
+std::string resolve_weights_path(const std::string& path) {
   std::error_code ec;
   if (!fs::exists(path, ec)) throw Error("weights '" + path + "': no such file or directory");
-  if (fs::is_directory(path, ec)) {
-    const fs::path dir(path);
-    for (const char* name : {"model.safetensors.index.json", "ema.safetensors", "model.safetensors"})
-      if (fs::exists(dir / name)) return read_weights((dir / name).string(), keep);
-    throw Error("weights '" + path +
-                "': a folder without model.safetensors.index.json, ema.safetensors or model.safetensors");
+  if (!fs::is_directory(path, ec)) return path;
+  const fs::path dir(path);
+  for (const char* name : {"model.safetensors.index.json", "ema.safetensors", "model.safetensors"})
+    if (fs::exists(dir / name)) return (dir / name).string();
+  throw Error("weights '" + path +
+              "': a folder without model.safetensors.index.json, ema.safetensors or model.safetensors");
+}
+
+std::map<std::string, std::string> read_shard_index(const std::string& index_path) {
+  nlohmann::json index;
+  try {
+    index = nlohmann::json::parse(read_file(index_path));
+  } catch (const nlohmann::json::exception& e) {
+    throw Error("weights '" + index_path + "': not a valid shard index: " + first_line(e.what()));
   }
+  if (!index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object())
+    throw Error("weights '" + index_path + "': shard index has no \"weight_map\" object");
+  const fs::path dir = fs::path(index_path).parent_path();
+  std::map<std::string, std::string> out;
+  for (const auto& [name, file] : index["weight_map"].items()) {
+    if (!file.is_string())
+      throw Error("weights '" + index_path + "': weight_map entry '" + name + "' is not a file name");
+    const std::string shard = file.get<std::string>();
+    if (shard.find("..") != std::string::npos || fs::path(shard).is_absolute())
+      throw Error("weights '" + index_path + "': shard '" + shard + "' is outside the folder");
+    out[name] = (dir / shard).string();
+  }
+  return out;
+}
+
+WeightSet read_weights(const std::string& path_in, const std::function<bool(const std::string&)>& keep) {
+  const std::string path = resolve_weights_path(path_in);
   if (ends_with(path, ".json")) return read_sharded(path, keep);
   const std::string ext = lower_extension(path);
   WeightSet out;

@@ -148,3 +148,17 @@ TEST(CodecCli, ExtractFillsAndResumesTheCache) {
   EXPECT_EQ(test::run_command(bin() + args + "semantic", &out), 1);
   EXPECT_NE(out.find("was made by latents features"), std::string::npos) << out;
 }
+
+TEST(CodecCli, InspectListsShardFoldersFromHeaders) {
+  test::TempDir dir;
+  io::save_safetensors(dir.path("a.safetensors"), {{"audio_encoder.norm.weight", torch::ones({4})}});
+  io::save_safetensors(dir.path("b.safetensors"), {{"decoder.lm_head.weight", torch::ones({2, 3})}});
+  test::write_text(dir.path("model.safetensors.index.json"),
+                   "{\"weight_map\": {\"audio_encoder.norm.weight\": \"a.safetensors\", "
+                   "\"decoder.lm_head.weight\": \"b.safetensors\"}}");
+  std::string out;
+  ASSERT_EQ(test::run_command(bin() + "inspect " + dir.dir().string(), &out), 0) << out;
+  EXPECT_NE(out.find("audio_encoder.norm.weight\tF32\t[4]\ta.safetensors"), std::string::npos) << out;
+  EXPECT_NE(out.find("decoder.lm_head.weight\tF32\t[2, 3]\tb.safetensors"), std::string::npos) << out;
+  EXPECT_NE(out.find("2 tensors in 2 shards"), std::string::npos) << out;
+}

@@ -29,6 +29,14 @@ struct WeightSet {
 // those tensors only.
 WeightSet read_weights(const std::string& path, const std::function<bool(const std::string&)>& keep = {});
 
+// The file `read_weights` would read for `path`: a folder resolves to its index, EMA or model
+// weights; anything else is returned as it is.
+std::string resolve_weights_path(const std::string& path);
+
+// A shard index (`model.safetensors.index.json`): tensor name -> shard path (next to the index).
+// Shard names leaving the folder are refused.
+std::map<std::string, std::string> read_shard_index(const std::string& index_path);
+
 // Buffers every loader recomputes (mel filterbanks `*.fb`, STFT windows `*.window`): never
 // required, ignored when present.
 bool is_recomputed_buffer(const std::string& name);
