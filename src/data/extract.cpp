@@ -62,12 +62,7 @@ ExtractReport extract_features(models::AudioVAEImpl& vae, const RootConfig& cfg,
       } catch (const Error& e) {
         why = first_line(e.what());
       }
-      report.bad.push_back(c.key);
-      spdlog::warn("extract: skipping '{}': {} ({} bad so far)", c.key, why, report.bad.size());
-      if (cfg.data.max_bad_files >= 0 && static_cast<int64_t>(report.bad.size()) > cfg.data.max_bad_files)
-        throw Error("extract: " + std::to_string(report.bad.size()) +
-                    " bad clips, more than data.max_bad_files (" + std::to_string(cfg.data.max_bad_files) +
-                    ")");
+      record_bad_clip(report.bad, c.key, why, cfg.data.max_bad_files, "extract");
     }
     if (ok.empty()) continue;
     auto [audio, lengths] = pad_waves(waves);

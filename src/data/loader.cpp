@@ -30,6 +30,15 @@ std::vector<Clip> read_sources(const std::vector<DataSource>& sources) {
   return clips;
 }
 
+void record_bad_clip(std::vector<std::string>& bad, const std::string& key, const std::string& why,
+                     int max_bad, const std::string& who) {
+  bad.push_back(key);
+  spdlog::warn("{}: skipping '{}': {} ({} bad so far)", who, key, why, bad.size());
+  if (max_bad >= 0 && static_cast<int64_t>(bad.size()) > max_bad)
+    throw Error(who + ": " + std::to_string(bad.size()) + " bad clips, more than data.max_bad_files (" +
+                std::to_string(max_bad) + "); the first was '" + bad.front() + "'");
+}
+
 std::pair<torch::Tensor, torch::Tensor> pad_waves(const std::vector<std::vector<float>>& waves) {
   int64_t longest = 0;
   for (const auto& w : waves) longest = std::max<int64_t>(longest, w.size());
@@ -302,13 +311,7 @@ Batch AudioLoader::next() {
     }
     // Reported in consumption order, so the list and the log are the same on every run.
     for (const auto& [key, why] : bad) {
-      if (!reported_.insert(key).second) continue;
-      bad_files_.push_back(key);
-      spdlog::warn("data: skipping '{}': {} ({} bad so far)", key, why, bad_files_.size());
-      if (config_.max_bad_files >= 0 && static_cast<int64_t>(bad_files_.size()) > config_.max_bad_files)
-        throw Error("data: " + std::to_string(bad_files_.size()) +
-                    " bad clips, more than data.max_bad_files (" + std::to_string(config_.max_bad_files) +
-                    "); the first was '" + bad_files_.front() + "'");
+      if (reported_.insert(key).second) record_bad_clip(bad_files_, key, why, config_.max_bad_files, "data");
     }
     if (batch.size() > 0) return batch;
   }

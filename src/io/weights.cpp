@@ -155,9 +155,7 @@ bool is_recomputed_buffer(const std::string& name) {
 MappedWeights map_to_vae_names(const TensorMap& tensors) {
   MappedWeights out;
   bool midasheng = false;
-  for (const auto& kv : tensors)
-    midasheng = midasheng || starts_with(kv.first, "audio_encoder.") ||
-                starts_with(kv.first, "module.audio_encoder.");
+  for (const auto& kv : tensors) midasheng = midasheng || is_audio_encoder(kv.first);
   if (midasheng) out.scope = "semantic_encoder.encoder.";
   for (const auto& [name_in, t] : tensors) {
     std::string name = name_in;

@@ -46,6 +46,12 @@ struct Batch {
   torch::Tensor mask() const;  // (B, N) bool, true on valid samples
 };
 
+// The bad-clip policy the loader and extraction share: appends `key` to `bad`, logs it with the
+// reason and the running count, and throws once there are more than `max_bad` (< 0: no limit).
+// `who` prefixes the messages ("data", "extract").
+void record_bad_clip(std::vector<std::string>& bad, const std::string& key, const std::string& why,
+                     int max_bad, const std::string& who);
+
 // Zero-padded (B, longest) float32 audio and (B) int64 lengths of `waves`.
 std::pair<torch::Tensor, torch::Tensor> pad_waves(const std::vector<std::vector<float>>& waves);
 
