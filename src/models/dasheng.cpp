@@ -165,12 +165,92 @@ torch::Tensor DashengEncoderImpl::forward_mel(const torch::Tensor& mel, const to
   return torch::cat(outputs, 1);
 }
 
-SemanticBottleneckImpl::SemanticBottleneckImpl(int dim, const SemBoConfig& c) {
+SemanticBottleneckImpl::SemanticBottleneckImpl(int dim, const SemBoConfig& c) : config_(c), dim_(dim) {
   c.validate();
-  downsample = register_module("downsample", nn::Sequential(nn::Linear(dim, c.hidden_dim), nn::GELU(),
-                                                            nn::Linear(c.hidden_dim, c.latent_dim)));
-  upsample = register_module("upsample", nn::Sequential(nn::Linear(c.latent_dim, c.hidden_dim), nn::GELU(),
-                                                        nn::Linear(c.hidden_dim, dim)));
+  if (c.method == "mlp") {
+    downsample = register_module("downsample", nn::Sequential(nn::Linear(dim, c.hidden_dim), nn::GELU(),
+                                                              nn::Linear(c.hidden_dim, c.latent_dim)));
+    upsample = register_module("upsample", nn::Sequential(nn::Linear(c.latent_dim, c.hidden_dim), nn::GELU(),
+                                                          nn::Linear(c.hidden_dim, dim)));
+  } else if (c.method == "pca") {
+    // Until fitted: the first `latent` coordinates (a valid orthonormal projection).
+    pca_mean = register_buffer("pca_mean", torch::zeros({dim}));
+    pca_components = register_buffer("pca_components", torch::eye(c.latent_dim, dim));
+  } else if (dim % c.latent_dim != 0) {
+    throw Error("SemBo channel_merge: embed_dim " + std::to_string(dim) +
+                " is not a multiple of latent_dim " + std::to_string(c.latent_dim));
+  }
+}
+
+torch::Tensor SemanticBottleneckImpl::compress(const torch::Tensor& x) {
+  if (config_.method == "pca") return torch::matmul(x - pca_mean, pca_components.t());
+  if (config_.method == "channel_merge") {
+    std::vector<int64_t> shape = x.sizes().vec();
+    shape.back() = config_.latent_dim;
+    shape.push_back(dim_ / config_.latent_dim);
+    return x.reshape(shape).mean(-1);
+  }
+  torch::Tensor y = downsample->forward(x);
+  if (config_.dropout > 0) y = torch::dropout(y, config_.dropout, is_training());
+  return y;
+}
+
+torch::Tensor SemanticBottleneckImpl::restore(const torch::Tensor& y) {
+  if (config_.method == "pca") return torch::matmul(y, pca_components) + pca_mean;
+  if (config_.method == "channel_merge") return y.repeat_interleave(dim_ / config_.latent_dim, -1);
+  return upsample->forward(y);
+}
+
+PcaFit::PcaFit(int dim)
+    : dim_(dim),
+      sum_(torch::zeros({dim}, torch::kFloat64)),
+      outer_(torch::zeros({dim, dim}, torch::kFloat64)) {}
+
+void PcaFit::add(const torch::Tensor& x) {
+  if (x.dim() != 2 || x.size(1) != dim_)
+    throw Error("PCA fit: expected (N, " + std::to_string(dim_) + ") features, got " + c10::str(x.sizes()));
+  if (x.size(0) == 0) return;
+  const torch::Tensor d = x.detach().to(torch::kCPU, torch::kFloat64);
+  sum_ += d.sum(0);
+  outer_.addmm_(d.t(), d);
+  count_ += x.size(0);
+}
+
+torch::Tensor PcaFit::covariance() const {
+  if (count_ < 2) throw Error("PCA fit: needs at least 2 feature frames, has " + std::to_string(count_));
+  const torch::Tensor mean = sum_ / static_cast<double>(count_);
+  return (outer_ - static_cast<double>(count_) * torch::outer(mean, mean)) / static_cast<double>(count_ - 1);
+}
+
+std::pair<torch::Tensor, torch::Tensor> PcaFit::solve(int k) const {
+  if (k > dim_)
+    throw Error("PCA fit: " + std::to_string(k) + " components from " + std::to_string(dim_) + "-d features");
+  auto [values, vectors] = torch::linalg_eigh(covariance());  // ascending eigenvalues, vectors in columns
+  torch::Tensor top = vectors.flip(1).narrow(1, 0, k).t().contiguous();  // (k, D)
+  const torch::Tensor pivot = top.gather(1, top.abs().argmax(1, true));
+  top = top * torch::where(pivot < 0, -1.0, 1.0);
+  return {(sum_ / static_cast<double>(count_)).to(torch::kFloat32), top.to(torch::kFloat32)};
+}
+
+torch::Tensor PcaFit::explained_variance_ratio() const {
+  const torch::Tensor values = torch::linalg_eigvalsh(covariance()).flip(0).clamp_min(0);
+  return values / values.sum();
+}
+
+std::map<std::string, torch::Tensor> PcaFit::state() const {
+  return {{"count", torch::tensor({static_cast<double>(count_)}, torch::kFloat64)},
+          {"sum", sum_},
+          {"outer", outer_}};
+}
+
+void PcaFit::load_state(const std::map<std::string, torch::Tensor>& s, const std::string& where) {
+  for (const char* k : {"count", "sum", "outer"})
+    if (!s.count(k)) throw Error(where + ": PCA statistics '" + k + "' are missing");
+  if (s.at("sum").numel() != dim_ || s.at("outer").numel() != 1LL * dim_ * dim_)
+    throw Error(where + ": PCA statistics are for another feature size than " + std::to_string(dim_));
+  count_ = static_cast<int64_t>(s.at("count").item<double>());
+  sum_ = s.at("sum").to(torch::kFloat64).reshape({dim_}).clone();
+  outer_ = s.at("outer").to(torch::kFloat64).reshape({dim_, dim_}).clone();
 }
 
 SemanticEncoderImpl::SemanticEncoderImpl(const ModelConfig& c, const MelConfig& dasheng_mel) {

@@ -1,6 +1,8 @@
 // validate() of the model sizes.
 #include "losatok/models/model_config.h"
 
+#include <string>
+
 #include "losatok/core/config.h"
 
 namespace losatok {
@@ -23,6 +25,9 @@ void EncoderConfig::validate() const {
 void SemBoConfig::validate() const {
   check(hidden_dim > 0, "hidden_dim", "must be positive");
   check(latent_dim > 0, "latent_dim", "must be positive");
+  check(method == "mlp" || method == "pca" || method == "channel_merge", "method",
+        "must be mlp, pca or channel_merge, got '" + method + "'");
+  check(dropout >= 0 && dropout < 1, "dropout", "must be in [0, 1)");
 }
 
 void AcousticConfig::validate() const {
@@ -46,6 +51,9 @@ void DecoderConfig::validate() const {
 
 void ModelConfig::validate() const {
   check(logvar_clamp > 0, "logvar_clamp", "must be positive");
+  check(sembo.method != "channel_merge" || encoder.embed_dim % sembo.latent_dim == 0, "sembo.latent_dim",
+        "channel_merge needs encoder.embed_dim (" + std::to_string(encoder.embed_dim) +
+            ") to be a multiple of latent_dim (" + std::to_string(sembo.latent_dim) + ")");
 }
 
 }  // namespace losatok

@@ -2,6 +2,8 @@
 // The defaults are the paper's; configs/model/tiny.yaml shrinks them for tests.
 #pragma once
 
+#include <string>
+
 namespace losatok {
 
 // The frozen semantic encoder (MiDashengLM / Dasheng-0.6B shape). Its input is the
@@ -34,15 +36,22 @@ struct EncoderConfig {
   int patches_per_chunk() const { return target_length / patch_frames; }
 };
 
-// SemBo: compressor embed_dim -> hidden_dim -> latent_dim and restorer back.
+// SemBo: compressor embed_dim -> hidden_dim -> latent_dim and restorer back (`mlp`), or one of
+// the paper's training-free baselines for the same latent size: `pca` (projection fitted on
+// encoder features) and `channel_merge` (mean over groups of embed_dim / latent_dim adjacent
+// channels).
 struct SemBoConfig {
+  std::string method = "mlp";  // mlp | pca | channel_merge
   int hidden_dim = 512;
   int latent_dim = 128;
+  double dropout = 0.0;  // on the compressed latent while training (mlp)
 
   template <class V>
   void visit(V& v) {
+    v("method", method);
     v("hidden_dim", hidden_dim);
     v("latent_dim", latent_dim);
+    v("dropout", dropout);
   }
   void validate() const;
 };
