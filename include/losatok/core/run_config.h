@@ -9,6 +9,7 @@
 #include "losatok/core/config.h"
 #include "losatok/data/data_config.h"
 #include "losatok/models/model_config.h"
+#include "losatok/train/train_config.h"
 
 namespace losatok {
 
@@ -65,6 +66,9 @@ struct RootConfig {
   FrontEndsConfig frontend;
   ModelConfig model;  // sizes of the LoSATok modules (configs/model/*.yaml)
   DataConfig data;
+  TrainConfig train;
+  LossConfig loss;
+  SemBoStageConfig sembo;  // the SemBo stage's own switches
 
   template <class V>
   void visit(V& v) {
@@ -76,6 +80,9 @@ struct RootConfig {
     v("frontend", frontend);
     v("model", model);
     v("data", data);
+    v("train", train);
+    v("loss", loss);
+    v("sembo", sembo);
   }
   void validate() const;
 };

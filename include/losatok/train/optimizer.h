@@ -1,0 +1,51 @@
+// AdamW over named parameters (PyTorch's algorithm, single-tensor form), with its state keyed
+// by parameter name so a checkpoint is readable, survives reordering, and means the same on
+// every LibTorch version.
+#pragma once
+
+#include <torch/types.h>
+
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "losatok/train/train_config.h"
+
+namespace losatok::train {
+
+using NamedTensors = std::vector<std::pair<std::string, torch::Tensor>>;
+
+class AdamW {
+ public:
+  // Parameters of 2+ dimensions get `weight_decay`; the others (biases, norms, scales) none.
+  AdamW(std::string name, NamedTensors parameters, const OptimConfig& config);
+
+  const std::string& name() const { return name_; }
+  const NamedTensors& parameters() const { return params_; }
+  const OptimConfig& config() const { return config_; }
+  int64_t steps_taken() const { return steps_; }
+
+  void zero_grad();
+  // One update at learning rate `lr` for every parameter that has a gradient.
+  void step(double lr);
+
+  // "<param>.exp_avg", "<param>.exp_avg_sq" per parameter, "step" (int64 scalar).
+  std::map<std::string, torch::Tensor> state() const;
+  // Errors name `where` and the parameter when a tensor is missing or has another shape.
+  void load_state(const std::map<std::string, torch::Tensor>& state, const std::string& where);
+
+ private:
+  std::string name_;
+  NamedTensors params_;
+  std::vector<bool> decay_;
+  OptimConfig config_;
+  std::vector<torch::Tensor> exp_avg_, exp_avg_sq_;
+  int64_t steps_ = 0;
+};
+
+// The global L2 norm of the parameters' gradients, and (max_norm > 0) every gradient scaled by
+// max_norm / (norm + 1e-6) when the norm is above max_norm (torch.nn.utils.clip_grad_norm_).
+torch::Tensor clip_grad_norm(const NamedTensors& parameters, double max_norm);
+
+}  // namespace losatok::train

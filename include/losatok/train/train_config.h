@@ -1,0 +1,148 @@
+// The `train:` and `loss:` config sections (SPEC section 6): steps, schedules, optimizers,
+// EMA, checkpoints, validation and logging for every stage. torch-free.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace losatok {
+
+// Learning-rate schedule: linear warm-up, then cosine / linear decay or constant. A pure
+// function of the step (train/schedule.h).
+struct ScheduleConfig {
+  std::string kind = "cosine";  // cosine | linear | constant
+  int64_t warmup_steps = 0;
+  int64_t decay_steps = 0;    // end of the decay; 0 = train.max_steps
+  double min_lr_ratio = 0.0;  // the lr at the end of the decay, as a fraction of lr
+
+  template <class V>
+  void visit(V& v) {
+    v("kind", kind);
+    v("warmup_steps", warmup_steps);
+    v("decay_steps", decay_steps);
+    v("min_lr_ratio", min_lr_ratio);
+  }
+  void validate() const;
+};
+
+// AdamW. Weight decay applies to weight matrices and kernels only (tensors of 2 or more
+// dimensions); biases, norm scales, layer scales and position embeddings are a group without it.
+struct OptimConfig {
+  double lr = 1e-3;
+  std::vector<double> betas = {0.9, 0.999};
+  double eps = 1e-8;
+  double weight_decay = 0.01;
+  ScheduleConfig schedule;
+
+  template <class V>
+  void visit(V& v) {
+    v("lr", lr);
+    v("betas", betas);
+    v("eps", eps);
+    v("weight_decay", weight_decay);
+    v("schedule", schedule);
+  }
+  void validate() const;
+};
+
+// Exponential moving average of the trained weights; validation and export use it.
+struct EmaConfig {
+  double decay = 0.0;      // 0 = off; e.g. 0.999
+  int64_t start_step = 0;  // the average is a copy of the weights until this step
+
+  template <class V>
+  void visit(V& v) {
+    v("decay", decay);
+    v("start_step", start_step);
+  }
+  void validate() const;
+};
+
+struct CheckpointConfig {
+  int64_t every = 1000;        // steps between checkpoints (0 = only at the end / on signals)
+  int keep_last = 3;           // newest checkpoints kept (0 = all)
+  bool keep_best = true;       // also keep the one with the best validation metric
+  bool include_frozen = true;  // frozen modules (the semantic encoder) in model.safetensors too
+
+  template <class V>
+  void visit(V& v) {
+    v("every", every);
+    v("keep_last", keep_last);
+    v("keep_best", keep_best);
+    v("include_frozen", include_frozen);
+  }
+  void validate() const;
+};
+
+struct TrainConfig {
+  int64_t max_steps = 10000;
+  int64_t stop_at_step = 0;        // > 0: write a checkpoint and exit at this step (resume later)
+  int grad_accum = 1;              // micro-batches per optimizer step
+  double grad_clip = 1.0;          // max global gradient norm per optimizer; 0 = off
+  std::string precision = "fp32";  // fp32 | bf16 (autocast, CUDA only)
+  int64_t log_every = 50;
+  int64_t val_every = 500;        // 0 = only at the end
+  int64_t val_batches = 0;        // 0 = the whole validation set
+  std::string best_metric;        // validation metric for keep-best; "" = the stage's own
+  std::string best_mode = "min";  // min | max
+  int max_nonfinite = 5;          // this many non-finite steps in a row stop the run
+  bool tensorboard = true;
+  // Frozen semantic encoder weights (our checkpoint, MiDashengLM / Dasheng file or HF folder).
+  // "" = randomly initialised from `seed`: only for smoke tests and the tiny demo.
+  std::string encoder_weights;
+  OptimConfig optim;
+  EmaConfig ema;
+  CheckpointConfig checkpoint;
+
+  template <class V>
+  void visit(V& v) {
+    v("max_steps", max_steps);
+    v("stop_at_step", stop_at_step);
+    v("grad_accum", grad_accum);
+    v("grad_clip", grad_clip);
+    v("precision", precision);
+    v("log_every", log_every);
+    v("val_every", val_every);
+    v("val_batches", val_batches);
+    v("best_metric", best_metric);
+    v("best_mode", best_mode);
+    v("max_nonfinite", max_nonfinite);
+    v("tensorboard", tensorboard);
+    v("encoder_weights", encoder_weights);
+    v("optim", optim);
+    v("ema", ema);
+    v("checkpoint", checkpoint);
+  }
+  void validate() const;
+};
+
+// Loss weights. SemBo: L = lambda_rec L_rec + lambda_rel L_rel (SPEC section 1.2).
+struct LossConfig {
+  double lambda_rec = 1e3;
+  double lambda_rel = 1.0;  // 0 = no time-relation loss
+
+  template <class V>
+  void visit(V& v) {
+    v("lambda_rec", lambda_rec);
+    v("lambda_rel", lambda_rel);
+  }
+  void validate() const;
+};
+
+// The SemBo stage's own switches.
+struct SemBoStageConfig {
+  // Validation also reports the training-free baselines (channel merge, and PCA fitted on the
+  // features of the first `baseline_fit_steps` training steps).
+  bool baselines = true;
+  int64_t baseline_fit_steps = 100;
+
+  template <class V>
+  void visit(V& v) {
+    v("baselines", baselines);
+    v("baseline_fit_steps", baseline_fit_steps);
+  }
+  void validate() const;
+};
+
+}  // namespace losatok

@@ -1,0 +1,59 @@
+// validate() of the training config sections.
+#include "losatok/train/train_config.h"
+
+#include "losatok/core/config.h"
+
+namespace losatok {
+
+using config::check;
+
+void ScheduleConfig::validate() const {
+  check(kind == "cosine" || kind == "linear" || kind == "constant", "kind",
+        "must be cosine, linear or constant, got '" + kind + "'");
+  check(warmup_steps >= 0, "warmup_steps", "must be >= 0");
+  check(decay_steps >= 0, "decay_steps", "must be >= 0 (0 = train.max_steps)");
+  check(min_lr_ratio >= 0 && min_lr_ratio <= 1, "min_lr_ratio", "must be in [0, 1]");
+}
+
+void OptimConfig::validate() const {
+  check(lr > 0, "lr", "must be positive");
+  check(betas.size() == 2 && betas[0] >= 0 && betas[0] < 1 && betas[1] >= 0 && betas[1] < 1, "betas",
+        "must be two numbers in [0, 1)");
+  check(eps > 0, "eps", "must be positive");
+  check(weight_decay >= 0, "weight_decay", "must be >= 0");
+}
+
+void EmaConfig::validate() const {
+  check(decay >= 0 && decay < 1, "decay", "must be in [0, 1) (0 = off)");
+  check(start_step >= 0, "start_step", "must be >= 0");
+}
+
+void CheckpointConfig::validate() const {
+  check(every >= 0, "every", "must be >= 0 (0 = only at the end)");
+  check(keep_last >= 0, "keep_last", "must be >= 0 (0 = keep all)");
+}
+
+void TrainConfig::validate() const {
+  check(max_steps >= 0, "max_steps", "must be >= 0");
+  check(stop_at_step >= 0, "stop_at_step", "must be >= 0 (0 = run to max_steps)");
+  check(grad_accum >= 1, "grad_accum", "must be >= 1");
+  check(grad_clip >= 0, "grad_clip", "must be >= 0 (0 = off)");
+  check(precision == "fp32" || precision == "bf16", "precision",
+        "must be fp32 or bf16 (bf16 autocast on CUDA), got '" + precision + "'");
+  check(log_every >= 1, "log_every", "must be >= 1");
+  check(val_every >= 0, "val_every", "must be >= 0 (0 = only at the end)");
+  check(val_batches >= 0, "val_batches", "must be >= 0 (0 = all)");
+  check(best_mode == "min" || best_mode == "max", "best_mode", "must be min or max");
+  check(max_nonfinite >= 1, "max_nonfinite", "must be >= 1");
+}
+
+void LossConfig::validate() const {
+  check(lambda_rec >= 0, "lambda_rec", "must be >= 0");
+  check(lambda_rel >= 0, "lambda_rel", "must be >= 0");
+}
+
+void SemBoStageConfig::validate() const {
+  check(baseline_fit_steps >= 0, "baseline_fit_steps", "must be >= 0");
+}
+
+}  // namespace losatok
