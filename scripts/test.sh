@@ -5,6 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD_DIR="${BUILD_DIR:-build}"
 JOBS="${JOBS:-$(nproc)}"
+# The SemBo convergence test trains on the demo corpus, which scripts/make_demo_corpus.sh builds
+# from Debian packages with sox, fluidsynth, mma, espeak-ng and jq.
+scripts/setup.sh --corpus --check >/dev/null 2>&1 || scripts/setup.sh --corpus
 scripts/build.sh
 start=$(date +%s)
 # Each test process uses one LibTorch thread (set in tests/CMakeLists.txt): run one per core.

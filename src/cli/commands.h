@@ -42,5 +42,7 @@ void add_inspect_command(CLI::App& app, Context& ctx);
 void add_codec_commands(CLI::App& app, Context& ctx);    // encode, decode, reconstruct
 void add_weights_commands(CLI::App& app, Context& ctx);  // import, export
 void add_extract_command(CLI::App& app, Context& ctx);
+void add_train_command(CLI::App& app, Context& ctx);
+void add_bench_command(CLI::App& app, Context& ctx);
 
 }  // namespace losatok::cli

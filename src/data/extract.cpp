@@ -14,15 +14,17 @@
 namespace losatok::data {
 
 CacheProducer cache_producer(const std::string& what, models::AudioVAEImpl& vae, const RootConfig& cfg) {
-  if (what == "semantic") {
-    YAML::Node n;
-    n["dasheng"] = config::to_yaml(cfg.frontend.dasheng);
-    n["encoder"] = config::to_yaml(cfg.model.encoder);
-    return {what, hash_tensors(io::module_state(*vae.semantic_encoder->encoder)), hash_text(config::dump(n))};
-  }
+  if (what == "semantic") return semantic_cache_producer(*vae.semantic_encoder->encoder, cfg);
   if (what == "latents")
     return {what, hash_tensors(io::module_state(vae)), hash_text(weights_config_yaml(cfg))};
   throw Error("extract: unknown feature kind '" + what + "' (semantic or latents)");
+}
+
+CacheProducer semantic_cache_producer(models::DashengEncoderImpl& encoder, const RootConfig& cfg) {
+  YAML::Node n;
+  n["dasheng"] = config::to_yaml(cfg.frontend.dasheng);
+  n["encoder"] = config::to_yaml(cfg.model.encoder);
+  return {"semantic", hash_tensors(io::module_state(encoder)), hash_text(config::dump(n))};
 }
 
 ExtractReport extract_features(models::AudioVAEImpl& vae, const RootConfig& cfg,

@@ -15,6 +15,8 @@ namespace losatok::data {
 // semantic: `semantic_emb` of the frozen encoder (weights and config of the encoder only);
 // latents: `mu` and `logvar` of the tokenizer (the whole model).
 CacheProducer cache_producer(const std::string& what, models::AudioVAEImpl& vae, const RootConfig& cfg);
+// The `semantic` producer of an encoder alone (what the SemBo stage expects of a cache).
+CacheProducer semantic_cache_producer(models::DashengEncoderImpl& encoder, const RootConfig& cfg);
 
 struct ExtractReport {
   int64_t written = 0, skipped_existing = 0;

@@ -1,0 +1,78 @@
+// A stage (SemBo, tokenizer, DiT, probe) owns its models, losses and optimizers' parameters,
+// and exposes one training step, its validation and its state. The trainer owns the loop
+// (train/trainer.h); neither knows the other's insides. A new stage is one file plus one line
+// in make_stage().
+#pragma once
+
+#include <torch/types.h>
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "losatok/core/run_config.h"
+#include "losatok/data/feature_cache.h"
+#include "losatok/data/loader.h"
+#include "losatok/train/optimizer.h"
+
+namespace losatok::train {
+
+using TensorMap = std::map<std::string, torch::Tensor>;
+
+// One optimizer of the stage: its name (checkpoint files, logs), the parameters it updates
+// (reference names) and the config section with its lr, betas and schedule.
+struct OptimizerSpec {
+  std::string name;
+  NamedTensors parameters;
+  OptimConfig config;
+};
+
+// What a step on one micro-batch returns for one optimizer.
+struct StepOutput {
+  torch::Tensor loss;  // scalar the trainer backpropagates; undefined when nothing is trained
+  std::map<std::string, torch::Tensor> metrics;  // 0-d tensors to log (read back only when logged)
+};
+
+class Stage {
+ public:
+  virtual ~Stage() = default;
+  virtual std::string name() const = 0;
+
+  // The optimizers, in the order a step runs them (a GAN: discriminator first). Empty for
+  // stages that fit statistics instead of training by gradient (PCA).
+  virtual std::vector<OptimizerSpec> optimizers() = 0;
+  // Whether optimizer `index` updates at `step` (a discriminator that starts late).
+  virtual bool optimizer_active(std::size_t index, int64_t step) const { return true; }
+  // Forward pass and losses of optimizer `index` (0 when there are none) on one micro-batch.
+  virtual StepOutput train_step(std::size_t index, const data::Batch& batch, int64_t step) = 0;
+
+  // Train / eval mode of the trainable modules (frozen ones stay in eval mode).
+  virtual void set_training(bool training) = 0;
+  // Validation over the batches `next` yields (false = no more), under no-grad, eval mode.
+  virtual std::map<std::string, double> validate(const std::function<bool(data::Batch&)>& next) = 0;
+  // The validation metric keep-best watches when train.best_metric is empty (lower is better).
+  virtual std::string best_metric() const = 0;
+
+  // Weights for model.safetensors under the reference names (SPEC section 2). With
+  // `include_frozen` false, trained and fitted tensors only.
+  virtual TensorMap model_state(bool include_frozen) = 0;
+  // Loads weights by name (a resumed run strictly; --init-from leniently, with a report).
+  virtual void load_model_state(const TensorMap& tensors, const std::string& source, bool strict) = 0;
+  // Parameters the EMA averages (a subset of model_state, same names).
+  virtual NamedTensors ema_parameters() = 0;
+  // State that is neither weights nor optimizer (accumulated statistics).
+  virtual TensorMap extra_state() { return {}; }
+  virtual void load_extra_state(const TensorMap& tensors, const std::string& where) {}
+
+  // The feature-cache producer this stage can read instead of computing features (nullopt =
+  // the stage always works from audio).
+  virtual std::optional<data::CacheProducer> cache_producer() { return std::nullopt; }
+};
+
+// The stage named by cfg.stage, its models built on `device` (frozen weights loaded).
+std::unique_ptr<Stage> make_stage(const RootConfig& cfg, const torch::Device& device);
+
+}  // namespace losatok::train

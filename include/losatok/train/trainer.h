@@ -1,0 +1,102 @@
+// The trainer (SPEC section 6): one loop for every stage. It owns the device, precision,
+// gradient accumulation, clipping, optimizers and their schedules, EMA, validation, logging,
+// checkpoints, signals and non-finite losses; the stage owns the models and the losses.
+#pragma once
+
+#include <yaml-cpp/yaml.h>
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "losatok/core/run_config.h"
+#include "losatok/train/checkpoint.h"
+#include "losatok/train/ema.h"
+#include "losatok/train/optimizer.h"
+#include "losatok/train/stage.h"
+
+namespace losatok::train {
+
+// How a run starts: fresh, resuming a checkpoint folder exactly, or a fresh run whose weights
+// come from a checkpoint (the fork case).
+struct TrainStart {
+  std::string resume_checkpoint;       // a step-N folder
+  std::string init_from;               // weights file or checkpoint folder
+  std::vector<std::string> overrides;  // as given, saved beside the config
+};
+
+struct TrainResult {
+  int64_t step = 0;
+  bool finished = false;                     // reached train.max_steps
+  std::string stop_reason;                   // "max_steps", "stop_at_step", "signal"
+  std::string checkpoint;                    // the last checkpoint written
+  std::map<std::string, double> validation;  // the last validation
+};
+
+// What one optimizer step did.
+struct StepReport {
+  std::map<std::string, torch::Tensor> metrics;  // "loss", "grad_norm", ... (0-d tensors)
+  std::map<std::string, double> lr;              // per optimizer
+  bool skipped = false;                          // a non-finite loss or gradient
+  int64_t samples = 0;
+  double audio_seconds = 0;
+};
+
+class Trainer {
+ public:
+  // `resolved` is the config tree saved in the run and its checkpoints. `stage` = null builds
+  // the one cfg.stage names.
+  Trainer(const RootConfig& cfg, const YAML::Node& resolved, std::unique_ptr<Stage> stage = nullptr);
+  ~Trainer();
+
+  // Runs to train.max_steps (or stop_at_step, or a signal) and writes the final checkpoint.
+  TrainResult run(const TrainStart& start);
+
+  // One optimizer step over `micro_batches` (train.grad_accum of them): every optimizer of the
+  // stage in turn, backward, non-finite check, clipping, update, EMA. The benchmark calls it.
+  StepReport step(const std::vector<data::Batch>& micro_batches);
+
+  // Validation over `batches` (or the validation manifests when empty), with EMA weights when
+  // the EMA is on.
+  std::map<std::string, double> validate();
+
+  Stage& stage() { return *stage_; }
+  int64_t global_step() const { return step_; }
+  const torch::Device& device() const { return device_; }
+
+  // What SIGTERM / SIGINT do: the loop writes a checkpoint and returns after the current step.
+  static void request_stop();
+
+ private:
+  void restore(const std::string& checkpoint_dir);
+  std::string save_checkpoint(const std::string& why);
+  std::string progress_json() const;
+  void log_step(const StepReport& report, double seconds_since_log, int64_t steps_since_log);
+  bool is_better(double value) const;
+
+  RootConfig cfg_;
+  YAML::Node resolved_;
+  torch::Device device_;
+  std::unique_ptr<Stage> stage_;
+  std::vector<AdamW> optimizers_;
+  std::unique_ptr<Ema> ema_;
+  std::unique_ptr<data::AudioLoader> loader_;
+  std::shared_ptr<const data::FeatureCache> cache_;
+  std::unique_ptr<class MetricsLogger> metrics_;
+  std::unique_ptr<Checkpointer> checkpointer_;
+
+  int64_t step_ = 0, samples_seen_ = 0;
+  double audio_seconds_seen_ = 0;
+  int nonfinite_in_row_ = 0;
+  int64_t nonfinite_total_ = 0;
+  std::string best_metric_;
+  double best_value_ = 0;
+  int64_t best_step_ = -1;
+  int64_t last_saved_step_ = -1, last_validated_step_ = -1;
+  std::string last_checkpoint_;
+  std::map<std::string, double> last_validation_;
+};
+
+}  // namespace losatok::train

@@ -1,0 +1,97 @@
+// `losatok bench --config C`: the training step of a config's stage on synthetic batches of
+// the configured size, timed after warm-up: steps/s, samples/s, audio-seconds/s, peak memory.
+#include <sys/resource.h>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <chrono>
+#include <iostream>
+
+#include "commands.h"
+#include "losatok/core/config.h"
+#include "losatok/core/error.h"
+#include "losatok/core/logging.h"
+#include "losatok/train/trainer.h"
+
+namespace losatok::cli {
+
+namespace {
+
+struct BenchOptions {
+  ConfigOptions config;
+  int steps = 10;
+  int warmup = 2;
+  bool from_features = false;
+};
+
+// A batch of noise audio at the configured segment length (or cached-feature shaped tensors).
+data::Batch synthetic_batch(const RootConfig& cfg, bool from_features, int64_t index) {
+  data::Batch b;
+  b.index = index;
+  const int64_t spt = 1LL * cfg.frontend.dasheng.hop_length * cfg.model.encoder.patch_frames;
+  const double seconds = cfg.data.segment_seconds > 0 ? cfg.data.segment_seconds : cfg.data.max_seconds;
+  const int64_t tokens = std::max<int64_t>(1, static_cast<int64_t>(seconds * cfg.audio.sample_rate) / spt);
+  const int64_t n = cfg.data.batch_size;
+  b.audio = 0.1 * torch::randn({n, tokens * spt});
+  b.lengths = torch::full({n}, tokens * spt, torch::kInt64);
+  if (from_features) {
+    b.features["semantic_emb"] = torch::randn({n, tokens, cfg.model.encoder.embed_dim});
+    b.feature_lengths = torch::full({n}, tokens, torch::kInt64);
+  }
+  b.items.resize(static_cast<std::size_t>(n));
+  return b;
+}
+
+int run_bench(const BenchOptions& o, const Context& ctx) {
+  const RootConfig cfg = resolve_root_config(o.config, ctx);
+  if (o.config.print_config) return 0;
+  if (o.steps < 1 || o.warmup < 0) throw Error("bench: --steps must be >= 1 and --warmup >= 0");
+  train::Trainer trainer(cfg, config::to_yaml(cfg));
+  std::vector<data::Batch> micro;
+  for (int i = 0; i < cfg.train.grad_accum; ++i) micro.push_back(synthetic_batch(cfg, o.from_features, i));
+  std::vector<double> times;
+  train::StepReport report;
+  for (int i = 0; i < o.warmup + o.steps; ++i) {
+    if (trainer.device().is_cuda()) torch::cuda::synchronize();
+    const auto t0 = std::chrono::steady_clock::now();
+    report = trainer.step(micro);
+    for (auto& [k, v] : report.metrics) (void)v.item<double>();  // wait for the step's work
+    if (trainer.device().is_cuda()) torch::cuda::synchronize();
+    const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (i >= o.warmup) times.push_back(dt);
+  }
+  std::sort(times.begin(), times.end());
+  double total = 0;
+  for (double t : times) total += t;
+  const double mean = total / times.size(), median = times[times.size() / 2];
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  std::cout << fmt::format(
+      "bench {} ({}, batch {} x {} micro-batch(es), {:.2f} s of audio per step, {}):\n"
+      "  step      mean {:.4f} s  median {:.4f} s  min {:.4f} s  ({} steps after {} warm-up)\n"
+      "  steps/s   {:.3f}\n  samples/s {:.2f}\n  audio-s/s {:.2f}\n  peak RSS  {:.0f} MiB\n",
+      trainer.stage().name(), cfg.runtime.device, cfg.data.batch_size, cfg.train.grad_accum,
+      report.audio_seconds, o.from_features ? "from cached features" : "from audio", mean, median,
+      times.front(), times.size(), o.warmup, 1.0 / mean, report.samples / mean, report.audio_seconds / mean,
+      ru.ru_maxrss / 1024.0);
+  return 0;
+}
+
+}  // namespace
+
+void add_bench_command(CLI::App& app, Context& ctx) {
+  auto* sub = app.add_subcommand("bench", "time the training step of a config's stage on synthetic batches");
+  auto o = std::make_shared<BenchOptions>();
+  add_config_options(*sub, o->config);
+  sub->add_option("--steps", o->steps, "timed steps")->capture_default_str();
+  sub->add_option("--warmup", o->warmup, "untimed steps first")->capture_default_str();
+  sub->add_flag(
+      "--from-features", o->from_features,
+      "feed features shaped like the feature cache's (skips the frozen encoder, as data.cache_dir does)");
+  sub->callback([&ctx, o] {
+    ctx.config_driven = true;
+    ctx.action = [&ctx, o] { return run_bench(*o, ctx); };
+  });
+}
+
+}  // namespace losatok::cli
