@@ -38,3 +38,10 @@ echo "demo: resolved config in $OUT/resolved_config.yaml; licences in $OUT/audio
 # packages), then two epochs of the loader over its mixed training manifest.
 scripts/make_demo_corpus.sh "$OUT/corpus" --size small
 "$BUILD_DIR/bench/losatok_bench_audio" loader "$OUT/corpus/manifests/all.train.jsonl" 2 4 2>/dev/null | grep -v '^\['
+
+# The first training stage: SemBo on the tiny model over the demo corpus (about 10 s on 2
+# cores). --resume makes a rerun of the demo continue (or re-validate) the same run.
+"$bin" train --config configs/sembo_tiny.yaml --resume run_dir="$OUT/runs/sembo_tiny" \
+  "data.sources=[{manifest: $OUT/corpus/manifests/all.train.jsonl}]" \
+  "data.valid_sources=[{manifest: $OUT/corpus/manifests/all.valid.jsonl}]" 2>&1 | grep -E 'validation at step|finished|stopped'
+echo "demo: SemBo run in $OUT/runs/sembo_tiny (metrics.jsonl, tensorboard/, checkpoints/)"
