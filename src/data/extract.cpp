@@ -14,7 +14,12 @@
 namespace losatok::data {
 
 CacheProducer cache_producer(const std::string& what, models::AudioVAEImpl& vae, const RootConfig& cfg) {
-  if (what == "semantic") return semantic_cache_producer(*vae.semantic_encoder->encoder, cfg);
+  if (what == "semantic") {
+    if (!vae.semantic_encoder)
+      throw Error("extract: the " + cfg.model.variant +
+                  " tokenizer has no semantic encoder (--what latents)");
+    return semantic_cache_producer(*vae.semantic_encoder->encoder, cfg);
+  }
   if (what == "latents")
     return {what, hash_tensors(io::module_state(vae)), hash_text(weights_config_yaml(cfg))};
   throw Error("extract: unknown feature kind '" + what + "' (semantic or latents)");
@@ -76,7 +81,7 @@ ExtractReport extract_features(models::AudioVAEImpl& vae, const RootConfig& cfg,
     } else {
       const models::VaeFeatures f = vae.encode(audio, lengths);
       out["mu"] = f.mu;
-      out["logvar"] = f.logvar;
+      if (f.logvar.defined()) out["logvar"] = f.logvar;  // unified_1280 is deterministic
     }
     for (std::size_t i = 0; i < ok.size(); ++i) {
       const int64_t valid = lengths[i].item<int64_t>() / spt;

@@ -37,15 +37,19 @@ DashengTokenizerImpl::DashengTokenizerImpl(const ModelConfig& c, const MelConfig
 }
 
 std::vector<std::pair<std::string, torch::Tensor>> VaeFeatures::named() const {
-  return {{"z", z},
-          {"mu", mu},
-          {"logvar", logvar},
-          {"semantic_emb", semantic_emb},
-          {"acoustic_emb", acoustic_emb},
-          {"unified_emb", unified_emb},
-          {"semantic_emb_low", semantic_emb_low},
-          {"acoustic_emb_low", acoustic_emb_low},
-          {"unified_emb_low", unified_emb_low}};
+  std::vector<std::pair<std::string, torch::Tensor>> all = {{"z", z},
+                                                            {"mu", mu},
+                                                            {"logvar", logvar},
+                                                            {"semantic_emb", semantic_emb},
+                                                            {"acoustic_emb", acoustic_emb},
+                                                            {"unified_emb", unified_emb},
+                                                            {"semantic_emb_low", semantic_emb_low},
+                                                            {"acoustic_emb_low", acoustic_emb_low},
+                                                            {"unified_emb_low", unified_emb_low}};
+  std::vector<std::pair<std::string, torch::Tensor>> out;
+  for (auto& [name, t] : all)
+    if (t.defined()) out.emplace_back(name, t);  // the baselines lack some
+  return out;
 }
 
 AudioVAEImpl::AudioVAEImpl(const ModelConfig& c, const MelConfig& dasheng_mel, const MelConfig& vocos_mel)
@@ -61,35 +65,55 @@ AudioVAEImpl::AudioVAEImpl(const ModelConfig& c, const MelConfig& dasheng_mel, c
         std::to_string(acoustic_spt) + ", decoder " + std::to_string(decoder_spt) +
         " (model.decoder.hop_length x model.decoder.upsample)");
   dasheng_tokenizer = register_module("dasheng_tokenizer", DashengTokenizer(c, vocos_mel));
-  semantic_encoder = register_module("semantic_encoder", SemanticEncoder(c, dasheng_mel));
+  if (c.has_semantic_branch())
+    semantic_encoder = register_module("semantic_encoder", SemanticEncoder(c, dasheng_mel));
   const int dim = c.encoder.embed_dim, latent = c.latent_dim();
-  fc_a = register_module("fc_a", nn::Linear(dim, latent));
-  fc_mu = register_module("fc_mu", nn::Linear(latent, latent));
-  fc_logvar = register_module("fc_logvar", nn::Linear(latent, latent));
+  if (c.is_variational()) {
+    fc_a = register_module("fc_a", nn::Linear(dim, latent));
+    fc_mu = register_module("fc_mu", nn::Linear(latent, latent));
+    fc_logvar = register_module("fc_logvar", nn::Linear(latent, latent));
+  }
+}
+
+torch::Tensor AudioVAEImpl::token_mask(const torch::Tensor& lengths, int64_t tokens) const {
+  const torch::Tensor t = torch::arange(tokens, lengths.options());
+  return t.unsqueeze(0) < torch::div(lengths, samples_per_token_, "floor").unsqueeze(1);
 }
 
 VaeFeatures AudioVAEImpl::encode(const torch::Tensor& wave, const torch::Tensor& lengths, bool sample) {
   if (wave.dim() != 2)
     throw Error("encode: expected a (batch, samples) waveform, got " + std::to_string(wave.dim()) +
                 " dimensions");
-  auto& semantic = semantic_encoder->encoder;
-  torch::Tensor semantic_emb = semantic->forward(wave, lengths);
+  torch::Tensor semantic_emb;
+  if (semantic_encoder) semantic_emb = semantic_encoder->encoder->forward(wave, lengths);
   torch::Tensor acoustic_emb = dasheng_tokenizer->encoder->forward(wave);
   VaeFeatures f = encode_embeddings(acoustic_emb, semantic_emb, sample);
-  if (lengths.defined()) f.mask = semantic->token_mask(lengths.to(wave.device()), f.mu.size(1));
+  if (lengths.defined()) f.mask = token_mask(lengths.to(wave.device()), f.mu.size(1));
   return f;
 }
 
 VaeFeatures AudioVAEImpl::encode_embeddings(torch::Tensor acoustic_emb, torch::Tensor semantic_emb,
                                             bool sample) {
-  const int64_t t = std::min(acoustic_emb.size(1), semantic_emb.size(1));
   VaeFeatures f;
-  f.acoustic_emb = acoustic_emb.narrow(1, 0, t);
-  f.semantic_emb = semantic_emb.narrow(1, 0, t);
-  f.semantic_emb_low = semantic_encoder->bottleneck->compress(f.semantic_emb);
-  f.acoustic_emb_low = fc_a->forward(f.acoustic_emb);
-  f.unified_emb = f.acoustic_emb + f.semantic_emb;
-  f.unified_emb_low = f.acoustic_emb_low + f.semantic_emb_low;
+  if (!config_.has_semantic_branch()) {  // acoustic_only
+    f.acoustic_emb = acoustic_emb;
+    f.acoustic_emb_low = fc_a->forward(f.acoustic_emb);
+    f.unified_emb = f.acoustic_emb;
+    f.unified_emb_low = f.acoustic_emb_low;
+  } else {
+    if (!semantic_emb.defined()) throw Error("encode: the semantic features are missing");
+    const int64_t t = std::min(acoustic_emb.size(1), semantic_emb.size(1));
+    f.acoustic_emb = acoustic_emb.narrow(1, 0, t);
+    f.semantic_emb = semantic_emb.narrow(1, 0, t);
+    f.unified_emb = f.acoustic_emb + f.semantic_emb;
+    if (!config_.is_variational()) {  // unified_1280: the decoder takes unified_emb itself
+      f.mu = f.z = f.unified_emb;
+      return f;
+    }
+    f.semantic_emb_low = semantic_encoder->bottleneck->compress(f.semantic_emb);
+    f.acoustic_emb_low = fc_a->forward(f.acoustic_emb);
+    f.unified_emb_low = f.acoustic_emb_low + f.semantic_emb_low;
+  }
   f.mu = fc_mu->forward(f.unified_emb_low);
   f.logvar = fc_logvar->forward(f.unified_emb_low).clamp(-config_.logvar_clamp, config_.logvar_clamp);
   f.z = sample ? f.mu + torch::exp(0.5 * f.logvar) * torch::randn_like(f.mu) : f.mu;
@@ -127,14 +151,17 @@ torch::Tensor AudioVAEImpl::decode_chunked(const torch::Tensor& z, int64_t chunk
 }
 
 std::vector<std::pair<std::string, int64_t>> parameter_breakdown(AudioVAEImpl& vae) {
-  std::vector<std::pair<std::string, int64_t>> rows = {
-      {"semantic_encoder.encoder", count_parameters(*vae.semantic_encoder->encoder)},
-      {"semantic_encoder.bottleneck", count_parameters(*vae.semantic_encoder->bottleneck)},
-      {"dasheng_tokenizer.encoder", count_parameters(*vae.dasheng_tokenizer->encoder)},
-      {"dasheng_tokenizer.upsampler", count_parameters(*vae.dasheng_tokenizer->upsampler)},
-      {"dasheng_tokenizer.decoder", count_parameters(*vae.dasheng_tokenizer->decoder)},
-      {"fc_a + fc_mu + fc_logvar",
-       count_parameters(*vae.fc_a) + count_parameters(*vae.fc_mu) + count_parameters(*vae.fc_logvar)}};
+  std::vector<std::pair<std::string, int64_t>> rows;
+  if (vae.semantic_encoder) {
+    rows.emplace_back("semantic_encoder.encoder", count_parameters(*vae.semantic_encoder->encoder));
+    rows.emplace_back("semantic_encoder.bottleneck", count_parameters(*vae.semantic_encoder->bottleneck));
+  }
+  rows.emplace_back("dasheng_tokenizer.encoder", count_parameters(*vae.dasheng_tokenizer->encoder));
+  rows.emplace_back("dasheng_tokenizer.upsampler", count_parameters(*vae.dasheng_tokenizer->upsampler));
+  rows.emplace_back("dasheng_tokenizer.decoder", count_parameters(*vae.dasheng_tokenizer->decoder));
+  if (vae.fc_a)
+    rows.emplace_back("fc_a + fc_mu + fc_logvar", count_parameters(*vae.fc_a) + count_parameters(*vae.fc_mu) +
+                                                      count_parameters(*vae.fc_logvar));
   rows.emplace_back("total", count_parameters(vae));
   return rows;
 }

@@ -51,6 +51,8 @@ void DecoderConfig::validate() const {
 
 void ModelConfig::validate() const {
   check(logvar_clamp > 0, "logvar_clamp", "must be positive");
+  check(variant == "losatok" || variant == "acoustic_only" || variant == "unified_1280", "variant",
+        "must be losatok, acoustic_only or unified_1280, got '" + variant + "'");
   check(sembo.method != "channel_merge" || encoder.embed_dim % sembo.latent_dim == 0, "sembo.latent_dim",
         "channel_merge needs encoder.embed_dim (" + std::to_string(encoder.embed_dim) +
             ") to be a multiple of latent_dim (" + std::to_string(sembo.latent_dim) + ")");

@@ -41,7 +41,8 @@ struct VaeFeatures {
   torch::Tensor unified_emb, unified_emb_low;    // acoustic + semantic, at both widths
   torch::Tensor mu, logvar, z;                   // z = mu unless sampled
   torch::Tensor mask;                            // (B, T) bool valid tokens; undefined = all
-  // The SPEC section 5 names in a fixed order (mask excluded).
+  // The SPEC section 5 names in a fixed order (mask excluded; tensors a baseline variant lacks
+  // are left out).
   std::vector<std::pair<std::string, torch::Tensor>> named() const;
 };
 
@@ -61,11 +62,13 @@ struct AudioVAEImpl : torch::nn::Module {
   // Tokens of context each side of a chunk that cover the decoder's receptive field.
   int64_t decoder_context_tokens() const;
   int64_t samples_per_token() const { return samples_per_token_; }
+  // (B, T) bool: token t is valid when t < floor(length / samples_per_token).
+  torch::Tensor token_mask(const torch::Tensor& lengths, int64_t tokens) const;
   const ModelConfig& config() const { return config_; }
 
   DashengTokenizer dasheng_tokenizer{nullptr};
-  SemanticEncoder semantic_encoder{nullptr};
-  torch::nn::Linear fc_a{nullptr}, fc_mu{nullptr}, fc_logvar{nullptr};
+  SemanticEncoder semantic_encoder{nullptr};                            // null for acoustic_only
+  torch::nn::Linear fc_a{nullptr}, fc_mu{nullptr}, fc_logvar{nullptr};  // null for unified_1280
 
  private:
   ModelConfig config_;

@@ -100,7 +100,12 @@ struct DecoderConfig {
   void validate() const;
 };
 
+// `variant` picks the tokenizer: `losatok` (the paper's), or one of its baselines:
+// `acoustic_only` (no semantic branch: the latent comes from the acoustic branch alone) and
+// `unified_1280` (no bottleneck: the decoder takes semantic_emb + acoustic_emb, 1280-d,
+// deterministic, DashengTokenizer-like).
 struct ModelConfig {
+  std::string variant = "losatok";
   EncoderConfig encoder;
   SemBoConfig sembo;
   AcousticConfig acoustic;
@@ -109,6 +114,7 @@ struct ModelConfig {
 
   template <class V>
   void visit(V& v) {
+    v("variant", variant);
     v("encoder", encoder);
     v("sembo", sembo);
     v("acoustic", acoustic);
@@ -116,7 +122,9 @@ struct ModelConfig {
     v("logvar_clamp", logvar_clamp);
   }
   void validate() const;
-  int latent_dim() const { return sembo.latent_dim; }
+  int latent_dim() const { return variant == "unified_1280" ? encoder.embed_dim : sembo.latent_dim; }
+  bool has_semantic_branch() const { return variant != "acoustic_only"; }
+  bool is_variational() const { return variant != "unified_1280"; }
 };
 
 }  // namespace losatok
