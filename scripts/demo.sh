@@ -45,3 +45,13 @@ scripts/make_demo_corpus.sh "$OUT/corpus" --size small
   "data.sources=[{manifest: $OUT/corpus/manifests/all.train.jsonl}]" \
   "data.valid_sources=[{manifest: $OUT/corpus/manifests/all.valid.jsonl}]" 2>&1 | grep -E 'validation at step|finished|stopped'
 echo "demo: SemBo run in $OUT/runs/sembo_tiny (metrics.jsonl, tensorboard/, checkpoints/)"
+
+# The tokenizer on that SemBo (about 2 minutes on 2 cores), then a reconstruction with it.
+"$bin" train --config configs/tokenizer_tiny.yaml --resume run_dir="$OUT/runs/tokenizer_tiny" \
+  tokenizer.sembo_checkpoint="$OUT/runs/sembo_tiny/checkpoints/best" \
+  "data.sources=[{manifest: $OUT/corpus/manifests/all.train.jsonl}]" \
+  "data.valid_sources=[{manifest: $OUT/corpus/manifests/all.valid.jsonl}]" 2>&1 | grep -E 'validation at step|finished|stopped'
+"$bin" --log-level warn reconstruct --checkpoint "$OUT/runs/tokenizer_tiny/checkpoints/best" \
+  --input "$OUT/audio/alsa-utils/Front_Center.wav" --output "$OUT/runs/tokenizer_tiny/Front_Center.recon.wav"
+echo "demo: tokenizer run in $OUT/runs/tokenizer_tiny (samples/ holds WAV + spectrogram PNGs);" \
+  "reconstruction: $OUT/runs/tokenizer_tiny/Front_Center.recon.wav"

@@ -156,7 +156,8 @@ void SemBoStage::apply_pca_fit() {
   model_->bottleneck->pca_components.copy_(components);
 }
 
-std::map<std::string, double> SemBoStage::validate(const std::function<bool(data::Batch&)>& next) {
+std::map<std::string, double> SemBoStage::validate(const std::function<bool(data::Batch&)>& next,
+                                                   const ValidationContext&) {
   torch::NoGradGuard no_grad;
   apply_pca_fit();
   const std::string& method = cfg_.model.sembo.method;

@@ -2,13 +2,16 @@
 #include "losatok/core/error.h"
 #include "losatok/train/sembo_stage.h"
 #include "losatok/train/stage.h"
+#include "losatok/train/tokenizer_stage.h"
 
 namespace losatok::train {
 
 std::unique_ptr<Stage> make_stage(const RootConfig& cfg, const torch::Device& device) {
   if (cfg.stage == "sembo") return std::make_unique<SemBoStage>(cfg, device);
-  if (cfg.stage.empty()) throw ConfigError("stage", "training needs a stage (sembo)");
-  throw ConfigError("stage", "the '" + cfg.stage + "' stage is not in this build yet (it trains: sembo)");
+  if (cfg.stage == "tokenizer") return std::make_unique<TokenizerStage>(cfg, device);
+  if (cfg.stage.empty()) throw ConfigError("stage", "training needs a stage (sembo, tokenizer)");
+  throw ConfigError("stage",
+                    "the '" + cfg.stage + "' stage is not in this build yet (it trains: sembo, tokenizer)");
 }
 
 }  // namespace losatok::train

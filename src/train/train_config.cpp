@@ -48,8 +48,40 @@ void TrainConfig::validate() const {
 }
 
 void LossConfig::validate() const {
-  check(lambda_rec >= 0, "lambda_rec", "must be >= 0");
-  check(lambda_rel >= 0, "lambda_rel", "must be >= 0");
+  for (const auto& [name, value] : {std::pair<const char*, double>{"lambda_rec", lambda_rec},
+                                    {"lambda_rel", lambda_rel},
+                                    {"lambda_sem", lambda_sem},
+                                    {"lambda_kl", lambda_kl},
+                                    {"kl_clamp", kl_clamp},
+                                    {"lambda_logvar", lambda_logvar},
+                                    {"lambda_mel", lambda_mel},
+                                    {"lambda_stft", lambda_stft}})
+    check(value >= 0, name, "must be >= 0");
+  check(semantic_mode == "both" || semantic_mode == "high_only" || semantic_mode == "low_only",
+        "semantic_mode", "must be both, high_only or low_only, got '" + semantic_mode + "'");
+  check(!mel_n_fft.empty() && mel_n_fft.size() == mel_n_mels.size(), "mel_n_mels",
+        "needs one entry per mel_n_fft entry");
+  check(!stft_n_fft.empty() && stft_n_fft.size() == stft_hop.size(), "stft_hop",
+        "needs one entry per stft_n_fft entry");
+  for (int n : mel_n_fft) check(n >= 16, "mel_n_fft", "entries must be >= 16");
+  for (int n : stft_n_fft) check(n >= 16, "stft_n_fft", "entries must be >= 16");
+  for (int n : stft_hop) check(n >= 1, "stft_hop", "entries must be >= 1");
+}
+
+void GanConfig::validate() const {
+  check(start_step >= 0, "start_step", "must be >= 0");
+  check(!periods.empty(), "periods", "must not be empty");
+  for (int p : periods) check(p >= 1, "periods", "entries must be >= 1");
+  check(mpd_channels.size() == 5, "mpd_channels", "must list the 5 convolutions' widths");
+  for (int c : mpd_channels) check(c >= 1, "mpd_channels", "entries must be >= 1");
+  check(!mrd_windows.empty(), "mrd_windows", "must not be empty");
+  for (int w : mrd_windows) check(w >= 64, "mrd_windows", "entries must be >= 64 (five bands need bins)");
+  check(mrd_channels >= 1, "mrd_channels", "must be >= 1");
+  check(mrd_weight >= 0 && lambda_adv >= 0 && lambda_fm >= 0, "mrd_weight", "weights must be >= 0");
+}
+
+void TokenizerStageConfig::validate() const {
+  check(demo_clips >= 0, "demo_clips", "must be >= 0");
 }
 
 void SemBoStageConfig::validate() const {

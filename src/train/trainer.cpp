@@ -192,11 +192,19 @@ std::map<std::string, double> Trainer::validate() {
   stage_->set_training(false);
   std::map<std::string, double> out;
   try {
-    out = stage_->validate([&](data::Batch& b) {
-      if (left-- <= 0) return false;
-      b = loader.next();
-      return true;
-    });
+    ValidationContext context;
+    context.step = step_;
+    context.dir = (fs::path(cfg_.run_dir) / "samples" / ("step-" + std::to_string(step_))).string();
+    context.audio = [this](const std::string& tag, const std::vector<float>& samples, int sr) {
+      if (metrics_) metrics_->audio(tag, samples, sr, step_);
+    };
+    out = stage_->validate(
+        [&](data::Batch& b) {
+          if (left-- <= 0) return false;
+          b = loader.next();
+          return true;
+        },
+        context);
   } catch (...) {
     for (std::size_t i = 0; i < saved.size(); ++i) params[i].second.copy_(saved[i]);
     throw;

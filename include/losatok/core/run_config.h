@@ -69,6 +69,8 @@ struct RootConfig {
   TrainConfig train;
   LossConfig loss;
   SemBoStageConfig sembo;  // the SemBo stage's own switches
+  GanConfig gan;           // the tokenizer's discriminators
+  TokenizerStageConfig tokenizer;
 
   template <class V>
   void visit(V& v) {
@@ -83,6 +85,8 @@ struct RootConfig {
     v("train", train);
     v("loss", loss);
     v("sembo", sembo);
+    v("gan", gan);
+    v("tokenizer", tokenizer);
   }
   void validate() const;
 };

@@ -20,7 +20,8 @@ class SemBoStage : public Stage {
   std::vector<OptimizerSpec> optimizers() override;
   StepOutput train_step(std::size_t index, const data::Batch& batch, int64_t step) override;
   void set_training(bool training) override;
-  std::map<std::string, double> validate(const std::function<bool(data::Batch&)>& next) override;
+  std::map<std::string, double> validate(const std::function<bool(data::Batch&)>& next,
+                                         const ValidationContext& context) override;
   std::string best_metric() const override { return "val/rec_cos_err"; }
   TensorMap model_state(bool include_frozen) override;
   void load_model_state(const TensorMap& tensors, const std::string& source, bool strict) override;

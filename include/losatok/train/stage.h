@@ -36,6 +36,14 @@ struct StepOutput {
   std::map<std::string, torch::Tensor> metrics;  // 0-d tensors to log (read back only when logged)
 };
 
+// Where validation may leave audio examples: `dir` for WAV / PNG files (created on demand),
+// `audio` to log a clip to TensorBoard.
+struct ValidationContext {
+  int64_t step = 0;
+  std::string dir;
+  std::function<void(const std::string& tag, const std::vector<float>& samples, int sample_rate)> audio;
+};
+
 class Stage {
  public:
   virtual ~Stage() = default;
@@ -52,7 +60,8 @@ class Stage {
   // Train / eval mode of the trainable modules (frozen ones stay in eval mode).
   virtual void set_training(bool training) = 0;
   // Validation over the batches `next` yields (false = no more), under no-grad, eval mode.
-  virtual std::map<std::string, double> validate(const std::function<bool(data::Batch&)>& next) = 0;
+  virtual std::map<std::string, double> validate(const std::function<bool(data::Batch&)>& next,
+                                                 const ValidationContext& context) = 0;
   // The validation metric keep-best watches when train.best_metric is empty (lower is better).
   virtual std::string best_metric() const = 0;
 

@@ -1,0 +1,332 @@
+// The tokenizer stage: VAE with dual-level semantic supervision, spectral, KL and GAN losses.
+#include "losatok/train/tokenizer_stage.h"
+
+#include <torch/torch.h>
+
+#include <filesystem>
+
+#include "losatok/audio/audio_io.h"
+#include "losatok/audio/spectrogram_image.h"
+#include "losatok/core/error.h"
+#include "losatok/core/logging.h"
+#include "losatok/data/extract.h"
+#include "losatok/io/weights.h"
+#include "losatok/train/sembo_stage.h"
+
+namespace fs = std::filesystem;
+
+namespace losatok::train {
+
+namespace {
+
+constexpr const char* kFrozenPrefix = "semantic_encoder.";
+
+bool starts_with(const std::string& s, const std::string& prefix) {
+  return s.rfind(prefix, 0) == 0;
+}
+
+// Loads semantic_encoder.* (encoder + bottleneck) from a SemBo run into the tokenizer, checking
+// that the bottleneck method the run used is the one this config builds.
+void load_sembo(models::AudioVAEImpl& vae, const RootConfig& cfg) {
+  const std::string& path = cfg.tokenizer.sembo_checkpoint;
+  const io::WeightSet w = io::read_weights(path);
+  if (const auto it = w.metadata.find(kConfigMetadataKey); it != w.metadata.end()) {
+    try {
+      const YAML::Node method = YAML::Load(it->second)["model"]["sembo"]["method"];
+      if (method && method.as<std::string>() != cfg.model.sembo.method)
+        throw ConfigError("model.sembo.method",
+                          "tokenizer.sembo_checkpoint " + w.source + " holds a '" + method.as<std::string>() +
+                              "' bottleneck; this config builds '" + cfg.model.sembo.method + "'");
+    } catch (const YAML::Exception&) {  // no usable config in the metadata: the key check below decides
+    }
+  }
+  const io::MappedWeights mapped = io::map_to_vae_names(w.tensors);
+  io::TensorMap kept;
+  bool has_bottleneck = false;
+  for (const auto& [name, t] : mapped.tensors)
+    if (starts_with(name, kFrozenPrefix)) {
+      kept[name] = t;
+      has_bottleneck |= starts_with(name, "semantic_encoder.bottleneck.");
+    }
+  io::LoadOptions o;
+  o.scope = has_bottleneck ? kFrozenPrefix : "semantic_encoder.encoder.";
+  const io::LoadReport report = io::load_weights(vae, kept, w.source, o);
+  spdlog::info("frozen semantic encoder{} from {}: {}", has_bottleneck ? " + SemBo" : "", w.source,
+               report.summary());
+  if (!has_bottleneck && cfg.model.variant == "losatok")
+    spdlog::warn("{} has no SemBo bottleneck: semantic_emb_low comes from a random, frozen compressor",
+                 w.source);
+}
+
+double mean_of(const std::vector<double>& v) {
+  double s = 0;
+  for (double x : v) s += x;
+  return v.empty() ? 0.0 : s / static_cast<double>(v.size());
+}
+
+}  // namespace
+
+TokenizerStage::TokenizerStage(const RootConfig& cfg, const torch::Device& device)
+    : cfg_(cfg),
+      device_(device),
+      mel_loss_(cfg.audio.sample_rate, cfg.loss.mel_n_fft, cfg.loss.mel_n_mels),
+      stft_loss_(cfg.loss.stft_n_fft, cfg.loss.stft_hop),
+      val_mel_(std::make_unique<audio::LogMel>(cfg.frontend.vocos)) {
+  vae_ = models::AudioVAE(cfg.model, cfg.frontend.dasheng, cfg.frontend.vocos);
+  if (vae_->semantic_encoder) {
+    if (!cfg.tokenizer.sembo_checkpoint.empty()) {
+      load_sembo(*vae_, cfg);
+    } else if (!cfg.train.encoder_weights.empty()) {
+      load_semantic_encoder(*vae_->semantic_encoder->encoder, cfg.train.encoder_weights);
+      spdlog::warn(
+          "tokenizer.sembo_checkpoint is empty: the frozen SemBo compressor is random (smoke runs only)");
+    } else {
+      spdlog::warn(
+          "tokenizer.sembo_checkpoint and train.encoder_weights are empty: the frozen semantic encoder "
+          "and SemBo are random (seed {}); smoke runs only",
+          cfg.seed);
+    }
+    for (auto& p : vae_->semantic_encoder->parameters()) p.set_requires_grad(false);
+  }
+  if (cfg.gan.enabled) {
+    disc_ = std::make_shared<torch::nn::Module>();
+    mpd_ = disc_->register_module("multiperioddisc",
+                                  models::MultiPeriodDiscriminator(cfg.gan.periods, cfg.gan.mpd_channels));
+    mrd_ = disc_->register_module(
+        "multiresddisc", models::MultiResolutionDiscriminator(cfg.gan.mrd_windows, cfg.gan.mrd_channels));
+    disc_->to(device_);
+  }
+  vae_->to(device_);
+  set_training(true);
+}
+
+void TokenizerStage::set_training(bool training) {
+  vae_->train(training);
+  if (vae_->semantic_encoder) vae_->semantic_encoder->eval();  // frozen
+  if (disc_) disc_->train(training);
+}
+
+NamedTensors TokenizerStage::ema_parameters() {
+  NamedTensors out;
+  for (const auto& item : vae_->named_parameters())
+    if (item.value().requires_grad()) out.emplace_back(item.key(), item.value());
+  return out;
+}
+
+NamedTensors TokenizerStage::discriminator_parameters() {
+  NamedTensors out;
+  if (disc_)
+    for (const auto& item : disc_->named_parameters()) out.emplace_back(item.key(), item.value());
+  return out;
+}
+
+std::vector<OptimizerSpec> TokenizerStage::optimizers() {
+  std::vector<OptimizerSpec> out;
+  if (cfg_.gan.enabled) out.push_back({"discriminator", discriminator_parameters(), cfg_.gan.optim});
+  out.push_back({"generator", ema_parameters(), cfg_.train.optim});
+  return out;
+}
+
+bool TokenizerStage::optimizer_active(std::size_t index, int64_t step) const {
+  const bool is_disc = cfg_.gan.enabled && index == 0;
+  return !is_disc || gan_on(step);
+}
+
+std::optional<data::CacheProducer> TokenizerStage::cache_producer() {
+  if (!vae_->semantic_encoder) return std::nullopt;
+  return data::semantic_cache_producer(*vae_->semantic_encoder->encoder, cfg_);
+}
+
+TokenizerStage::Forward TokenizerStage::forward(const data::Batch& batch, bool sample) {
+  if (!batch.audio.defined()) throw Error("tokenizer: the batch has no audio");
+  Forward out;
+  const torch::Tensor y = batch.audio.to(device_);
+  const torch::Tensor lengths = batch.lengths.to(device_);
+  const torch::Tensor acoustic = vae_->dasheng_tokenizer->encoder->forward(y);
+  torch::Tensor semantic;
+  if (vae_->semantic_encoder) {
+    if (const auto it = batch.features.find("semantic_emb"); it != batch.features.end()) {
+      semantic = it->second.to(device_, torch::kFloat32);
+    } else {
+      torch::NoGradGuard no_grad;  // frozen
+      semantic = vae_->semantic_encoder->encoder->forward(y, lengths);
+    }
+  }
+  out.f = vae_->encode_embeddings(acoustic, semantic, sample && cfg_.model.is_variational());
+  out.f.mask = vae_->token_mask(lengths, out.f.z.size(1));
+  torch::Tensor y_hat = vae_->decode(out.f.z);  // (B, T * samples_per_token)
+  const int64_t n = std::min(y.size(1), y_hat.size(1));
+  out.mask = (torch::arange(n, lengths.options()).unsqueeze(0) < lengths.unsqueeze(1)).to(torch::kFloat32);
+  out.y = y.narrow(1, 0, n) * out.mask;
+  out.y_hat = y_hat.narrow(1, 0, n) * out.mask;
+  return out;
+}
+
+StepOutput TokenizerStage::train_step(std::size_t index, const data::Batch& batch, int64_t step) {
+  StepOutput out;
+  const bool is_disc = cfg_.gan.enabled && index == 0;
+  if (is_disc) {
+    Forward fw;
+    {
+      torch::NoGradGuard no_grad;
+      fw = forward(batch, cfg_.tokenizer.sample_latent);
+    }
+    const torch::Tensor d_mpd =
+        losses::discriminator_hinge_loss(mpd_->forward(fw.y), mpd_->forward(fw.y_hat));
+    const torch::Tensor d_mrd =
+        losses::discriminator_hinge_loss(mrd_->forward(fw.y), mrd_->forward(fw.y_hat));
+    out.loss = d_mpd + cfg_.gan.mrd_weight * d_mrd;
+    out.metrics = {{"d_loss", out.loss.detach()}, {"d_mpd", d_mpd.detach()}, {"d_mrd", d_mrd.detach()}};
+    return out;
+  }
+  const Forward fw = forward(batch, cfg_.tokenizer.sample_latent);
+  const LossConfig& L = cfg_.loss;
+  const torch::Tensor mel = mel_loss_(fw.y_hat, fw.y);
+  const auto [sc, mag] = stft_loss_(fw.y_hat, fw.y);
+  torch::Tensor loss = L.lambda_mel * mel + L.lambda_stft * (sc + mag);
+  out.metrics = {{"mel", mel.detach()}, {"stft_sc", sc.detach()}, {"stft_mag", mag.detach()}};
+  const models::VaeFeatures& f = fw.f;
+  if (cfg_.model.is_variational()) {
+    const torch::Tensor kl = losses::kl_loss(f.mu, f.logvar, f.mask, L.kl_clamp);
+    loss = loss + L.lambda_kl * kl;
+    out.metrics["kl"] = kl.detach();
+    if (L.lambda_logvar > 0) {
+      const torch::Tensor pen = losses::masked_mse(f.logvar, torch::zeros_like(f.logvar), f.mask);
+      loss = loss + L.lambda_logvar * pen;
+      out.metrics["logvar_penalty"] = pen.detach();
+    }
+  }
+  if (cfg_.model.variant == "losatok") {  // dual-level semantic supervision
+    torch::Tensor sem = torch::zeros({}, loss.options());
+    if (L.semantic_mode != "low_only") {
+      const torch::Tensor high = losses::masked_mse(f.acoustic_emb, f.semantic_emb, f.mask);
+      sem = sem + high;
+      out.metrics["sem_high"] = high.detach();
+    }
+    if (L.semantic_mode != "high_only") {
+      const torch::Tensor low = losses::masked_mse(f.acoustic_emb_low, f.semantic_emb_low, f.mask);
+      sem = sem + low;
+      out.metrics["sem_low"] = low.detach();
+    }
+    loss = loss + L.lambda_sem * sem;
+  }
+  if (gan_on(step)) {
+    std::vector<models::DiscriminatorOutput> real_mpd, real_mrd;
+    {
+      torch::NoGradGuard no_grad;  // the targets of feature matching
+      real_mpd = mpd_->forward(fw.y);
+      real_mrd = mrd_->forward(fw.y);
+    }
+    const auto fake_mpd = mpd_->forward(fw.y_hat);
+    const auto fake_mrd = mrd_->forward(fw.y_hat);
+    const torch::Tensor g_mpd = losses::generator_hinge_loss(fake_mpd),
+                        g_mrd = losses::generator_hinge_loss(fake_mrd);
+    const torch::Tensor fm_mpd = losses::feature_matching_loss(real_mpd, fake_mpd);
+    const torch::Tensor fm_mrd = losses::feature_matching_loss(real_mrd, fake_mrd);
+    const double w = cfg_.gan.mrd_weight;
+    loss = loss + cfg_.gan.lambda_adv * (g_mpd + w * g_mrd) + cfg_.gan.lambda_fm * (fm_mpd + w * fm_mrd);
+    out.metrics["g_mpd"] = g_mpd.detach();
+    out.metrics["g_mrd"] = g_mrd.detach();
+    out.metrics["fm_mpd"] = fm_mpd.detach();
+    out.metrics["fm_mrd"] = fm_mrd.detach();
+  }
+  out.loss = loss;
+  out.metrics["loss"] = loss.detach();
+  return out;
+}
+
+std::map<std::string, double> TokenizerStage::validate(const std::function<bool(data::Batch&)>& next,
+                                                       const ValidationContext& ctx) {
+  torch::NoGradGuard no_grad;
+  std::vector<double> mel, stft, sdr;
+  double kl = 0, sem_high = 0, sem_low = 0;
+  int64_t batches = 0, demos = 0;
+  data::Batch batch;
+  const int sr = cfg_.audio.sample_rate;
+  while (next(batch)) {
+    const Forward fw = forward(batch, /*sample=*/false);
+    const torch::Tensor valid = fw.mask.sum(1).to(torch::kInt64).cpu();
+    for (int64_t i = 0; i < fw.y.size(0); ++i) {
+      const int64_t n = valid[i].item<int64_t>();
+      if (n < 1024) continue;  // too short for the spectral distances
+      const torch::Tensor y = fw.y[i].narrow(0, 0, n), y_hat = fw.y_hat[i].narrow(0, 0, n);
+      const torch::Tensor mel_y = (*val_mel_)(y), mel_hat = (*val_mel_)(y_hat);
+      mel.push_back((mel_hat - mel_y).abs().mean().item<double>());
+      const auto [sc, mag] = stft_loss_(y_hat.unsqueeze(0), y.unsqueeze(0));
+      stft.push_back((sc + mag).item<double>());
+      sdr.push_back(losses::si_sdr(y_hat.unsqueeze(0), y.unsqueeze(0))[0].item<double>());
+      if (demos < cfg_.tokenizer.demo_clips && !ctx.dir.empty()) {
+        fs::create_directories(ctx.dir);
+        const std::string stem = (fs::path(ctx.dir) / ("clip" + std::to_string(demos))).string();
+        const torch::Tensor cpu_hat = y_hat.to(torch::kCPU).contiguous(),
+                            cpu_y = y.to(torch::kCPU).contiguous();
+        audio::write_audio(stem + ".recon.wav", cpu_hat.data_ptr<float>(), n, 1, sr, "pcm16");
+        audio::write_audio(stem + ".input.wav", cpu_y.data_ptr<float>(), n, 1, sr, "pcm16");
+        audio::write_spectrogram_png(stem + ".recon.png", mel_hat);
+        audio::write_spectrogram_png(stem + ".input.png", mel_y);
+        if (ctx.audio)
+          ctx.audio("val/clip" + std::to_string(demos),
+                    std::vector<float>(cpu_hat.data_ptr<float>(), cpu_hat.data_ptr<float>() + n), sr);
+        ++demos;
+      }
+    }
+    const models::VaeFeatures& f = fw.f;
+    if (cfg_.model.is_variational()) kl += losses::kl_loss(f.mu, f.logvar, f.mask).item<double>();
+    if (cfg_.model.variant == "losatok") {
+      sem_high += losses::masked_mse(f.acoustic_emb, f.semantic_emb, f.mask).item<double>();
+      sem_low += losses::masked_mse(f.acoustic_emb_low, f.semantic_emb_low, f.mask).item<double>();
+    }
+    ++batches;
+  }
+  if (mel.empty()) throw Error("tokenizer: the validation set gave no clip of at least 1024 samples");
+  std::map<std::string, double> out = {
+      {"val/mel_distance", mean_of(mel)}, {"val/stft_distance", mean_of(stft)}, {"val/si_sdr", mean_of(sdr)}};
+  if (cfg_.model.is_variational()) out["val/kl"] = kl / batches;
+  if (cfg_.model.variant == "losatok") {
+    out["val/sem_high"] = sem_high / batches;
+    out["val/sem_low"] = sem_low / batches;
+  }
+  return out;
+}
+
+TensorMap TokenizerStage::model_state(bool include_frozen) {
+  TensorMap out;
+  for (const auto& [name, t] : io::module_state(*vae_))
+    if (include_frozen || !starts_with(name, kFrozenPrefix)) out[name] = t;
+  return out;
+}
+
+void TokenizerStage::load_model_state(const TensorMap& tensors, const std::string& source, bool strict) {
+  io::LoadOptions o;
+  o.strict = strict;
+  bool has_frozen = false;
+  for (const auto& [name, t] : tensors) has_frozen |= starts_with(name, kFrozenPrefix);
+  TensorMap use = tensors;
+  if (!has_frozen && vae_->semantic_encoder) {
+    // Saved without the frozen modules: keep the ones this run loaded.
+    for (const auto& [name, t] : io::module_state(*vae_))
+      if (starts_with(name, kFrozenPrefix)) use[name] = t;
+  }
+  const io::LoadReport report = io::load_weights(*vae_, use, source, o);
+  if (report.clean())
+    spdlog::info("loaded {}: {}", source, report.summary());
+  else
+    spdlog::warn("loaded {} leniently: {}", source, report.summary());
+}
+
+TensorMap TokenizerStage::extra_state() {
+  TensorMap out;
+  if (disc_)
+    for (const auto& [name, t] : io::module_state(*disc_)) out["disc." + name] = t;
+  return out;
+}
+
+void TokenizerStage::load_extra_state(const TensorMap& tensors, const std::string& where) {
+  if (!disc_) return;
+  TensorMap mine;
+  for (const auto& [k, v] : tensors)
+    if (starts_with(k, "disc.")) mine[k.substr(5)] = v;
+  io::load_weights(*disc_, mine, where + " (discriminators)");
+}
+
+}  // namespace losatok::train
