@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include "losatok/audio/stft.h"
+#include "losatok/models/checkpointing.h"
 #include "losatok/models/init.h"
 
 namespace losatok::models {
@@ -26,7 +27,8 @@ torch::Tensor ConvNeXtBlockImpl::forward(const torch::Tensor& x) {
   return x + (gamma * h).transpose(1, 2);
 }
 
-VocosBackboneImpl::VocosBackboneImpl(int input_channels, const DecoderConfig& c) {
+VocosBackboneImpl::VocosBackboneImpl(int input_channels, const DecoderConfig& c)
+    : grad_checkpointing_(c.grad_checkpointing) {
   c.validate();
   embed = register_module(
       "embed",
@@ -43,7 +45,13 @@ VocosBackboneImpl::VocosBackboneImpl(int input_channels, const DecoderConfig& c)
 
 torch::Tensor VocosBackboneImpl::forward(const torch::Tensor& x) {
   torch::Tensor h = norm->forward(embed->forward(x).transpose(1, 2)).transpose(1, 2);  // (B, C, T)
-  for (const auto& block : *convnext) h = block->as<ConvNeXtBlock>()->forward(h);
+  for (const auto& block : *convnext) {
+    auto* b = block->as<ConvNeXtBlock>();
+    if (grad_checkpointing_ && is_training() && torch::GradMode::is_enabled() && h.requires_grad())
+      h = checkpoint([b](const torch::Tensor& in) { return b->forward(in); }, h);
+    else
+      h = b->forward(h);
+  }
   return final_layer_norm->forward(h.transpose(1, 2));
 }
 

@@ -8,6 +8,7 @@
 #include "losatok/io/safetensors.h"
 #include "losatok/io/weights.h"
 #include "losatok/losses/tokenizer_losses.h"
+#include "losatok/models/audio_vae.h"
 #include "losatok/models/discriminators.h"
 #include "test_util.h"
 
@@ -119,4 +120,29 @@ TEST(SpectrogramImage, PngStructure) {
   test::TempDir dir;
   audio::write_spectrogram_png(dir.path("s.png"), torch::randn({16, 40}), 5.0, 1);
   EXPECT_EQ(test::read_bytes(dir.path("s.png")).substr(1, 3), "PNG");
+}
+
+TEST(GradientCheckpointing, SameGradientsAsWithout) {
+  RootConfig cfg = test::model_config("tiny");
+  const auto run = [&](bool on) {
+    cfg.model.decoder.grad_checkpointing = on;
+    torch::manual_seed(5);
+    models::AudioVAE vae(cfg.model, cfg.frontend.dasheng, cfg.frontend.vocos);
+    vae->train();
+    torch::manual_seed(6);
+    const torch::Tensor z = torch::randn({2, 9, cfg.model.latent_dim()});
+    const torch::Tensor y = vae->decode(z);
+    y.pow(2).sum().backward();
+    std::map<std::string, torch::Tensor> grads;
+    for (const auto& item : vae->dasheng_tokenizer->named_parameters())
+      if (item.value().grad().defined()) grads[item.key()] = item.value().grad().clone();
+    return std::make_pair(y.detach(), grads);
+  };
+  const auto [y0, g0] = run(false);
+  const auto [y1, g1] = run(true);
+  EXPECT_TRUE(torch::allclose(y0, y1));
+  ASSERT_EQ(g0.size(), g1.size());
+  EXPECT_GT(g0.size(), 10u);
+  for (const auto& [k, g] : g0)
+    EXPECT_LT(test::max_abs_diff(g, g1.at(k)), 1e-6 * (1 + g.abs().max().item<double>())) << k;
 }

@@ -83,6 +83,7 @@ struct DecoderConfig {
   int hop_length = 320;
   double mag_max = 100.0;  // exp(log-magnitude) is clipped here
   double norm_eps = 1e-6;
+  bool grad_checkpointing = false;  // recompute each ConvNeXt block in backward (less memory)
 
   template <class V>
   void visit(V& v) {
@@ -96,6 +97,7 @@ struct DecoderConfig {
     v("hop_length", hop_length);
     v("mag_max", mag_max);
     v("norm_eps", norm_eps);
+    v("grad_checkpointing", grad_checkpointing);
   }
   void validate() const;
 };

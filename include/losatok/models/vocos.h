@@ -30,6 +30,9 @@ struct VocosBackboneImpl : torch::nn::Module {
   torch::nn::LayerNorm norm{nullptr};
   torch::nn::ModuleList convnext{nullptr};
   torch::nn::LayerNorm final_layer_norm{nullptr};
+
+ private:
+  bool grad_checkpointing_ = false;  // DecoderConfig::grad_checkpointing
 };
 TORCH_MODULE(VocosBackbone);
 
