@@ -10,6 +10,7 @@
 
 #include "losatok/core/error.h"
 #include "losatok/core/file_util.h"
+#include "losatok/core/logging.h"
 #include "losatok/io/safetensors.h"
 #include "losatok/io/torch_pickle.h"
 
@@ -242,6 +243,13 @@ void save_weights(const std::string& path, const TensorMap& tensors, const std::
   } else {
     throw Error("export: unknown weight format '" + format + "' (safetensors or pt)");
   }
+}
+
+void log_load_report(const std::string& source, const LoadReport& report) {
+  if (report.clean())
+    spdlog::info("loaded {}: {}", source, report.summary());
+  else
+    spdlog::warn("loaded {} leniently: {}", source, report.summary());
 }
 
 }  // namespace losatok::io

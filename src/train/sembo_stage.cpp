@@ -213,10 +213,7 @@ void SemBoStage::load_model_state(const TensorMap& tensors, const std::string& s
   for (const auto& [name, t] : tensors) has_encoder |= name.rfind(std::string(kPrefix) + "encoder.", 0) == 0;
   if (!has_encoder) o.scope = kBottleneckPrefix;  // a checkpoint saved without the frozen encoder
   const io::LoadReport report = io::load_weights(*root_, tensors, source, o);
-  if (report.clean())
-    spdlog::info("loaded {}: {}", source, report.summary());
-  else
-    spdlog::warn("loaded {} leniently: {}", source, report.summary());
+  io::log_load_report(source, report);
 }
 
 TensorMap SemBoStage::extra_state() {

@@ -308,10 +308,7 @@ void TokenizerStage::load_model_state(const TensorMap& tensors, const std::strin
       if (starts_with(name, kFrozenPrefix)) use[name] = t;
   }
   const io::LoadReport report = io::load_weights(*vae_, use, source, o);
-  if (report.clean())
-    spdlog::info("loaded {}: {}", source, report.summary());
-  else
-    spdlog::warn("loaded {} leniently: {}", source, report.summary());
+  io::log_load_report(source, report);
 }
 
 TensorMap TokenizerStage::extra_state() {

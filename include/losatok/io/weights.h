@@ -72,6 +72,9 @@ struct LoadOptions {
 LoadReport load_weights(torch::nn::Module& module, const TensorMap& tensors, const std::string& source,
                         const LoadOptions& options = {});
 
+// Logs a load on one line: info when clean, a warning listing what did not match when lenient.
+void log_load_report(const std::string& source, const LoadReport& report);
+
 // Parameters and buffers by dotted name, on the CPU.
 TensorMap module_state(const torch::nn::Module& module);
 
