@@ -2,16 +2,21 @@
 // the configured size, timed after warm-up: steps/s, samples/s, audio-seconds/s, peak memory.
 #include <sys/resource.h>
 #include <torch/torch.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <iostream>
 
 #include "commands.h"
 #include "losatok/core/config.h"
 #include "losatok/core/error.h"
+#include "losatok/core/file_util.h"
 #include "losatok/core/logging.h"
 #include "losatok/train/trainer.h"
+
+namespace fs = std::filesystem;
 
 namespace losatok::cli {
 
@@ -42,13 +47,66 @@ data::Batch synthetic_batch(const RootConfig& cfg, bool from_features, int64_t i
   return b;
 }
 
+// The DiT reads latents and texts: a throw-away manifest of captioned clips and a latents
+// cache for them (the stage computes its statistics from it), and batches of those clips.
+struct SyntheticLatents {
+  fs::path dir;
+  std::vector<data::Clip> clips;
+  SyntheticLatents(RootConfig& cfg) {
+    dir = fs::temp_directory_path() / fmt::format("losatok_bench_{}", ::getpid());
+    fs::create_directories(dir);
+    const int64_t spt = 1LL * cfg.frontend.dasheng.hop_length * cfg.model.encoder.patch_frames;
+    const double seconds = cfg.data.segment_seconds > 0 ? cfg.data.segment_seconds : cfg.data.max_seconds;
+    const int64_t frames = std::max<int64_t>(1, static_cast<int64_t>(seconds * cfg.audio.sample_rate) / spt);
+    std::string manifest;
+    for (int i = 0; i < cfg.data.batch_size; ++i)  // captions of a typical length (~70 characters)
+      manifest += fmt::format(
+          "{{\"audio\": \"clip{}.wav\", \"duration\": {}, \"text\": \"a synthetic caption number {} for "
+          "timing "
+          "the text encoder and cross-attention\"}}\n",
+          i, seconds, i);
+    write_file_atomic((dir / "bench.jsonl").string(), manifest);
+    clips = data::read_sources({{(dir / "bench.jsonl").string(), 0.0}});
+    {
+      data::FeatureCacheWriter writer((dir / "latents").string(), {"latents", "bench", "bench"});
+      for (const auto& c : clips)
+        writer.add(c.key, {{"mu", torch::randn({frames, cfg.dit.model.latent_dim})}});
+    }
+    cfg.data.sources = {{(dir / "bench.jsonl").string(), 0.0}};
+    cfg.data.cache_dir = (dir / "latents").string();
+    cfg.dit.tokenizer_checkpoint.clear();  // no producer check, no decoding
+  }
+  ~SyntheticLatents() {
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+  }
+  data::Batch batch(const RootConfig& cfg, int64_t index) const {
+    const data::FeatureCache cache(cfg.data.cache_dir, {});
+    data::Batch b;
+    b.index = index;
+    std::vector<torch::Tensor> mu;
+    for (const auto& c : clips) {
+      b.items.push_back({&c, 0});
+      mu.push_back(cache.read(c.key).at("mu"));
+    }
+    b.features["mu"] = torch::stack(mu);
+    b.feature_lengths = torch::full({b.size()}, mu[0].size(0), torch::kInt64);
+    const int64_t spt = 1LL * cfg.frontend.dasheng.hop_length * cfg.model.encoder.patch_frames;
+    b.lengths = b.feature_lengths * spt;
+    return b;
+  }
+};
+
 int run_bench(const BenchOptions& o, const Context& ctx) {
-  const RootConfig cfg = resolve_root_config(o.config, ctx);
+  RootConfig cfg = resolve_root_config(o.config, ctx);
   if (o.config.print_config) return 0;
   if (o.steps < 1 || o.warmup < 0) throw Error("bench: --steps must be >= 1 and --warmup >= 0");
+  std::unique_ptr<SyntheticLatents> latents;
+  if (cfg.stage == "dit") latents = std::make_unique<SyntheticLatents>(cfg);
   train::Trainer trainer(cfg, config::to_yaml(cfg));
   std::vector<data::Batch> micro;
-  for (int i = 0; i < cfg.train.grad_accum; ++i) micro.push_back(synthetic_batch(cfg, o.from_features, i));
+  for (int i = 0; i < cfg.train.grad_accum; ++i)
+    micro.push_back(latents ? latents->batch(cfg, i) : synthetic_batch(cfg, o.from_features, i));
   std::vector<double> times;
   train::StepReport report;
   for (int i = 0; i < o.warmup + o.steps; ++i) {
@@ -71,9 +129,9 @@ int run_bench(const BenchOptions& o, const Context& ctx) {
       "  step      mean {:.4f} s  median {:.4f} s  min {:.4f} s  ({} steps after {} warm-up)\n"
       "  steps/s   {:.3f}\n  samples/s {:.2f}\n  audio-s/s {:.2f}\n  peak RSS  {:.0f} MiB\n",
       trainer.stage().name(), cfg.runtime.device, cfg.data.batch_size, cfg.train.grad_accum,
-      report.audio_seconds, o.from_features ? "from cached features" : "from audio", mean, median,
-      times.front(), times.size(), o.warmup, 1.0 / mean, report.samples / mean, report.audio_seconds / mean,
-      ru.ru_maxrss / 1024.0);
+      report.audio_seconds, (o.from_features || latents) ? "from cached features" : "from audio", mean,
+      median, times.front(), times.size(), o.warmup, 1.0 / mean, report.samples / mean,
+      report.audio_seconds / mean, ru.ru_maxrss / 1024.0);
   return 0;
 }
 

@@ -12,6 +12,7 @@
 #include "losatok/data/manifest.h"
 #include "losatok/io/safetensors.h"
 #include "losatok/models/init.h"
+#include "losatok/models/tokenizer_checkpoint.h"
 #include "model_setup.h"
 
 namespace losatok::cli {
@@ -29,14 +30,7 @@ void add_model_options(CLI::App& sub, ModelOptions& o) {
 LoadedVae load_vae(const ModelOptions& mo, const ConfigOptions& co, const Context& ctx,
                    bool encoder_only_ok) {
   io::WeightSet weights = io::read_weights(mo.checkpoint);
-  YAML::Node base;
-  if (const auto it = weights.metadata.find(kConfigMetadataKey); it != weights.metadata.end()) {
-    try {
-      base = YAML::Load(it->second);
-    } catch (const YAML::Exception& e) {
-      throw Error("checkpoint '" + weights.source + "': unreadable config in its metadata: " + e.what());
-    }
-  }
+  const YAML::Node base = models::checkpoint_config(weights);
   ConfigOptions options = co;
   if (!mo.device.empty()) options.overrides.push_back("runtime.device=" + mo.device);
   LoadedVae out;

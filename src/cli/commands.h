@@ -44,5 +44,6 @@ void add_weights_commands(CLI::App& app, Context& ctx);  // import, export
 void add_extract_command(CLI::App& app, Context& ctx);
 void add_train_command(CLI::App& app, Context& ctx);
 void add_bench_command(CLI::App& app, Context& ctx);
+void add_generate_command(CLI::App& app, Context& ctx);
 
 }  // namespace losatok::cli

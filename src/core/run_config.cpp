@@ -60,6 +60,10 @@ std::string weights_config_yaml(const RootConfig& cfg) {
   YAML::Node n;
   n["frontend"] = config::to_yaml(cfg.frontend);
   n["model"] = config::to_yaml(cfg.model);
+  if (cfg.stage == "dit") {  // a DiT checkpoint generates without its training config
+    n["stage"] = cfg.stage;
+    n["dit"] = config::to_yaml(cfg.dit);
+  }
   return config::dump(n);
 }
 

@@ -180,6 +180,13 @@ void FeatureCacheWriter::write_index() const {
   write_file_atomic((fs::path(dir_) / kIndex).string(), j.dump(1));
 }
 
+std::vector<std::string> FeatureCache::keys() const {
+  std::vector<std::string> out;
+  out.reserve(clips_.size());
+  for (const auto& [key, clip] : clips_) out.push_back(key);
+  return out;
+}
+
 FeatureCache::FeatureCache(const std::string& dir, const CacheProducer& expected) : dir_(dir) {
   if (!fs::exists(fs::path(dir) / kIndex))
     throw Error("feature cache '" + dir + "': no " + kIndex + " (make one with losatok extract)");

@@ -152,7 +152,14 @@ std::vector<float> AudioLoader::read_item(const Clip& clip, uint64_t seed, int64
   *permanent = true;  // until the crop is read: what fails from here on fails for every crop
   try {
     double seconds = e.duration;
-    if (seconds < 0) {
+    const bool from_cache = options_.features_only && options_.cache;
+    if (from_cache) {
+      if (!options_.cache->contains(clip.key)) {
+        *why = "not in the feature cache " + options_.cache->dir();
+        return {};
+      }
+      seconds = static_cast<double>(options_.cache->clip(clip.key).frames * spt) / sr;
+    } else if (seconds < 0) {
       const audio::AudioInfo info = audio::probe_audio(e.audio);
       seconds = static_cast<double>(info.frames) / info.sample_rate - e.offset;
     }
@@ -174,6 +181,10 @@ std::vector<float> AudioLoader::read_item(const Clip& clip, uint64_t seed, int64
       std::mt19937_64 rng(seed);
       const int64_t steps = (available - want_samples) / spt;
       *offset = std::uniform_int_distribution<int64_t>(0, steps)(rng) * spt;
+    }
+    if (from_cache) {  // the crop's length in samples, no audio
+      *bad = false;
+      return std::vector<float>(static_cast<std::size_t>(std::min(want_samples, available - *offset)), 0.0f);
     }
     // A failure from here on may depend on the crop (a manifest duration longer than the file).
     *permanent = false;

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "losatok/core/config.h"
+#include "losatok/models/dit_config.h"
 
 namespace losatok {
 
@@ -56,6 +57,42 @@ void ModelConfig::validate() const {
   check(sembo.method != "channel_merge" || encoder.embed_dim % sembo.latent_dim == 0, "sembo.latent_dim",
         "channel_merge needs encoder.embed_dim (" + std::to_string(encoder.embed_dim) +
             ") to be a multiple of latent_dim (" + std::to_string(sembo.latent_dim) + ")");
+}
+
+void DiTConfig::validate() const {
+  check(latent_dim >= 1, "latent_dim", "must be >= 1");
+  check(width >= 1 && heads >= 1 && width % heads == 0, "heads", "must divide width");
+  check((width / heads) % 2 == 0, "heads", "width / heads must be even (rotary embedding)");
+  check(depth >= 1, "depth", "must be >= 1");
+  check(mlp_ratio > 0, "mlp_ratio", "must be positive");
+  check(rope_theta > 1, "rope_theta", "must be > 1");
+  check(time_freq_dim >= 2 && time_freq_dim % 2 == 0, "time_freq_dim", "must be even and >= 2");
+}
+
+void TextEncoderConfig::validate() const {
+  check(tokens == "chars" || tokens == "phonemes", "tokens",
+        "must be chars or phonemes, got '" + tokens + "'");
+  check(width >= 1 && heads >= 1 && width % heads == 0, "heads", "must divide width");
+  check((width / heads) % 2 == 0, "heads", "width / heads must be even (rotary embedding)");
+  check(depth >= 0, "depth", "must be >= 0");
+  check(mlp_ratio > 0, "mlp_ratio", "must be positive");
+  check(max_tokens >= 1, "max_tokens", "must be >= 1");
+}
+
+void FlowConfig::validate() const {
+  check(sigma_sampling == "logit_normal" || sigma_sampling == "uniform", "sigma_sampling",
+        "must be logit_normal or uniform, got '" + sigma_sampling + "'");
+  check(logit_std > 0, "logit_std", "must be positive");
+  check(cond_dropout >= 0 && cond_dropout < 1, "cond_dropout", "must be in [0, 1)");
+  check(prompt_dropout >= 0 && prompt_dropout <= 1, "prompt_dropout", "must be in [0, 1]");
+  check(infill_min > 0 && infill_min <= infill_max && infill_max <= 1, "infill_min",
+        "need 0 < infill_min <= infill_max <= 1");
+}
+
+void SamplerConfig::validate() const {
+  check(steps >= 1, "steps", "must be >= 1");
+  check(sway >= -1 && sway <= 1, "sway", "must be in [-1, 1] (0 = off)");
+  check(cfg_scale >= 0, "cfg_scale", "must be >= 0 (1 = no guidance)");
 }
 
 }  // namespace losatok

@@ -177,6 +177,7 @@ std::map<std::string, double> Trainer::validate() {
   if (cfg_.data.valid_sources.empty()) return {};
   data::LoaderOptions o = loader_options(cfg_, /*train=*/false);
   o.cache = cache_;
+  o.features_only = cache_ && !stage_->needs_audio();
   data::AudioLoader loader(cfg_.data, cfg_.data.valid_sources, o);
   int64_t left = loader.batches_per_epoch();
   if (cfg_.train.val_batches > 0) left = std::min(left, cfg_.train.val_batches);
@@ -381,6 +382,7 @@ TrainResult Trainer::run(const TrainStart& start) {
   }
   data::LoaderOptions lo = loader_options(cfg_, /*train=*/true);
   lo.cache = cache_;
+  lo.features_only = cache_ && !stage_->needs_audio();
   loader_ = std::make_unique<data::AudioLoader>(cfg_.data, cfg_.data.sources, lo);
   if (!start.resume_checkpoint.empty()) restore(start.resume_checkpoint);
   metrics_ = std::make_unique<MetricsLogger>(cfg_.run_dir, cfg_.train.tensorboard,

@@ -71,6 +71,7 @@ struct RootConfig {
   SemBoStageConfig sembo;  // the SemBo stage's own switches
   GanConfig gan;           // the tokenizer's discriminators
   TokenizerStageConfig tokenizer;
+  DiTStageConfig dit;  // the DiT stage and `losatok generate`
 
   template <class V>
   void visit(V& v) {
@@ -87,12 +88,13 @@ struct RootConfig {
     v("sembo", sembo);
     v("gan", gan);
     v("tokenizer", tokenizer);
+    v("dit", dit);
   }
   void validate() const;
 };
 
 // Safetensors metadata key under which our weight files carry the `frontend` and `model`
-// config sections, so a checkpoint loads without repeating its sizes.
+// config sections (and `dit` for a DiT), so a checkpoint loads without repeating its sizes.
 inline constexpr const char* kConfigMetadataKey = "losatok.config";
 // YAML of those sections.
 std::string weights_config_yaml(const RootConfig& cfg);

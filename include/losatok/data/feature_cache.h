@@ -81,6 +81,7 @@ class FeatureCache {
   // Every tensor of the clip, (T, D) each. Safe from several threads.
   std::map<std::string, torch::Tensor> read(const std::string& key) const;
   std::size_t size() const { return clips_.size(); }
+  std::vector<std::string> keys() const;  // sorted
   const std::string& dir() const { return dir_; }
 
  private:

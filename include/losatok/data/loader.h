@@ -71,6 +71,9 @@ struct LoaderOptions {
   bool train = true;                // false: no shuffling, whole clips, keep the last batch
   int rank = 0, world_size = 1;
   std::shared_ptr<const FeatureCache> cache;  // serve cached features beside the audio
+  // With a cache: crop on the cached frames and leave the audio silent instead of decoding it,
+  // for stages that read only features (the DiT). Clips missing from the cache are bad.
+  bool features_only = false;
 };
 
 class AudioLoader {

@@ -6,6 +6,7 @@
 #include <torch/types.h>
 
 #include <functional>
+#include <vector>
 
 namespace losatok::models {
 
@@ -15,5 +16,10 @@ namespace losatok::models {
 // reentrant checkpoint). Outside grad mode it is just fn(x).
 torch::Tensor checkpoint(const std::function<torch::Tensor(const torch::Tensor&)>& fn,
                          const torch::Tensor& x);
+
+// The same for a function of up to four tensors (undefined ones allowed): gradients reach
+// every input that requires grad. Tensors `fn` captures instead must not require grad.
+torch::Tensor checkpoint(const std::function<torch::Tensor(const std::vector<torch::Tensor>&)>& fn,
+                         const std::vector<torch::Tensor>& inputs);
 
 }  // namespace losatok::models

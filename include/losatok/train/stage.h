@@ -79,6 +79,8 @@ class Stage {
   // The feature-cache producer this stage can read instead of computing features (nullopt =
   // the stage always works from audio).
   virtual std::optional<data::CacheProducer> cache_producer() { return std::nullopt; }
+  // False when a stage reading the cache uses no audio at all: the loader then skips decoding.
+  virtual bool needs_audio() const { return true; }
 };
 
 // The stage named by cfg.stage, its models built on `device` (frozen weights loaded).

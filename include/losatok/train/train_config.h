@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "losatok/models/dit_config.h"
+
 namespace losatok {
 
 // Learning-rate schedule: linear warm-up, then cosine / linear decay or constant. A pure
@@ -213,6 +215,69 @@ struct SemBoStageConfig {
   void visit(V& v) {
     v("baselines", baselines);
     v("baseline_fit_steps", baseline_fit_steps);
+  }
+  void validate() const;
+};
+
+// A fixed prompt validation generates (and `losatok generate` reads from a prompts file).
+struct PromptConfig {
+  std::string text;
+  double seconds = 0.0;  // 0 = estimated (TTS: from the text length)
+
+  template <class V>
+  void visit(V& v) {
+    v("text", text);
+    v("seconds", seconds);
+  }
+  void validate() const;
+};
+
+// The condition sequence: the built-in text encoder over the manifest's `text`, or embeddings
+// made elsewhere (T5, CLAP) read per clip from a feature cache whose producer is `condition`.
+struct ConditionConfig {
+  std::string source = "text";  // text | cache
+  std::string cache_dir;        // source cache: the cache folder
+  std::string tensor = "cond_emb";
+
+  template <class V>
+  void visit(V& v) {
+    v("source", source);
+    v("cache_dir", cache_dir);
+    v("tensor", tensor);
+  }
+  void validate() const;
+};
+
+// The DiT stage: flow matching on tokenizer latents read from the feature cache (data.cache_dir,
+// `losatok extract --what latents`), for text-to-audio / music / speech.
+struct DiTStageConfig {
+  std::string task = "tta";  // tta | ttm | tts
+  // The tokenizer whose latents the cache holds: checks the cache's producer and decodes
+  // generated latents to audio. "" = accept any latents cache, and no audio at validation.
+  std::string tokenizer_checkpoint;
+  bool sample_latent = false;     // train on z ~ N(mu, exp(logvar)) instead of mu
+  int64_t norm_max_clips = 2000;  // training clips the per-dimension latent statistics read
+  DiTConfig model;
+  TextEncoderConfig text;
+  ConditionConfig condition;
+  FlowConfig flow;
+  SamplerConfig sample;
+  std::vector<double> val_sigmas = {0.1, 0.3, 0.5, 0.7, 0.9};  // validation loss at these sigmas
+  std::vector<PromptConfig> val_prompts;  // generated at each validation (WAV, PNG, TensorBoard)
+
+  template <class V>
+  void visit(V& v) {
+    v("task", task);
+    v("tokenizer_checkpoint", tokenizer_checkpoint);
+    v("sample_latent", sample_latent);
+    v("norm_max_clips", norm_max_clips);
+    v("model", model);
+    v("text", text);
+    v("condition", condition);
+    v("flow", flow);
+    v("sample", sample);
+    v("val_sigmas", val_sigmas);
+    v("val_prompts", val_prompts);
   }
   void validate() const;
 };

@@ -1,0 +1,113 @@
+// Sizes of the generation models (SPEC section 1.4): the DiT over LoSATok latents and its
+// built-in text encoder. torch-free; configs/model/dit_*.yaml set the paper's width sweep.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace losatok {
+
+// Text token ids: 0 pads, 1 is the TTS filler that stretches a transcript to the latent
+// length, 2 + b is the byte b of the UTF-8 text (or of its IPA phonemes).
+inline constexpr int kTextPad = 0, kTextFiller = 1, kTextVocab = 258;
+
+// The DiT backbone: 1-D latents (B, T, latent_dim) -> input projection -> `depth` blocks of
+// AdaLN-modulated self-attention (RoPE, q/k LayerNorm), cross-attention to the condition
+// sequence and a GEGLU MLP -> AdaLN final layer (zero-initialised) -> velocity.
+struct DiTConfig {
+  int latent_dim = 128;
+  int width = 512;
+  int depth = 24;
+  int heads = 8;
+  double mlp_ratio = 4.0;     // GEGLU hidden = mlp_ratio * width
+  bool qk_norm = true;        // LayerNorm over each head's q and k
+  double rope_theta = 10000;  // rotary position base of the self-attention
+  // U-ViT long skips: the first depth/2 blocks' outputs are concatenated into the last depth/2
+  // blocks' inputs (concat -> Linear back to width).
+  bool uvit_skips = true;
+  int time_freq_dim = 256;  // sinusoidal features of sigma * 1000 before the time MLP
+  bool grad_checkpointing = false;
+
+  template <class V>
+  void visit(V& v) {
+    v("latent_dim", latent_dim);
+    v("width", width);
+    v("depth", depth);
+    v("heads", heads);
+    v("mlp_ratio", mlp_ratio);
+    v("qk_norm", qk_norm);
+    v("rope_theta", rope_theta);
+    v("uvit_skips", uvit_skips);
+    v("time_freq_dim", time_freq_dim);
+    v("grad_checkpointing", grad_checkpointing);
+  }
+  void validate() const;
+  int mlp_dim() const { return static_cast<int>(width * mlp_ratio); }
+};
+
+// The trainable text encoder: byte tokens of the caption / transcript (`chars`) or of its IPA
+// phonemes from espeak-ng (`phonemes`) -> embedding -> pre-norm transformer with RoPE.
+struct TextEncoderConfig {
+  std::string tokens = "chars";        // chars | phonemes
+  std::string espeak_voice = "en-us";  // phonemes: espeak-ng -v
+  int width = 256;
+  int depth = 4;
+  int heads = 4;
+  double mlp_ratio = 4.0;
+  int max_tokens = 512;  // longer texts are cut (with a warning)
+
+  template <class V>
+  void visit(V& v) {
+    v("tokens", tokens);
+    v("espeak_voice", espeak_voice);
+    v("width", width);
+    v("depth", depth);
+    v("heads", heads);
+    v("mlp_ratio", mlp_ratio);
+    v("max_tokens", max_tokens);
+  }
+  void validate() const;
+};
+
+// Flow matching of the DiT stage (SPEC section 1.4): noise at sigma = 1,
+// x = (1 - sigma) z + sigma e, target e - z, sigma drawn logit-normal (or uniform).
+struct FlowConfig {
+  std::string sigma_sampling = "logit_normal";  // logit_normal | uniform
+  double logit_mean = 0.0, logit_std = 1.0;
+  double cond_dropout = 0.2;  // the whole condition (text, and the TTS prompt) -> null, for CFG
+  // TTS (F5-TTS in-context infilling): a random span of infill_min..infill_max of the frames is
+  // noised and predicted; the rest is the audio prompt, itself dropped with prompt_dropout.
+  double infill_min = 0.7, infill_max = 1.0;
+  double prompt_dropout = 0.3;
+
+  template <class V>
+  void visit(V& v) {
+    v("sigma_sampling", sigma_sampling);
+    v("logit_mean", logit_mean);
+    v("logit_std", logit_std);
+    v("cond_dropout", cond_dropout);
+    v("infill_min", infill_min);
+    v("infill_max", infill_max);
+    v("prompt_dropout", prompt_dropout);
+  }
+  void validate() const;
+};
+
+// The Euler ODE sampler from sigma = 1 to 0.
+struct SamplerConfig {
+  int steps = 32;
+  double sway = -1.0;      // sway-sampling coefficient (0 = uniform steps)
+  double cfg_scale = 3.0;  // classifier-free guidance (1 = the conditional model alone)
+  int64_t seed = 0;
+
+  template <class V>
+  void visit(V& v) {
+    v("steps", steps);
+    v("sway", sway);
+    v("cfg_scale", cfg_scale);
+    v("seed", seed);
+  }
+  void validate() const;
+};
+
+}  // namespace losatok

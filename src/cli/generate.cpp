@@ -1,0 +1,220 @@
+// `losatok generate`: DiT sampling (Euler, sway, classifier-free guidance) + tokenizer decoding
+// to WAV, for one text or a JSON Lines file of prompts.
+#include <torch/torch.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "losatok/audio/audio_io.h"
+#include "losatok/core/device.h"
+#include "losatok/core/error.h"
+#include "losatok/core/logging.h"
+#include "losatok/models/init.h"
+#include "losatok/train/dit_stage.h"
+#include "model_setup.h"
+
+namespace fs = std::filesystem;
+
+namespace losatok::cli {
+
+namespace {
+
+struct GenerateOptions {
+  ModelOptions model;
+  ConfigOptions config;
+  std::vector<std::string> texts;
+  std::string prompts, out, out_dir, tokenizer, prompt_audio, prompt_text, condition;
+  double seconds = 0;
+  int steps = 0, batch_size = 8;
+  double cfg_scale = -1, sway = 2;  // out of range = the checkpoint's dit.sample
+  int64_t seed = -1;
+};
+
+struct Job {
+  train::GenerationRequest request;
+  std::string out;
+};
+
+std::vector<Job> read_prompt_file(const std::string& path, const RootConfig& cfg,
+                                  const std::string& out_dir) {
+  std::ifstream in(path);
+  if (!in) throw Error("prompts '" + path + "': cannot open");
+  const fs::path dir = fs::path(path).parent_path();
+  std::vector<Job> jobs;
+  std::string line;
+  int n = 0;
+  while (std::getline(in, line)) {
+    ++n;
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(line);
+    } catch (const nlohmann::json::exception& e) {
+      throw Error("prompts '" + path + "' line " + std::to_string(n) + ": " + first_line(e.what()));
+    }
+    try {
+      Job job;
+      if (!j.is_object() || !j.contains("text")) throw Error("needs an object with \"text\"");
+      job.request.text = j.at("text").get<std::string>();
+      job.request.seconds = j.value("seconds", 0.0);
+      job.request.prompt_text = j.value("prompt_text", std::string());
+      if (j.contains("prompt_audio")) {
+        fs::path a = j.at("prompt_audio").get<std::string>();
+        if (a.is_relative()) a = dir / a;
+        job.request.prompt_audio = audio::load_audio(a.string(), cfg.audio.sample_rate);
+      }
+      std::string out = j.value("out", std::string());
+      if (out.empty())
+        out = (fs::path(out_dir) / fmt::format("gen-{:03d}.wav", jobs.size())).string();
+      else if (fs::path(out).is_relative() && !out_dir.empty())
+        out = (fs::path(out_dir) / out).string();
+      job.out = out;
+      jobs.push_back(std::move(job));
+    } catch (const nlohmann::json::exception& e) {
+      throw Error("prompts '" + path + "' line " + std::to_string(n) + ": " + first_line(e.what()));
+    } catch (const Error& e) {
+      throw Error("prompts '" + path + "' line " + std::to_string(n) + ": " + first_line(e.what()));
+    }
+  }
+  if (jobs.empty()) throw Error("prompts '" + path + "': no prompt in the file");
+  return jobs;
+}
+
+int run_generate(const GenerateOptions& o, const Context& ctx) {
+  const io::WeightSet weights = io::read_weights(o.model.checkpoint);
+  const YAML::Node base = models::checkpoint_config(weights);
+  if (!base.IsMap() || !base["stage"] || base["stage"].as<std::string>() != "dit" || !base["dit"])
+    throw Error("checkpoint '" + weights.source + "' is not a DiT (its metadata carries no dit config)");
+  ConfigOptions options = o.config;
+  if (!o.model.device.empty()) options.overrides.push_back("runtime.device=" + o.model.device);
+  const RootConfig cfg = resolve_root_config(options, ctx, base);
+  if (o.config.print_config) return 0;
+
+  SamplerConfig sampler = cfg.dit.sample;
+  if (o.steps > 0) sampler.steps = o.steps;
+  if (o.cfg_scale >= 0) sampler.cfg_scale = o.cfg_scale;
+  if (o.sway <= 1) sampler.sway = o.sway;
+  if (o.seed >= 0) sampler.seed = o.seed;
+  sampler.validate();
+
+  std::vector<Job> jobs;
+  if (!o.prompts.empty()) {
+    if (!o.texts.empty()) throw Error("give --text or --prompts, not both");
+    if (o.out_dir.empty()) throw Error("--prompts needs --out-dir");
+    jobs = read_prompt_file(o.prompts, cfg, o.out_dir);
+  } else {
+    if (o.texts.empty()) throw Error("give --text (or --prompts FILE)");
+    if (o.texts.size() > 1 && o.out_dir.empty()) throw Error("several --text need --out-dir");
+    if (o.texts.size() == 1 && o.out.empty() && o.out_dir.empty()) throw Error("give --out X.wav");
+    std::vector<float> prompt;
+    if (!o.prompt_audio.empty()) prompt = audio::load_audio(o.prompt_audio, cfg.audio.sample_rate);
+    for (std::size_t i = 0; i < o.texts.size(); ++i) {
+      Job j;
+      j.request.text = o.texts[i];
+      j.request.seconds = o.seconds;
+      j.request.prompt_audio = prompt;
+      j.request.prompt_text = o.prompt_text;
+      j.out = (o.texts.size() == 1 && !o.out.empty())
+                  ? o.out
+                  : (fs::path(o.out_dir) / fmt::format("gen-{:03d}.wav", i)).string();
+      jobs.push_back(std::move(j));
+    }
+  }
+  const torch::Device device = resolve_device(cfg.runtime.device);
+  int cond_dim = 0;
+  if (cfg.dit.condition.source == "cache") {
+    const auto it = weights.tensors.find("null_cond");
+    if (it == weights.tensors.end()) throw Error("checkpoint '" + weights.source + "' has no null_cond");
+    cond_dim = static_cast<int>(it->second.size(1));
+    if (o.condition.empty())
+      throw Error("this DiT is conditioned on cached embeddings: give --condition FILE.safetensors");
+    const io::WeightSet c = io::read_weights(o.condition);
+    const auto t = c.tensors.find(cfg.dit.condition.tensor);
+    if (t == c.tensors.end())
+      throw Error("condition '" + o.condition + "' has no tensor '" + cfg.dit.condition.tensor + "'");
+    for (auto& j : jobs) j.request.condition = t->second;
+  }
+  std::unique_ptr<train::DiTPipeline> pipeline;
+  {
+    const models::SkipInit skip;  // every weight comes from the checkpoint
+    pipeline = std::make_unique<train::DiTPipeline>(cfg, device, cond_dim);
+  }
+  io::LoadOptions lo;
+  lo.strict = !o.model.lenient;
+  const io::LoadReport report = io::load_weights(pipeline->model(), weights.tensors, weights.source, lo);
+  io::log_load_report(weights.source, report);
+  pipeline->model().eval();
+  const std::string tok = o.tokenizer.empty() ? cfg.dit.tokenizer_checkpoint : o.tokenizer;
+  if (tok.empty())
+    throw Error("generate needs the tokenizer that decodes the latents: --tokenizer CHECKPOINT");
+  pipeline->load_tokenizer(tok);
+
+  const auto t0 = std::chrono::steady_clock::now();
+  double seconds_out = 0;
+  const int sr = cfg.audio.sample_rate;
+  for (std::size_t start = 0; start < jobs.size(); start += o.batch_size) {
+    std::vector<train::GenerationRequest> batch;
+    for (std::size_t i = start; i < std::min(jobs.size(), start + o.batch_size); ++i)
+      batch.push_back(jobs[i].request);
+    SamplerConfig s = sampler;
+    s.seed = sampler.seed + static_cast<int64_t>(start);  // another batch, other noise
+    const auto latents = pipeline->generate(batch, s);
+    for (std::size_t i = 0; i < latents.size(); ++i) {
+      const Job& job = jobs[start + i];
+      const std::vector<float> wave = pipeline->decode(latents[i]);
+      const fs::path parent = fs::path(job.out).parent_path();
+      if (!parent.empty()) fs::create_directories(parent);
+      audio::write_audio(job.out, wave.data(), static_cast<int64_t>(wave.size()), 1, sr, "pcm16");
+      seconds_out += static_cast<double>(wave.size()) / sr;
+      spdlog::info("{}: {:.2f} s  \"{}\"", job.out, static_cast<double>(wave.size()) / sr,
+                   job.request.text.substr(0, 60));
+    }
+  }
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  spdlog::info("generated {} clips, {:.1f} s of audio in {:.1f} s ({} Euler steps, CFG {}, sway {})",
+               jobs.size(), seconds_out, s, sampler.steps, sampler.cfg_scale, sampler.sway);
+  return 0;
+}
+
+}  // namespace
+
+void add_generate_command(CLI::App& app, Context& ctx) {
+  auto* sub =
+      app.add_subcommand("generate", "DiT sampling + tokenizer decoding: text (and a TTS prompt) -> WAV");
+  auto o = std::make_shared<GenerateOptions>();
+  sub->add_option("--checkpoint", o->model.checkpoint, "DiT checkpoint folder or weights (.safetensors)")
+      ->required();
+  sub->add_flag("--lenient", o->model.lenient,
+                "load the tensors that match and list the rest instead of failing");
+  sub->add_option("--device", o->model.device, "cpu, cuda or cuda:N (overrides runtime.device)");
+  sub->add_option("--text", o->texts, "caption (TTA / TTM) or transcript (TTS); repeatable");
+  sub->add_option("--prompts", o->prompts,
+                  "JSON Lines: {\"text\", \"seconds\", \"prompt_audio\", \"prompt_text\", \"out\"} per clip");
+  sub->add_option("--seconds", o->seconds, "duration (TTS: estimated from the text when 0)")
+      ->capture_default_str();
+  sub->add_option("--prompt-audio", o->prompt_audio, "TTS: audio prompt (the voice to continue)");
+  sub->add_option("--prompt-text", o->prompt_text, "TTS: the prompt's transcript");
+  sub->add_option(
+      "--condition", o->condition,
+      "models conditioned on cached embeddings: a .safetensors holding dit.condition.tensor (L, C)");
+  sub->add_option("--out", o->out, "output WAV (one --text)");
+  sub->add_option("--out-dir", o->out_dir, "output folder (several texts or --prompts)");
+  sub->add_option("--tokenizer", o->tokenizer,
+                  "tokenizer checkpoint (default: the DiT's dit.tokenizer_checkpoint)");
+  sub->add_option("--steps", o->steps, "Euler steps (default dit.sample.steps)");
+  sub->add_option("--cfg", o->cfg_scale, "classifier-free guidance scale (default dit.sample.cfg_scale)");
+  sub->add_option("--sway", o->sway, "sway-sampling coefficient in [-1, 1] (default dit.sample.sway)");
+  sub->add_option("--seed", o->seed, "noise seed (default dit.sample.seed)");
+  sub->add_option("--batch-size", o->batch_size, "clips per sampling batch")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  add_config_options(*sub, o->config);
+  sub->callback([&ctx, o] {
+    ctx.config_driven = true;
+    ctx.action = [&ctx, o]() { return run_generate(*o, ctx); };
+  });
+}
+
+}  // namespace losatok::cli

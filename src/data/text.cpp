@@ -1,0 +1,128 @@
+// Byte and espeak-ng phoneme tokens for the DiT's text encoder.
+#include "losatok/data/text.h"
+
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <sstream>
+
+#include "losatok/core/error.h"
+
+extern char** environ;
+
+namespace losatok::data {
+
+std::vector<int64_t> byte_tokens(const std::string& text) {
+  std::vector<int64_t> out;
+  out.reserve(text.size());
+  for (unsigned char c : text) out.push_back(2 + static_cast<int64_t>(c));
+  return out;
+}
+
+bool espeak_available() {
+  const char* path = std::getenv("PATH");
+  std::stringstream dirs(path ? path : "/usr/bin:/bin");
+  std::string dir;
+  while (std::getline(dirs, dir, ':'))
+    if (!dir.empty() && ::access((dir + "/espeak-ng").c_str(), X_OK) == 0) return true;
+  return false;
+}
+
+namespace {
+
+// Runs `espeak-ng -q --ipa -v VOICE --stdin`, feeding `text` on stdin; returns stdout.
+std::string run_espeak(const std::string& voice, const std::string& text) {
+  int in[2], out[2];
+  if (::pipe(in) != 0) throw Error("phonemes: cannot create a pipe for espeak-ng");
+  if (::pipe(out) != 0) {
+    ::close(in[0]), ::close(in[1]);
+    throw Error("phonemes: cannot create a pipe for espeak-ng");
+  }
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, in[0], 0);
+  posix_spawn_file_actions_adddup2(&actions, out[1], 1);
+  posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0);
+  for (int fd : {in[0], in[1], out[0], out[1]}) posix_spawn_file_actions_addclose(&actions, fd);
+  std::vector<std::string> args = {"espeak-ng", "-q", "--ipa", "-v", voice, "--stdin"};
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_t pid = 0;
+  const int rc = ::posix_spawnp(&pid, "espeak-ng", &actions, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  ::close(in[0]);
+  ::close(out[1]);
+  if (rc != 0) {
+    ::close(in[1]);
+    ::close(out[0]);
+    throw Error(
+        "phonemes: cannot run espeak-ng (install it: apt-get install espeak-ng), or set "
+        "dit.text.tokens=chars");
+  }
+  // Transcripts are short: the whole text fits the pipe before espeak-ng answers.
+  const std::string line = text + "\n";
+  std::size_t written = 0;
+  while (written < line.size()) {
+    const ssize_t n = ::write(in[1], line.data() + written, line.size() - written);
+    if (n <= 0) break;
+    written += static_cast<std::size_t>(n);
+  }
+  ::close(in[1]);
+  std::string result;
+  char buf[4096];
+  ssize_t n;
+  while ((n = ::read(out[0], buf, sizeof buf)) > 0) result.append(buf, static_cast<std::size_t>(n));
+  ::close(out[0]);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    throw Error("phonemes: espeak-ng -v " + voice + " failed on \"" + text.substr(0, 60) + "\"");
+  return result;
+}
+
+}  // namespace
+
+Phonemizer::Phonemizer(std::string voice) : voice_(std::move(voice)) {
+  if (!espeak_available())
+    throw Error(
+        "phonemes: espeak-ng is not installed (apt-get install espeak-ng), or set dit.text.tokens=chars");
+}
+
+std::string Phonemizer::operator()(const std::string& text) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (const auto it = memo_.find(text); it != memo_.end()) return it->second;
+  }
+  const std::string raw = run_espeak(voice_, text);
+  // One line per clause: joined by single spaces, surrounding blanks dropped.
+  std::string ipa;
+  std::stringstream lines(raw);
+  std::string line;
+  while (std::getline(lines, line)) {
+    const auto b = line.find_first_not_of(" \t\r");
+    if (b == std::string::npos) continue;
+    const auto e = line.find_last_not_of(" \t\r");
+    if (!ipa.empty()) ipa += ' ';
+    ipa += line.substr(b, e - b + 1);
+  }
+  std::lock_guard<std::mutex> lock(mutex_);
+  memo_.emplace(text, ipa);
+  return ipa;
+}
+
+TextTokenizer::TextTokenizer(const TextEncoderConfig& config) : config_(config) {
+  if (config_.tokens == "phonemes") phonemizer_ = std::make_unique<Phonemizer>(config_.espeak_voice);
+}
+
+std::vector<int64_t> TextTokenizer::encode(const std::string& text) {
+  std::vector<int64_t> out = byte_tokens(phonemizer_ ? (*phonemizer_)(text) : text);
+  if (static_cast<int>(out.size()) > config_.max_tokens) out.resize(config_.max_tokens);
+  if (out.empty()) out.push_back(kTextFiller);
+  return out;
+}
+
+}  // namespace losatok::data

@@ -1,0 +1,51 @@
+// Configs from weight-file metadata, and loading a tokenizer checkpoint.
+#include "losatok/models/tokenizer_checkpoint.h"
+
+#include <torch/torch.h>
+
+#include "losatok/core/error.h"
+#include "losatok/core/logging.h"
+#include "losatok/models/init.h"
+
+namespace losatok::models {
+
+YAML::Node checkpoint_config(const io::WeightSet& weights) {
+  const auto it = weights.metadata.find(kConfigMetadataKey);
+  if (it == weights.metadata.end()) return YAML::Node();
+  try {
+    return YAML::Load(it->second);
+  } catch (const YAML::Exception& e) {
+    throw Error("checkpoint '" + weights.source + "': unreadable config in its metadata: " + e.what());
+  }
+}
+
+RootConfig config_from_checkpoint(const io::WeightSet& weights) {
+  YAML::Node defaults = config::to_yaml(RootConfig{});
+  const YAML::Node carried = checkpoint_config(weights);
+  if (carried.IsMap())
+    for (const auto& kv : carried) defaults[kv.first.as<std::string>()] = config::deep_copy(kv.second);
+  return config::read<RootConfig>(config::compose(defaults, {}, {}));
+}
+
+LoadedTokenizer load_tokenizer_checkpoint(const std::string& path, const torch::Device& device) {
+  const io::WeightSet weights = io::read_weights(path);
+  LoadedTokenizer out;
+  out.source = weights.source;
+  out.config = config_from_checkpoint(weights);
+  const io::MappedWeights mapped = io::map_to_vae_names(weights.tensors);
+  if (!mapped.scope.empty())
+    throw Error("tokenizer checkpoint '" + weights.source + "' holds only the semantic encoder (" +
+                mapped.scope + "*), not a trained tokenizer");
+  {
+    const SkipInit skip;  // every weight comes from the checkpoint
+    out.vae = AudioVAE(out.config.model, out.config.frontend.dasheng, out.config.frontend.vocos);
+  }
+  const io::LoadReport report = io::load_weights(*out.vae, mapped.tensors, weights.source, {});
+  spdlog::info("tokenizer {}: {}", weights.source, report.summary());
+  out.vae->to(device);
+  out.vae->eval();
+  for (auto& p : out.vae->parameters()) p.set_requires_grad(false);
+  return out;
+}
+
+}  // namespace losatok::models

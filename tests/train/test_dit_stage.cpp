@@ -1,0 +1,262 @@
+// The DiT stage on a small synthetic corpus: exact resume for TTA and TTS, the latents cache
+// from `losatok extract`, its producer check, and `losatok generate` writing WAVs of the
+// requested duration.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "losatok/audio/audio_io.h"
+#include "losatok/core/config.h"
+#include "losatok/data/feature_cache.h"
+#include "losatok/io/safetensors.h"
+#include "losatok/io/weights.h"
+#include "losatok/models/audio_vae.h"
+#include "losatok/train/checkpoint.h"
+#include "losatok/train/dit_stage.h"
+#include "losatok/train/trainer.h"
+#include "test_util.h"
+
+using namespace losatok;
+using namespace losatok::train;
+namespace fs = std::filesystem;
+
+namespace {
+
+// Ten short captioned clips (8 train, 2 valid) and a cache of random 8-d latents for them.
+struct LatentCorpus {
+  test::TempDir dir;
+  std::string train, valid, cache;
+  LatentCorpus() {
+    std::string tr, va;
+    const char* words[] = {"a low hum", "bright bell", "soft rain", "deep drum", "high whistle"};
+    for (int i = 0; i < 10; ++i) {
+      const int64_t n = 12800 + 3200 * i;  // 0.8 .. 2.6 s
+      std::vector<float> w(n);
+      for (int64_t k = 0; k < n; ++k) w[k] = 0.2f * std::sin(0.002f * (i + 1) * k);
+      const std::string name = "c" + std::to_string(i) + ".wav";
+      audio::write_audio(dir.path(name), w.data(), n, 1, 16000, "pcm16");
+      (i < 8 ? tr : va) += "{\"audio\": \"" + name + "\", \"text\": \"" + words[i % 5] + " number " +
+                           std::to_string(i) + "\"}\n";
+    }
+    train = dir.path("train.jsonl");
+    valid = dir.path("valid.jsonl");
+    test::write_text(train, tr);
+    test::write_text(valid, va);
+    cache = dir.path("latents");
+    data::FeatureCacheWriter writer(cache, {"latents", "test-weights", "test-config"});
+    torch::manual_seed(11);
+    for (const auto& src : {train, valid})
+      for (const auto& c : data::read_sources({{src, 0.0}})) {
+        const int64_t frames = audio::probe_audio(c.entry.audio).frames / 640;
+        writer.add(c.key, {{"mu", 2.0 + 3.0 * torch::randn({frames, 8})},
+                           {"logvar", torch::full({frames, 8}, -2.0)}});
+      }
+  }
+};
+
+RootConfig dit_config(const LatentCorpus& corpus, const std::string& run_dir, const std::string& task) {
+  RootConfig c = test::model_config("tiny");
+  const auto tree =
+      config::compose(config::to_yaml(c), {test::source_path("configs/model/dit_tiny.yaml")}, {});
+  c = config::read<RootConfig>(tree);
+  c.stage = "dit";
+  c.run_dir = run_dir;
+  c.seed = 3;
+  c.dit.task = task;
+  c.dit.model.latent_dim = 8;
+  c.dit.sample_latent = true;  // one more random draw that resume must reproduce
+  c.dit.sample.steps = 4;
+  c.data.sources = {{corpus.train, 0.0}};
+  c.data.valid_sources = {{corpus.valid, 0.0}};
+  c.data.cache_dir = corpus.cache;
+  c.data.segment_seconds = task == "tts" ? 0.0 : 0.64;
+  c.data.batch_size = 3;
+  c.data.workers = 2;
+  c.train.max_steps = 6;
+  c.train.log_every = 1;
+  c.train.val_every = 3;
+  c.train.tensorboard = false;
+  c.train.optim.lr = 1e-3;
+  c.train.ema.decay = 0.9;
+  c.train.checkpoint.every = 2;
+  return c;
+}
+
+std::map<int64_t, nlohmann::json> lines_with(const std::string& path, const std::string& key) {
+  std::map<int64_t, nlohmann::json> out;
+  std::ifstream in(path);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.empty()) continue;
+    auto j = nlohmann::json::parse(line);
+    if (j.contains(key)) out[j["step"].get<int64_t>()] = j;
+  }
+  return out;
+}
+
+TrainResult train_run(const RootConfig& cfg, const std::string& resume = "") {
+  Trainer t(cfg, config::to_yaml(cfg));
+  TrainStart s;
+  s.resume_checkpoint = resume;
+  return t.run(s);
+}
+
+std::string bin() {
+  return std::string(LOSATOK_BINARY) + " --threads 1 ";
+}
+
+}  // namespace
+
+TEST(DiTStage, ResumeIsBitwiseExactForTtaAndTts) {
+  LatentCorpus corpus;
+  for (const std::string task : {"tta", "tts"}) {
+    test::TempDir dir;
+    const TrainResult a = train_run(dit_config(corpus, dir.path("straight"), task));
+    EXPECT_EQ(a.step, 6);
+    RootConfig first = dit_config(corpus, dir.path("split"), task);
+    first.train.stop_at_step = 3;
+    EXPECT_EQ(train_run(first).step, 3);
+    RootConfig second = dit_config(corpus, dir.path("split"), task);
+    EXPECT_EQ(train_run(second, Checkpointer::latest(second.run_dir)->path).step, 6);
+
+    const auto la = lines_with(dir.path("straight/metrics.jsonl"), "train/loss");
+    const auto lb = lines_with(dir.path("split/metrics.jsonl"), "train/loss");
+    ASSERT_EQ(la.size(), 6u) << task;
+    ASSERT_EQ(lb.size(), 6u) << task;
+    for (const auto& [step, j] : la)
+      for (const char* k : {"train/loss", "train/grad_norm"})
+        EXPECT_EQ(j[k].get<double>(), lb.at(step)[k].get<double>())
+            << task << " " << k << " at step " << step;
+    const auto va = lines_with(dir.path("straight/metrics.jsonl"), "val/fm_loss");
+    const auto vb = lines_with(dir.path("split/metrics.jsonl"), "val/fm_loss");
+    ASSERT_TRUE(va.count(0) && va.count(6)) << task;
+    EXPECT_EQ(va.at(6)["val/fm_loss"].get<double>(), vb.at(6)["val/fm_loss"].get<double>()) << task;
+    EXPECT_TRUE(va.at(6).contains("val/fm_loss/sigma_0.5"));
+    for (const char* f : {"model.safetensors", "ema.safetensors", "optimizer.safetensors"}) {
+      const auto ta = io::load_safetensors(dir.path(std::string("straight/checkpoints/step-6/") + f)).tensors;
+      const auto tb = io::load_safetensors(dir.path(std::string("split/checkpoints/step-6/") + f)).tensors;
+      ASSERT_EQ(ta.size(), tb.size());
+      for (const auto& [k, v] : ta) EXPECT_TRUE(torch::equal(v, tb.at(k))) << task << " " << f << ": " << k;
+    }
+    // The latent statistics went into the checkpoint: mean ~2, std ~sqrt(9 + exp(-2)).
+    const auto model = io::load_safetensors(dir.path("straight/checkpoints/step-6/model.safetensors"));
+    EXPECT_NEAR(model.tensors.at("latent_mean").mean().item<double>(), 2.0, 0.3);
+    EXPECT_NEAR(model.tensors.at("latent_std").mean().item<double>(), std::sqrt(9.0 + std::exp(-2.0)), 0.3);
+    EXPECT_EQ(model.tensors.count("text_encoder.embed.weight"), 1u);
+    if (task == "tts") EXPECT_GT(model.tensors.at("frames_per_token").item<double>(), 0.5);
+  }
+}
+
+TEST(DiTStage, TrainsFromTheCacheWithoutDecodingAudio) {
+  // The DiT reads latents only: the loader crops on the cached frames and never opens the audio.
+  LatentCorpus corpus;
+  for (int i = 0; i < 10; ++i) fs::remove(corpus.dir.path("c" + std::to_string(i) + ".wav"));
+  test::TempDir dir;
+  RootConfig c = dit_config(corpus, dir.path("run"), "tts");
+  c.train.max_steps = 2;
+  const TrainResult r = train_run(c);
+  EXPECT_EQ(r.step, 2);
+  EXPECT_TRUE(lines_with(dir.path("run/metrics.jsonl"), "val/fm_loss").count(2));
+}
+
+TEST(DiTStage, ConfigErrorsNameTheKey) {
+  LatentCorpus corpus;
+  test::TempDir dir;
+  RootConfig c = dit_config(corpus, dir.path("run"), "tta");
+  c.data.cache_dir = "";
+  test::expect_error([&] { DiTStage(c, torch::kCPU); }, {"data.cache_dir", "--what latents"});
+  c = dit_config(corpus, dir.path("run2"), "tta");
+  c.dit.model.latent_dim = 16;
+  test::expect_error([&] { train_run(c); }, {"dit.model.latent_dim", "8-d"});
+}
+
+TEST(DiTGenerate, ExtractTrainAndGenerateWavsOfTheRequestedDuration) {
+  LatentCorpus corpus;
+  test::TempDir dir;
+  // A (random) tiny tokenizer checkpoint that carries its config, as a tokenizer run writes it.
+  RootConfig tok_cfg = test::model_config("tiny");
+  torch::manual_seed(5);
+  models::AudioVAE vae(tok_cfg.model, tok_cfg.frontend.dasheng, tok_cfg.frontend.vocos);
+  const std::string tok = dir.path("tokenizer.safetensors");
+  io::save_safetensors(tok, io::module_state(*vae), {{kConfigMetadataKey, weights_config_yaml(tok_cfg)}});
+  std::string out;
+  for (const auto& m : {corpus.train, corpus.valid})
+    ASSERT_EQ(test::run_command(bin() + "extract --checkpoint " + tok + " --what latents --manifest " + m +
+                                    " --out " + dir.path("latents"),
+                                &out),
+              0)
+        << out;
+  for (const std::string task : {"tta", "tts"}) {
+    RootConfig c = dit_config(corpus, dir.path("dit_" + task), task);
+    c.data.cache_dir = dir.path("latents");
+    c.dit.tokenizer_checkpoint = tok;
+    c.dit.val_prompts = {{"soft rain", 1.0}};
+    c.train.max_steps = 3;
+    c.dit.sample_latent = false;
+    if (task == "tts") c.dit.val_prompts = {{"a low hum number one", 0.0}};
+    ASSERT_EQ(train_run(c).step, 3);
+    // Validation generated the fixed prompts: WAV + spectrogram.
+    EXPECT_TRUE(fs::exists(dir.path("dit_" + task + "/samples/step-3/gen0.wav")));
+    EXPECT_TRUE(fs::exists(dir.path("dit_" + task + "/samples/step-3/gen0.png")));
+  }
+  // A cache made by another tokenizer is refused, naming both producers' folder.
+  {
+    RootConfig c = dit_config(corpus, dir.path("dit_wrong"), "tta");
+    c.dit.tokenizer_checkpoint = tok;  // corpus.cache was not made by it
+    test::expect_error([&] { train_run(c); }, {corpus.cache, "was made by"});
+  }
+  const std::string ckpt = dir.path("dit_tta/checkpoints/step-3");
+  ASSERT_EQ(
+      test::run_command(bin() + "generate --checkpoint " + ckpt + " --text 'deep drum' --seconds 1.5 --out " +
+                            dir.path("drum.wav") + " --steps 3",
+                        &out),
+      0)
+      << out;
+  const audio::AudioInfo drum = audio::probe_audio(dir.path("drum.wav"));
+  EXPECT_EQ(drum.sample_rate, 16000);
+  EXPECT_EQ(drum.frames, 38 * 640);  // 1.5 s at 25 Hz, rounded to tokens
+  // A prompts file: several clips and durations, one batch.
+  test::write_text(
+      dir.path("prompts.jsonl"),
+      "{\"text\": \"soft rain\", \"seconds\": 0.8}\n{\"text\": \"bright bell\", \"seconds\": 2.0, "
+      "\"out\": \"bell.wav\"}\n");
+  ASSERT_EQ(
+      test::run_command(bin() + "generate --checkpoint " + ckpt + " --prompts " + dir.path("prompts.jsonl") +
+                            " --out-dir " + dir.path("gen") + " --cfg 1 --steps 2",
+                        &out),
+      0)
+      << out;
+  EXPECT_EQ(audio::probe_audio(dir.path("gen/gen-000.wav")).frames, 20 * 640);
+  EXPECT_EQ(audio::probe_audio(dir.path("gen/bell.wav")).frames, 50 * 640);
+  // TTS with an audio prompt: the output is the continuation only, its length from the
+  // prompt's speaking rate (or given).
+  const std::string tts = dir.path("dit_tts/checkpoints/step-3");
+  const std::string prompt_wav = corpus.dir.path("c3.wav");  // 22400 samples = 35 tokens
+  ASSERT_EQ(test::run_command(bin() + "generate --checkpoint " + tts +
+                                  " --text 'deep drums!' --prompt-audio " + prompt_wav +
+                                  " --prompt-text 'a low hum' --out " + dir.path("tts.wav") + " --steps 2",
+                              &out),
+            0)
+      << out;
+  // 35 prompt frames for 9 prompt bytes: 11 bytes of text -> round(11 * 35 / 9) = 43 frames.
+  EXPECT_EQ(audio::probe_audio(dir.path("tts.wav")).frames, 43 * 640);
+  ASSERT_EQ(
+      test::run_command(bin() + "generate --checkpoint " + tts + " --text 'deep drum' --seconds 1 --out " +
+                            dir.path("tts2.wav") + " --steps 2",
+                        &out),
+      0)
+      << out;
+  EXPECT_EQ(audio::probe_audio(dir.path("tts2.wav")).frames, 25 * 640);
+  // Bad input: one line naming the thing.
+  EXPECT_NE(test::run_command(bin() + "generate --checkpoint " + tok + " --text x --out " + dir.path("x.wav"),
+                              &out),
+            0);
+  EXPECT_NE(out.find("is not a DiT"), std::string::npos) << out;
+  EXPECT_NE(test::run_command(
+                bin() + "generate --checkpoint " + ckpt + " --text x --out " + dir.path("x.wav"), &out),
+            0);
+  EXPECT_NE(out.find("duration"), std::string::npos) << out;
+}
