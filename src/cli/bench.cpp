@@ -61,7 +61,7 @@ struct SyntheticLatents {
     std::string manifest;
     for (int i = 0; i < cfg.data.batch_size; ++i)  // captions of a typical length (~70 characters)
       manifest += fmt::format(
-          "{{\"audio\": \"clip{}.wav\", \"duration\": {}, \"text\": \"a synthetic caption number {} for "
+          "{{\"audio\": \"clip{}.wav\", \"duration\": {}, \"text\": \"a synthetic caption number {:02} for "
           "timing "
           "the text encoder and cross-attention\"}}\n",
           i, seconds, i);

@@ -8,6 +8,8 @@
 #include <cstdlib>
 
 #include "losatok/data/text.h"
+#include "losatok/io/safetensors.h"
+#include "losatok/io/weights.h"
 #include "losatok/models/checkpointing.h"
 #include "losatok/models/dit.h"
 #include "losatok/models/flow_matching.h"
@@ -133,6 +135,54 @@ TEST(DiT, RopeRotatesPairsAndScoresDependOnRelativePosition) {
   EXPECT_NEAR(score(5, 2), score(9, 6), 1e-5);
   EXPECT_NEAR(score(1, 4), score(7, 10), 1e-5);
   EXPECT_GT(std::abs(score(5, 2) - score(5, 3)), 1e-4);  // and it does depend on the offset
+}
+
+TEST(DiT, MatchesThePyTorchReference) {
+  // tests/reference/make_dit_fixtures.py: dit_ref.py's DiT with random weights everywhere.
+  const auto f = io::load_safetensors(test::fixture("dit.safetensors")).tensors;
+  DiTConfig c;
+  c.latent_dim = 6;
+  c.width = 16;
+  c.heads = 2;
+  c.mlp_ratio = 2.0;
+  c.time_freq_dim = 16;
+  TextEncoderConfig t;
+  t.width = 8;
+  t.depth = 2;
+  t.heads = 2;
+  t.mlp_ratio = 2.0;
+  const auto weights = [&](const std::string& prefix) {
+    std::map<std::string, torch::Tensor> out;
+    for (const auto& [k, v] : f)
+      if (k.rfind(prefix, 0) == 0) out[k.substr(prefix.size())] = v;
+    return out;
+  };
+  const torch::Tensor x = f.at("in/x"), sigma = f.at("in/sigma"), mask = f.at("in/mask");
+  torch::NoGradGuard no_grad;
+  {
+    c.depth = 4;
+    c.uvit_skips = true;
+    models::DiTModel m(c, t, true, 0, true);
+    io::load_weights(*m, weights("tts/"), "dit.safetensors (tts)");
+    m->eval();
+    const torch::Tensor text = m->text_encoder->forward(f.at("in/tts_tokens"), mask);
+    EXPECT_LT(test::max_abs_diff(text, f.at("expect/tts_text")), 1e-5);
+    const torch::Tensor v = m->velocity(x, sigma, mask, text, mask, f.at("in/prompt"), text);
+    EXPECT_GT(f.at("expect/tts_out").abs().max().item<double>(), 0.1);
+    EXPECT_LT(test::max_abs_diff(v, f.at("expect/tts_out")), 1e-5);
+  }
+  {
+    c.depth = 3;
+    c.uvit_skips = false;
+    models::DiTModel m(c, t, true, 0, false);
+    io::load_weights(*m, weights("tta/"), "dit.safetensors (tta)");
+    m->eval();
+    const torch::Tensor cap_mask = f.at("in/tta_mask");
+    const torch::Tensor text = m->text_encoder->forward(f.at("in/tta_tokens"), cap_mask);
+    EXPECT_LT(test::max_abs_diff(text, f.at("expect/tta_text")), 1e-5);
+    const torch::Tensor v = m->velocity(x, sigma, mask, text, cap_mask);
+    EXPECT_LT(test::max_abs_diff(v, f.at("expect/tta_out")), 1e-5);
+  }
 }
 
 TEST(DiT, ZeroInitialisedOutputAndGates) {
