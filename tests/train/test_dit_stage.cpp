@@ -162,6 +162,73 @@ TEST(DiTStage, TrainsFromTheCacheWithoutDecodingAudio) {
   EXPECT_TRUE(lines_with(dir.path("run/metrics.jsonl"), "val/fm_loss").count(2));
 }
 
+TEST(DiTStage, ConditionEmbeddingsFromACache) {
+  // Embeddings made elsewhere (T5, CLAP): a cache whose producer is `condition`, one (L, C)
+  // tensor per clip, read instead of the text encoder; generate takes them from a file.
+  LatentCorpus corpus;
+  test::TempDir dir;
+  {
+    data::FeatureCacheWriter writer(dir.path("cond"), {"condition", "t5-made-elsewhere", "x"});
+    torch::manual_seed(12);
+    for (const auto& src : {corpus.train, corpus.valid})
+      for (const auto& c : data::read_sources({{src, 0.0}}))
+        writer.add(c.key, {{"cond_emb", torch::randn({5, 12})}});
+  }
+  RootConfig c = dit_config(corpus, dir.path("run"), "tta");
+  c.dit.condition.source = "cache";
+  c.dit.condition.cache_dir = dir.path("cond");
+  c.train.max_steps = 2;
+  EXPECT_EQ(train_run(c).step, 2);
+  const auto model = io::load_safetensors(dir.path("run/checkpoints/step-2/model.safetensors"));
+  EXPECT_EQ(model.tensors.count("text_encoder.embed.weight"), 0u);
+  EXPECT_EQ(model.tensors.at("null_cond").size(1), 12);
+  EXPECT_EQ(model.tensors.at("dit.blocks.0.cross_attn.kv.weight").size(1), 12);
+  // `losatok generate --condition`: embeddings from a file, decoded by a tokenizer given at
+  // generation time.
+  RootConfig tok_cfg = test::model_config("tiny");
+  models::AudioVAE vae(tok_cfg.model, tok_cfg.frontend.dasheng, tok_cfg.frontend.vocos);
+  io::save_safetensors(dir.path("tok.safetensors"), io::module_state(*vae),
+                       {{kConfigMetadataKey, weights_config_yaml(tok_cfg)}});
+  io::save_safetensors(dir.path("cond.safetensors"), {{"cond_emb", torch::randn({3, 12})}}, {});
+  std::string out;
+  ASSERT_EQ(test::run_command(bin() + "generate --checkpoint " + dir.path("run/checkpoints/step-2") +
+                                  " --condition " + dir.path("cond.safetensors") +
+                                  " --text unused --seconds 0.8 --tokenizer " + dir.path("tok.safetensors") +
+                                  " --steps 2 --out " + dir.path("c.wav"),
+                              &out),
+            0)
+      << out;
+  EXPECT_EQ(audio::probe_audio(dir.path("c.wav")).frames, 20 * 640);
+  EXPECT_NE(test::run_command(bin() + "generate --checkpoint " + dir.path("run/checkpoints/step-2") +
+                                  " --text x --seconds 1 --out " + dir.path("x.wav"),
+                              &out),
+            0);
+  EXPECT_NE(out.find("--condition"), std::string::npos) << out;
+  // A cache of another kind is refused by name.
+  RootConfig wrong = c;
+  wrong.run_dir = dir.path("wrong");
+  wrong.dit.condition.cache_dir = corpus.cache;
+  test::expect_error([&] { DiTStage(wrong, torch::kCPU); }, {"dit.condition.cache_dir", "latents"});
+}
+
+TEST(DiTStage, PhonemeTokensForTts) {
+  if (!data::espeak_available()) GTEST_SKIP() << "espeak-ng is not installed";
+  LatentCorpus corpus;
+  test::TempDir dir;
+  RootConfig c = dit_config(corpus, dir.path("run"), "tts");
+  c.dit.text.tokens = "phonemes";
+  c.train.max_steps = 2;
+  EXPECT_EQ(train_run(c).step, 2);
+  // IPA bytes per frame differ from characters: the speaking rate is measured in phoneme bytes.
+  const auto model = io::load_safetensors(dir.path("run/checkpoints/step-2/model.safetensors"));
+  RootConfig chars = dit_config(corpus, dir.path("chars"), "tts");
+  chars.train.max_steps = 1;
+  train_run(chars);
+  const auto model_chars = io::load_safetensors(dir.path("chars/checkpoints/step-1/model.safetensors"));
+  EXPECT_NE(model.tensors.at("frames_per_token").item<double>(),
+            model_chars.tensors.at("frames_per_token").item<double>());
+}
+
 TEST(DiTStage, ConfigErrorsNameTheKey) {
   LatentCorpus corpus;
   test::TempDir dir;
