@@ -55,3 +55,30 @@ echo "demo: SemBo run in $OUT/runs/sembo_tiny (metrics.jsonl, tensorboard/, chec
   --input "$OUT/audio/alsa-utils/Front_Center.wav" --output "$OUT/runs/tokenizer_tiny/Front_Center.recon.wav"
 echo "demo: tokenizer run in $OUT/runs/tokenizer_tiny (samples/ holds WAV + spectrogram PNGs);" \
   "reconstruction: $OUT/runs/tokenizer_tiny/Front_Center.recon.wav"
+
+# The DiT on that tokenizer's latents: fill the latent cache, then text-to-audio over the whole
+# corpus and text-to-speech on its speech (about 2.5 minutes on 2 cores), then generation.
+tok="$OUT/runs/tokenizer_tiny/checkpoints/best"
+for split in train valid; do
+  "$bin" --log-level warn extract --checkpoint "$tok" --what latents \
+    --manifest "$OUT/corpus/manifests/all.$split.jsonl" --out "$OUT/runs/latents_tiny"
+done
+dit_run() {  # config, run name, manifest prefix
+  "$bin" train --config "configs/$1.yaml" --resume run_dir="$OUT/runs/$2" dit.tokenizer_checkpoint="$tok" \
+    data.cache_dir="$OUT/runs/latents_tiny" \
+    "data.sources=[{manifest: $OUT/corpus/manifests/$3.train.jsonl}]" \
+    "data.valid_sources=[{manifest: $OUT/corpus/manifests/$3.valid.jsonl}]" 2>&1 |
+    grep -E 'validation at step|finished|stopped' | sed -E 's| val/fm_loss/sigma_[^ ]+ [^ ]+||g'
+}
+dit_run dit_tta_tiny dit_tta_tiny all
+dit_run dit_tts_tiny dit_tts_tiny speech
+mkdir -p "$OUT/generated"
+"$bin" --log-level warn generate --checkpoint "$OUT/runs/dit_tta_tiny/checkpoints/best" --seconds 4 \
+  --text "ambi dark woosh (Sonic Pi sample, ambi)" --out "$OUT/generated/tta.wav"
+"$bin" --log-level warn generate --checkpoint "$OUT/runs/dit_tta_tiny/checkpoints/best" --seconds 6 \
+  --text "Your basic rock beat from the 50s. (50sRock groove, 80 bpm, key of C, chords C F G C)" \
+  --out "$OUT/generated/ttm.wav"
+"$bin" --log-level warn generate --checkpoint "$OUT/runs/dit_tts_tiny/checkpoints/best" \
+  --text "And God said, Let there be light: and there was light." --out "$OUT/generated/tts.wav"
+echo "demo: DiT runs in $OUT/runs/dit_tta_tiny and dit_tts_tiny (samples/ holds generations);" \
+  "generated: $OUT/generated/{tta,ttm,tts}.wav"

@@ -33,7 +33,7 @@ struct BenchOptions {
 data::Batch synthetic_batch(const RootConfig& cfg, bool from_features, int64_t index) {
   data::Batch b;
   b.index = index;
-  const int64_t spt = 1LL * cfg.frontend.dasheng.hop_length * cfg.model.encoder.patch_frames;
+  const int64_t spt = cfg.samples_per_token();
   const double seconds = cfg.data.segment_seconds > 0 ? cfg.data.segment_seconds : cfg.data.max_seconds;
   const int64_t tokens = std::max<int64_t>(1, static_cast<int64_t>(seconds * cfg.audio.sample_rate) / spt);
   const int64_t n = cfg.data.batch_size;
@@ -55,7 +55,7 @@ struct SyntheticLatents {
   SyntheticLatents(RootConfig& cfg) {
     dir = fs::temp_directory_path() / fmt::format("losatok_bench_{}", ::getpid());
     fs::create_directories(dir);
-    const int64_t spt = 1LL * cfg.frontend.dasheng.hop_length * cfg.model.encoder.patch_frames;
+    const int64_t spt = cfg.samples_per_token();
     const double seconds = cfg.data.segment_seconds > 0 ? cfg.data.segment_seconds : cfg.data.max_seconds;
     const int64_t frames = std::max<int64_t>(1, static_cast<int64_t>(seconds * cfg.audio.sample_rate) / spt);
     std::string manifest;
@@ -91,7 +91,7 @@ struct SyntheticLatents {
     }
     b.features["mu"] = torch::stack(mu);
     b.feature_lengths = torch::full({b.size()}, mu[0].size(0), torch::kInt64);
-    const int64_t spt = 1LL * cfg.frontend.dasheng.hop_length * cfg.model.encoder.patch_frames;
+    const int64_t spt = cfg.samples_per_token();
     b.lengths = b.feature_lengths * spt;
     return b;
   }

@@ -105,18 +105,20 @@ int run_generate(const GenerateOptions& o, const Context& ctx) {
     if (o.out_dir.empty()) throw Error("--prompts needs --out-dir");
     jobs = read_prompt_file(o.prompts, cfg, o.out_dir);
   } else {
-    if (o.texts.empty()) throw Error("give --text (or --prompts FILE)");
-    if (o.texts.size() > 1 && o.out_dir.empty()) throw Error("several --text need --out-dir");
-    if (o.texts.size() == 1 && o.out.empty() && o.out_dir.empty()) throw Error("give --out X.wav");
+    std::vector<std::string> texts = o.texts;
+    if (texts.empty() && !o.condition.empty()) texts.push_back("");  // the embeddings are the prompt
+    if (texts.empty()) throw Error("give --text (or --prompts FILE)");
+    if (texts.size() > 1 && o.out_dir.empty()) throw Error("several --text need --out-dir");
+    if (texts.size() == 1 && o.out.empty() && o.out_dir.empty()) throw Error("give --out X.wav");
     std::vector<float> prompt;
     if (!o.prompt_audio.empty()) prompt = audio::load_audio(o.prompt_audio, cfg.audio.sample_rate);
-    for (std::size_t i = 0; i < o.texts.size(); ++i) {
+    for (std::size_t i = 0; i < texts.size(); ++i) {
       Job j;
-      j.request.text = o.texts[i];
+      j.request.text = texts[i];
       j.request.seconds = o.seconds;
       j.request.prompt_audio = prompt;
       j.request.prompt_text = o.prompt_text;
-      j.out = (o.texts.size() == 1 && !o.out.empty())
+      j.out = (texts.size() == 1 && !o.out.empty())
                   ? o.out
                   : (fs::path(o.out_dir) / fmt::format("gen-{:03d}.wav", i)).string();
       jobs.push_back(std::move(j));
@@ -135,6 +137,8 @@ int run_generate(const GenerateOptions& o, const Context& ctx) {
     if (t == c.tensors.end())
       throw Error("condition '" + o.condition + "' has no tensor '" + cfg.dit.condition.tensor + "'");
     for (auto& j : jobs) j.request.condition = t->second;
+  } else if (!o.condition.empty()) {
+    throw Error("--condition is for models conditioned on cached embeddings; this one reads text");
   }
   std::unique_ptr<train::DiTPipeline> pipeline;
   {

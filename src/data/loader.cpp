@@ -175,7 +175,8 @@ std::vector<float> AudioLoader::read_item(const Clip& clip, uint64_t seed, int64
     const double want = segment > 0 ? segment : std::min(seconds, config_.max_seconds);
     int64_t want_samples = static_cast<int64_t>(std::floor(want * sr));
     if (segment > 0) want_samples = std::max(spt, want_samples / spt * spt);
-    const int64_t available = static_cast<int64_t>(std::floor(seconds * sr));
+    const int64_t available = from_cache ? options_.cache->clip(clip.key).frames * spt
+                                         : static_cast<int64_t>(std::floor(seconds * sr));
     if (options_.train && available > want_samples) {
       // A random crop start on the token grid, from this item's own random stream.
       std::mt19937_64 rng(seed);

@@ -6,7 +6,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <csignal>
 #include <cstdlib>
+#include <cstring>
 #include <sstream>
 
 #include "losatok/core/error.h"
@@ -35,18 +38,21 @@ namespace {
 
 // Runs `espeak-ng -q --ipa -v VOICE --stdin`, feeding `text` on stdin; returns stdout.
 std::string run_espeak(const std::string& voice, const std::string& text) {
+  // Close-on-exec: a child spawned by another thread must not inherit these ends (it would hold
+  // our stdin writer open and espeak-ng would never see end of input).
   int in[2], out[2];
-  if (::pipe(in) != 0) throw Error("phonemes: cannot create a pipe for espeak-ng");
-  if (::pipe(out) != 0) {
+  if (::pipe2(in, O_CLOEXEC) != 0)
+    throw Error(std::string("phonemes: cannot create a pipe for espeak-ng: ") + std::strerror(errno));
+  if (::pipe2(out, O_CLOEXEC) != 0) {
+    const int e = errno;
     ::close(in[0]), ::close(in[1]);
-    throw Error("phonemes: cannot create a pipe for espeak-ng");
+    throw Error(std::string("phonemes: cannot create a pipe for espeak-ng: ") + std::strerror(e));
   }
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_adddup2(&actions, in[0], 0);
   posix_spawn_file_actions_adddup2(&actions, out[1], 1);
   posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0);
-  for (int fd : {in[0], in[1], out[0], out[1]}) posix_spawn_file_actions_addclose(&actions, fd);
   std::vector<std::string> args = {"espeak-ng", "-q", "--ipa", "-v", voice, "--stdin"};
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
@@ -63,22 +69,30 @@ std::string run_espeak(const std::string& voice, const std::string& text) {
         "phonemes: cannot run espeak-ng (install it: apt-get install espeak-ng), or set "
         "dit.text.tokens=chars");
   }
-  // Transcripts are short: the whole text fits the pipe before espeak-ng answers.
-  const std::string line = text + "\n";
+  // The whole text is written before the answer is read: bounded well below the pipe's buffer.
+  const std::string line = text.substr(0, 8192) + "\n";
   std::size_t written = 0;
   while (written < line.size()) {
     const ssize_t n = ::write(in[1], line.data() + written, line.size() - written);
-    if (n <= 0) break;
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;  // espeak-ng exited early (EPIPE: SIGPIPE is ignored): its status says why
     written += static_cast<std::size_t>(n);
   }
   ::close(in[1]);
   std::string result;
   char buf[4096];
   ssize_t n;
-  while ((n = ::read(out[0], buf, sizeof buf)) > 0) result.append(buf, static_cast<std::size_t>(n));
+  while ((n = ::read(out[0], buf, sizeof buf)) != 0) {
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    result.append(buf, static_cast<std::size_t>(n));
+  }
   ::close(out[0]);
   int status = 0;
-  ::waitpid(pid, &status, 0);
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
     throw Error("phonemes: espeak-ng -v " + voice + " failed on \"" + text.substr(0, 60) + "\"");
   return result;
@@ -87,6 +101,8 @@ std::string run_espeak(const std::string& voice, const std::string& text) {
 }  // namespace
 
 Phonemizer::Phonemizer(std::string voice) : voice_(std::move(voice)) {
+  // A write to an espeak-ng that exited must be an error, not a silent death of the program.
+  std::signal(SIGPIPE, SIG_IGN);
   if (!espeak_available())
     throw Error(
         "phonemes: espeak-ng is not installed (apt-get install espeak-ng), or set dit.text.tokens=chars");

@@ -3,6 +3,7 @@
 
 #include <torch/torch.h>
 
+#include "losatok/core/compat.h"
 #include "losatok/core/error.h"
 
 namespace losatok::models {
@@ -29,6 +30,10 @@ struct CheckpointFunction : torch::autograd::Function<CheckpointFunction> {
     ctx->saved_data["fn"] = c10::IValue::make_capsule(holder);
     ctx->saved_data["count"] = count;
     ctx->saved_data["undefined"] = undefined;
+    // Backward runs outside the step's autocast region: the recomputation re-enters it, so it
+    // builds the graph the forward pass ran.
+    ctx->saved_data["autocast"] = compat::cuda_autocast_enabled();
+    ctx->saved_data["autocast_dtype"] = static_cast<int64_t>(compat::cuda_autocast_dtype());
     torch::NoGradGuard no_grad;
     std::vector<torch::Tensor> in = {a, b, c, d};
     in.resize(count);
@@ -50,6 +55,9 @@ struct CheckpointFunction : torch::autograd::Function<CheckpointFunction> {
     torch::Tensor out;
     {
       torch::AutoGradMode grad(true);
+      const compat::AutocastGuard autocast(
+          ctx->saved_data["autocast"].toBool(),
+          static_cast<at::ScalarType>(ctx->saved_data["autocast_dtype"].toInt()));
       out = holder->fn(inputs);
     }
     torch::autograd::backward({out}, {grads[0]});  // parameters accumulate here
@@ -76,8 +84,9 @@ torch::Tensor checkpoint(const std::function<torch::Tensor(const std::vector<tor
       slots[i] = torch::empty({0});
       undefined |= int64_t{1} << i;
     }
-  return CheckpointFunction::apply(slots[0], slots[1], slots[2], slots[3], static_cast<int64_t>(inputs.size()),
-                                   undefined, c10::make_intrusive<FunctionHolder>(fn));
+  return CheckpointFunction::apply(slots[0], slots[1], slots[2], slots[3],
+                                   static_cast<int64_t>(inputs.size()), undefined,
+                                   c10::make_intrusive<FunctionHolder>(fn));
 }
 
 torch::Tensor checkpoint(const std::function<torch::Tensor(const torch::Tensor&)>& fn,

@@ -165,6 +165,9 @@ torch::Tensor DiTImpl::forward(const torch::Tensor& x_in, const torch::Tensor& s
       skip = skips.back();
       skips.pop_back();
     }
+    // U-ViT long skips: block depth-1-i takes block i's input (the first out-block pairs with
+    // the last in-block's input, never with its own).
+    if (config.uvit_skips && i < half) skips.push_back(x);
     if (config.grad_checkpointing && is_training() && torch::GradMode::is_enabled()) {
       x = checkpoint(
           [block, mask, cond_mask](const std::vector<torch::Tensor>& in) {
@@ -174,7 +177,6 @@ torch::Tensor DiTImpl::forward(const torch::Tensor& x_in, const torch::Tensor& s
     } else {
       x = block->forward(x, t, mask, cond, cond_mask, skip);
     }
-    if (config.uvit_skips && i < half) skips.push_back(x);
   }
   const auto m = final_adaln->forward(F::silu(t)).unsqueeze(1).chunk(2, -1);
   return final_proj->forward(final_norm->forward(x) * (1 + m[1]) + m[0]) * w;

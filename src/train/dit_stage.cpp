@@ -47,10 +47,6 @@ std::pair<torch::Tensor, torch::Tensor> pad_tokens(const std::vector<std::vector
   return {tokens, mask};
 }
 
-int64_t samples_per_token(const RootConfig& cfg) {
-  return static_cast<int64_t>(cfg.frontend.dasheng.hop_length) * cfg.model.encoder.patch_frames;
-}
-
 // TTS infilling: (B, T) bool, true on the frames to generate. Training: a random span of
 // infill_min..infill_max of each row's valid frames; validation (random = false): everything
 // after the first 30 %.
@@ -137,9 +133,12 @@ DiTPipeline::Condition DiTPipeline::embedding_condition(const std::vector<torch:
   c.cond_mask = torch::zeros({b, longest}, torch::kBool);
   for (int64_t i = 0; i < b; ++i) {
     const torch::Tensor& e = embeddings[i];
-    if (e.dim() != 2 || e.size(1) != model_->cond_dim)
+    if (e.dim() != 2 || e.size(1) != model_->cond_dim) {
+      std::string shape;
+      for (int64_t s : e.sizes()) shape += (shape.empty() ? "" : ", ") + std::to_string(s);
       throw Error("dit: condition embeddings must be (length, " + std::to_string(model_->cond_dim) +
-                  "), got " + std::to_string(e.dim()) + "-d");
+                  "), got (" + shape + ")");
+    }
     c.cond[i].narrow(0, 0, e.size(0)).copy_(e);
     c.cond_mask[i].narrow(0, 0, std::max<int64_t>(e.size(0), 1)).fill_(true);
   }
@@ -149,7 +148,7 @@ DiTPipeline::Condition DiTPipeline::embedding_condition(const std::vector<torch:
 }
 
 int64_t DiTPipeline::frames_for(const GenerationRequest& r) {
-  const double rate = static_cast<double>(cfg_.audio.sample_rate) / samples_per_token(cfg_);
+  const double rate = static_cast<double>(cfg_.audio.sample_rate) / cfg_.samples_per_token();
   if (r.seconds > 0) return std::max<int64_t>(1, std::llround(r.seconds * rate));
   if (!model_->tts || !text_tokens_)
     throw Error("generate: give a duration in seconds for \"" + r.text.substr(0, 40) + "\"");
@@ -157,7 +156,7 @@ int64_t DiTPipeline::frames_for(const GenerationRequest& r) {
   double per_token = model_->frames_per_token.item<double>();
   if (!r.prompt_audio.empty() && !r.prompt_text.empty()) {
     // The prompt's own speaking rate (F5-TTS).
-    const double prompt_frames = static_cast<double>(r.prompt_audio.size()) / samples_per_token(cfg_);
+    const double prompt_frames = static_cast<double>(r.prompt_audio.size()) / cfg_.samples_per_token();
     per_token = prompt_frames / static_cast<double>(text_tokens_->encode(r.prompt_text).size());
   }
   return std::max<int64_t>(1, std::llround(tokens * per_token));
@@ -191,10 +190,15 @@ std::vector<torch::Tensor> DiTPipeline::generate(const std::vector<GenerationReq
   for (int64_t i = 0; i < b; ++i) {
     const GenerationRequest& r = requests[i];
     texts[i] = r.text;
+    if (!r.prompt_audio.empty() && !model_->tts)
+      throw Error("generate: an audio prompt needs a TTS model (this one is " + cfg_.dit.task + ")");
     if (model_->tts && !r.prompt_audio.empty()) {
+      // Training aligned each clip's whole transcript over all its frames, prompt included.
+      if (r.prompt_text.empty())
+        throw Error("generate: an audio prompt needs its transcript (--prompt-text)");
       prompts[i] = encode_prompt(r.prompt_audio);
       prompt_frames[i] = prompts[i].size(0);
-      if (!r.prompt_text.empty()) texts[i] = r.prompt_text + " " + r.text;
+      texts[i] = r.prompt_text + " " + r.text;
     }
     total[i] = prompt_frames[i] + frames_for(r);
   }
@@ -278,6 +282,9 @@ DiTStage::DiTStage(const RootConfig& cfg, const torch::Device& device) : cfg_(cf
     if (it == first.end())
       throw ConfigError("dit.condition.tensor",
                         "'" + cfg.dit.condition.tensor + "' is not in the cache '" + dir + "'");
+    if (it->second.dim() != 2)
+      throw ConfigError("dit.condition.tensor", "'" + cfg.dit.condition.tensor + "' in '" + dir +
+                                                    "' must be (length, width) per clip");
     cond_dim = static_cast<int>(it->second.size(1));
   }
   pipeline_ = std::make_unique<DiTPipeline>(cfg, device, cond_dim);
@@ -293,18 +300,25 @@ DiTStage::DiTStage(const RootConfig& cfg, const torch::Device& device) : cfg_(cf
 }
 
 std::optional<data::CacheProducer> DiTStage::cache_producer() {
-  auto* vae = pipeline_->tokenizer();
-  if (!vae) return data::CacheProducer{};  // any producer: checked for `latents` below
-  return data::cache_producer("latents", *vae, pipeline_->tokenizer_checkpoint().config);
+  if (!producer_) {
+    auto* vae = pipeline_->tokenizer();
+    // No tokenizer: any producer (ensure_statistics checks that it holds latents).
+    producer_ = vae ? data::cache_producer("latents", *vae, pipeline_->tokenizer_checkpoint().config)
+                    : data::CacheProducer{};
+  }
+  return producer_;
 }
 
 void DiTStage::ensure_statistics() {
+  if (!latents_) {  // also on a resumed run, whose statistics come with the weights
+    latents_ = std::make_shared<data::FeatureCache>(cfg_.data.cache_dir, *cache_producer());
+    if (latents_->producer().what != "latents")
+      throw ConfigError("data.cache_dir", "'" + cfg_.data.cache_dir + "' holds " + latents_->producer().what +
+                                              " features; the dit stage reads tokenizer latents (losatok "
+                                              "extract --what latents)");
+  }
   if (statistics_ready_) return;
-  const data::FeatureCache cache(cfg_.data.cache_dir, *cache_producer());
-  if (cache.producer().what != "latents")
-    throw ConfigError("data.cache_dir", "'" + cfg_.data.cache_dir + "' holds " + cache.producer().what +
-                                            " features; the dit stage reads tokenizer latents (losatok "
-                                            "extract --what latents)");
+  const data::FeatureCache& cache = *latents_;
   std::vector<const data::Clip*> chosen;
   const std::vector<data::Clip> clips = data::read_sources(cfg_.data.sources);
   {
@@ -408,6 +422,40 @@ DiTStage::Inputs DiTStage::inputs(const data::Batch& batch, bool sample) {
   return in;
 }
 
+void DiTStage::condition_tts(Inputs& in, const data::Batch& batch, torch::Tensor drop,
+                             const torch::Tensor& prompt_keep, bool random_span) {
+  auto& m = pipeline_->model();
+  in.loss_mask = in.mask;
+  if (m.tts) {
+    // A clip longer than data.max_seconds was cropped: its transcript no longer matches, so it
+    // trains (and validates) without text, as a dropped condition.
+    int64_t cropped = 0;
+    auto flags = drop.accessor<bool, 1>();
+    for (int64_t i = 0; i < batch.size(); ++i) {
+      const auto& item = batch.items[i];
+      if (item.offset > 0 ||
+          batch.feature_lengths[i].item<int64_t>() < latents_->clip(item.clip->key).frames) {
+        flags[i] = true;
+        ++cropped;
+      }
+    }
+    if (cropped > 0 && cropped_clips_ == 0)
+      spdlog::warn("tts: clips longer than data.max_seconds are cropped and train without their transcript");
+    cropped_clips_ += cropped;
+  }
+  in.condition.cond = m.drop_condition(in.condition.cond, drop);
+  if (!m.tts) return;
+  const torch::Tensor keep = drop.logical_not().to(device_).view({-1, 1, 1}).to(in.z.scalar_type());
+  in.condition.aligned = in.condition.aligned * keep;  // dropped rows: no text at all
+  const torch::Tensor infill =
+      infill_mask(batch.feature_lengths.cpu(), in.z.size(1), cfg_.dit.flow, random_span).to(device_);
+  torch::Tensor prompt = in.z * infill.logical_not().unsqueeze(-1) * keep;
+  if (prompt_keep.defined())
+    prompt = prompt * prompt_keep.to(device_).view({-1, 1, 1}).to(in.z.scalar_type());
+  in.prompt = prompt;
+  in.loss_mask = infill.logical_and(in.mask);
+}
+
 StepOutput DiTStage::train_step(std::size_t, const data::Batch& batch, int64_t) {
   ensure_statistics();
   auto& m = pipeline_->model();
@@ -416,26 +464,16 @@ StepOutput DiTStage::train_step(std::size_t, const data::Batch& batch, int64_t) 
   const int64_t b = in.z.size(0);
   // Random draws on the CPU generator in a fixed order: resumable bitwise.
   const torch::Tensor drop = torch::rand({b}, torch::kFloat64) < flow.cond_dropout;
-  torch::Tensor cond = m.drop_condition(in.condition.cond, drop);
-  const torch::Tensor keep = drop.logical_not().to(device_).view({-1, 1, 1}).to(in.z.scalar_type());
-  torch::Tensor prompt, aligned, loss_mask = in.mask;
-  if (m.tts) {
-    const torch::Tensor infill =
-        infill_mask(batch.feature_lengths.cpu(), in.z.size(1), flow, true).to(device_);
-    const torch::Tensor prompt_keep = (torch::rand({b}, torch::kFloat64) >= flow.prompt_dropout)
-                                          .to(device_)
-                                          .view({-1, 1, 1})
-                                          .to(in.z.scalar_type());
-    prompt = in.z * infill.logical_not().unsqueeze(-1) * prompt_keep * keep;
-    aligned = in.condition.aligned * keep;  // dropped rows: no text at all
-    loss_mask = infill.logical_and(in.mask);
-  }
+  torch::Tensor prompt_keep;
+  if (m.tts) prompt_keep = torch::rand({b}, torch::kFloat64) >= flow.prompt_dropout;
+  condition_tts(in, batch, drop, prompt_keep, /*random_span=*/true);
   const torch::Tensor sigma = models::sample_sigmas(b, flow, in.z.options());
   const torch::Tensor noise = torch::randn_like(in.z) * in.mask.unsqueeze(-1);
   const torch::Tensor x = models::flow_interpolate(in.z, noise, sigma);
-  const torch::Tensor v = m.velocity(x, sigma, in.mask, cond, in.condition.cond_mask, prompt, aligned);
+  const torch::Tensor v = m.velocity(x, sigma, in.mask, in.condition.cond, in.condition.cond_mask, in.prompt,
+                                     in.condition.aligned);
   StepOutput out;
-  out.loss = losses::masked_mse(v, models::flow_target(in.z, noise), loss_mask);
+  out.loss = losses::masked_mse(v, models::flow_target(in.z, noise), in.loss_mask);
   out.metrics["loss"] = out.loss.detach();
   return out;
 }
@@ -454,27 +492,21 @@ std::map<std::string, double> DiTStage::validate(const std::function<bool(data::
   data::Batch batch;
   while (next(batch)) {
     Inputs in = inputs(batch, /*sample=*/false);
-    torch::Tensor prompt, aligned, cond = in.condition.cond, loss_mask = in.mask;
-    if (m.tts) {
-      const torch::Tensor infill =
-          infill_mask(batch.feature_lengths.cpu(), in.z.size(1), cfg_.dit.flow, false).to(device_);
-      prompt = in.z * infill.logical_not().unsqueeze(-1);
-      aligned = in.condition.aligned;
-      loss_mask = infill.logical_and(in.mask);
-    }
+    condition_tts(in, batch, torch::zeros({in.z.size(0)}, torch::kBool), {}, /*random_span=*/false);
     for (std::size_t k = 0; k < sigmas.size(); ++k) {
       const torch::Tensor noise =
           torch::randn(in.z.sizes(), gen, torch::kFloat32).to(device_) * in.mask.unsqueeze(-1);
       const torch::Tensor sigma = torch::full({in.z.size(0)}, sigmas[k], in.z.options());
-      const torch::Tensor v = m.velocity(models::flow_interpolate(in.z, noise, sigma), sigma, in.mask, cond,
-                                         in.condition.cond_mask, prompt, aligned);
-      per_sigma[k] += losses::masked_mse(v, models::flow_target(in.z, noise), loss_mask).item<double>();
+      const torch::Tensor v =
+          m.velocity(models::flow_interpolate(in.z, noise, sigma), sigma, in.mask, in.condition.cond,
+                     in.condition.cond_mask, in.prompt, in.condition.aligned);
+      per_sigma[k] += losses::masked_mse(v, models::flow_target(in.z, noise), in.loss_mask).item<double>();
     }
     if (condition_cache_ && from_cache.size() < 2)
       for (int64_t i = 0; i < batch.size() && from_cache.size() < 2; ++i) {
         GenerationRequest r;
         const int64_t frames = batch.feature_lengths[i].item<int64_t>();
-        r.seconds = static_cast<double>(frames * samples_per_token(cfg_)) / cfg_.audio.sample_rate;
+        r.seconds = static_cast<double>(frames * cfg_.samples_per_token()) / cfg_.audio.sample_rate;
         r.condition = condition_cache_->read(batch.items[i].clip->key).at(cfg_.dit.condition.tensor);
         r.text = batch.items[i].clip->key;
         from_cache.push_back(r);

@@ -74,7 +74,7 @@ data::LoaderOptions loader_options(const RootConfig& cfg, bool train) {
   o.seed = static_cast<uint64_t>(cfg.seed);
   o.sample_rate = cfg.audio.sample_rate;
   o.resample_quality = cfg.audio.resample_quality;
-  o.samples_per_token = 1LL * cfg.frontend.dasheng.hop_length * cfg.model.encoder.patch_frames;
+  o.samples_per_token = cfg.samples_per_token();
   o.train = train;
   return o;
 }

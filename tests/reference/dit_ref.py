@@ -128,9 +128,9 @@ class DiT(nn.Module):
         half, skips = self.c["depth"] // 2, []
         for i, blk in enumerate(self.blocks):
             skip = skips.pop() if blk.skip_linear is not None else None
-            h = blk(h, t, mask, cond, cond_mask, skip)
             if self.c["uvit_skips"] and i < half:
-                skips.append(h)
+                skips.append(h)  # block depth-1-i takes block i's input
+            h = blk(h, t, mask, cond, cond_mask, skip)
         m = self.final_adaln(F.silu(t))[:, None, :].chunk(2, -1)
         return self.final_proj(self.final_norm(h) * (1 + m[1]) + m[0]) * wts
 

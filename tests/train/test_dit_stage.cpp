@@ -193,7 +193,7 @@ TEST(DiTStage, ConditionEmbeddingsFromACache) {
   std::string out;
   ASSERT_EQ(test::run_command(bin() + "generate --checkpoint " + dir.path("run/checkpoints/step-2") +
                                   " --condition " + dir.path("cond.safetensors") +
-                                  " --text unused --seconds 0.8 --tokenizer " + dir.path("tok.safetensors") +
+                                  " --seconds 0.8 --tokenizer " + dir.path("tok.safetensors") +
                                   " --steps 2 --out " + dir.path("c.wav"),
                               &out),
             0)

@@ -72,6 +72,22 @@ inline at::Tensor scaled_dot_product_attention(const at::Tensor& q, const at::Te
 #endif
 }
 
+// Whether CUDA autocast is on here, and its dtype (a recomputation in backward re-enters it).
+inline bool cuda_autocast_enabled() {
+#if LOSATOK_TORCH_AT_LEAST(2, 4)
+  return at::autocast::is_autocast_enabled(at::kCUDA);
+#else
+  return at::autocast::is_enabled();
+#endif
+}
+inline at::ScalarType cuda_autocast_dtype() {
+#if LOSATOK_TORCH_AT_LEAST(2, 4)
+  return at::autocast::get_autocast_dtype(at::kCUDA);
+#else
+  return at::autocast::get_autocast_gpu_dtype();
+#endif
+}
+
 // RAII autocast region for CUDA, mirroring Python's `with torch.autocast("cuda", dtype)`:
 // nesting is counted and the cast cache cleared when the outermost region ends. Run the
 // backward pass outside it.

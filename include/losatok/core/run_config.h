@@ -91,6 +91,8 @@ struct RootConfig {
     v("dit", dit);
   }
   void validate() const;
+  // Audio samples per 25 Hz token (the encoder's hop x patch): crops, cache frames, durations.
+  int64_t samples_per_token() const { return 1LL * frontend.dasheng.hop_length * model.encoder.patch_frames; }
 };
 
 // Safetensors metadata key under which our weight files carry the `frontend` and `model`

@@ -86,8 +86,14 @@ class DiTStage : public Stage {
   struct Inputs {
     torch::Tensor z, mask;  // normalised latents (B, T, D), valid frames (B, T)
     DiTPipeline::Condition condition;
+    torch::Tensor prompt, loss_mask;  // TTS: latents outside the infill span; where the loss counts
   };
   Inputs inputs(const data::Batch& batch, bool sample);
+  // Applies condition dropout (rows of `drop`, CPU bool) and, for TTS, the infill span (random,
+  // or everything after the first 30 %), the prompt (kept in rows of `prompt_keep` when given)
+  // and the loss mask.
+  void condition_tts(Inputs& in, const data::Batch& batch, torch::Tensor drop,
+                     const torch::Tensor& prompt_keep, bool random_span);
   // The per-dimension latent statistics (and the TTS speaking rate) from the training clips in
   // the cache, once per run (a resumed run loads them with the weights).
   void ensure_statistics();
@@ -96,7 +102,10 @@ class DiTStage : public Stage {
   torch::Device device_;
   std::unique_ptr<DiTPipeline> pipeline_;
   std::shared_ptr<data::FeatureCache> condition_cache_;
+  std::optional<data::CacheProducer> producer_;  // hashing the tokenizer's weights takes a while
+  std::shared_ptr<data::FeatureCache> latents_;  // the training cache (clip lengths)
   bool statistics_ready_ = false;
+  int64_t cropped_clips_ = 0;
 };
 
 }  // namespace losatok::train
