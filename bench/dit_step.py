@@ -11,12 +11,14 @@ EMA) on the same sizes, so the C++ / Python step-time ratio is measured on one C
 import argparse
 import os
 import sys
-import time
 
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "reference"))
 import dit_ref as ref  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(__file__))
+import step_timing  # noqa: E402
 
 
 def main():
@@ -69,19 +71,9 @@ def main():
                 e.lerp_(p, 1 - a.ema)
         return loss.item()
 
-    times = []
-    for i in range(a.warmup + a.steps):
-        t0 = time.perf_counter()
-        step()
-        if i >= a.warmup:
-            times.append(time.perf_counter() - t0)
-    times.sort()
-    mean = sum(times) / len(times)
-    print(f"pytorch eager {torch.__version__} dit (width {a.width}, batch {a.batch}, {a.seconds:.2f} s, "
-          f"{a.threads} threads):")
-    print(f"  step      mean {mean:.4f} s  median {times[len(times) // 2]:.4f} s  min {times[0]:.4f} s")
-    print(f"  steps/s   {1 / mean:.3f}\n  samples/s {a.batch / mean:.2f}")
-
+    times = step_timing.time_steps(step, a.warmup, a.steps)
+    step_timing.report(f"pytorch eager {torch.__version__} dit (width {a.width}, batch {a.batch}, {a.seconds:.2f} s, "
+                       f"{a.threads} threads):", times, a.batch)
 
 if __name__ == "__main__":
     main()

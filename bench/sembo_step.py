@@ -11,13 +11,15 @@ on the same sizes and noise batch, so the C++ / Python step-time ratio is measur
 import argparse
 import os
 import sys
-import time
 
 import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "reference"))
 import losatok_ref as ref  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(__file__))
+import step_timing  # noqa: E402
 
 SIZES = {
     "tiny": dict(enc=dict(dim=32, depth=2, heads=2), sembo=dict(hidden=24, latent=8)),
@@ -89,19 +91,11 @@ def main():
                 s.lerp_(p, 1 - a.ema)
         return loss.item()
 
-    times = []
-    for i in range(a.warmup + a.steps):
-        t0 = time.perf_counter()
-        step()
-        if i >= a.warmup:
-            times.append(time.perf_counter() - t0)
-    times.sort()
-    mean = sum(times) / len(times)
-    print(f"pytorch eager {torch.__version__} sembo ({a.size}, batch {a.batch}, {a.seconds:.2f} s, "
-          f"{'from cached features' if a.from_features else 'from audio'}, {a.threads} threads):")
-    print(f"  step      mean {mean:.4f} s  median {times[len(times) // 2]:.4f} s  min {times[0]:.4f} s")
-    print(f"  steps/s   {1 / mean:.3f}\n  samples/s {a.batch / mean:.2f}\n  audio-s/s {a.batch * tokens * 0.04 / mean:.2f}")
-
+    times = step_timing.time_steps(step, a.warmup, a.steps)
+    step_timing.report(
+        f"pytorch eager {torch.__version__} sembo ({a.size}, batch {a.batch}, {a.seconds:.2f} s, "
+        f"{'from cached features' if a.from_features else 'from audio'}, {a.threads} threads):",
+        times, a.batch, a.batch * tokens * 0.04)
 
 if __name__ == "__main__":
     main()

@@ -24,6 +24,22 @@ RootConfig model_config(const std::string& name) {
   return config::read<RootConfig>(tree);
 }
 
+std::vector<nlohmann::json> read_jsonl(const std::string& path) {
+  std::vector<nlohmann::json> out;
+  std::ifstream in(path);
+  std::string line;
+  while (std::getline(in, line))
+    if (!line.empty()) out.push_back(nlohmann::json::parse(line));
+  return out;
+}
+
+std::map<int64_t, nlohmann::json> lines_with(const std::string& path, const std::string& key) {
+  std::map<int64_t, nlohmann::json> out;
+  for (auto& j : read_jsonl(path))
+    if (j.contains(key)) out[j["step"].get<int64_t>()] = j;
+  return out;
+}
+
 int run_command(const std::string& command, std::string* output) {
   TempDir dir;
   const std::string log = dir.path("output.txt");

@@ -6,6 +6,8 @@
 
 #include <filesystem>
 #include <initializer_list>
+#include <map>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "losatok/core/error.h"
@@ -19,6 +21,11 @@ std::string source_path(const std::string& relative);
 // The root config with configs/model/<name>.yaml applied.
 RootConfig model_config(const std::string& name = "tiny");
 // Runs `command` through the shell; returns its exit status and fills `output` with stdout + stderr.
+// The JSON objects of a JSON Lines file (metrics.jsonl), in order.
+std::vector<nlohmann::json> read_jsonl(const std::string& path);
+// step -> the line's values, for the lines of a metrics.jsonl holding `key`.
+std::map<int64_t, nlohmann::json> lines_with(const std::string& path, const std::string& key);
+
 int run_command(const std::string& command, std::string* output = nullptr);
 
 // A fresh folder under the system temp dir, removed when the object goes.

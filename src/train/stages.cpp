@@ -12,8 +12,8 @@ std::unique_ptr<Stage> make_stage(const RootConfig& cfg, const torch::Device& de
   if (cfg.stage == "tokenizer") return std::make_unique<TokenizerStage>(cfg, device);
   if (cfg.stage == "dit") return std::make_unique<DiTStage>(cfg, device);
   if (cfg.stage.empty()) throw ConfigError("stage", "training needs a stage (sembo, tokenizer, dit)");
-  throw ConfigError("stage",
-                    "the '" + cfg.stage + "' stage is not in this build yet (it trains: sembo, tokenizer, dit)");
+  throw ConfigError(
+      "stage", "the '" + cfg.stage + "' stage is not in this build yet (it trains: sembo, tokenizer, dit)");
 }
 
 }  // namespace losatok::train

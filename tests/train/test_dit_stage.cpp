@@ -85,17 +85,7 @@ RootConfig dit_config(const LatentCorpus& corpus, const std::string& run_dir, co
   return c;
 }
 
-std::map<int64_t, nlohmann::json> lines_with(const std::string& path, const std::string& key) {
-  std::map<int64_t, nlohmann::json> out;
-  std::ifstream in(path);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.empty()) continue;
-    auto j = nlohmann::json::parse(line);
-    if (j.contains(key)) out[j["step"].get<int64_t>()] = j;
-  }
-  return out;
-}
+using test::lines_with;
 
 TrainResult train_run(const RootConfig& cfg, const std::string& resume = "") {
   Trainer t(cfg, config::to_yaml(cfg));
@@ -191,12 +181,12 @@ TEST(DiTStage, ConditionEmbeddingsFromACache) {
                        {{kConfigMetadataKey, weights_config_yaml(tok_cfg)}});
   io::save_safetensors(dir.path("cond.safetensors"), {{"cond_emb", torch::randn({3, 12})}}, {});
   std::string out;
-  ASSERT_EQ(test::run_command(bin() + "generate --checkpoint " + dir.path("run/checkpoints/step-2") +
-                                  " --condition " + dir.path("cond.safetensors") +
-                                  " --seconds 0.8 --tokenizer " + dir.path("tok.safetensors") +
-                                  " --steps 2 --out " + dir.path("c.wav"),
-                              &out),
-            0)
+  ASSERT_EQ(
+      test::run_command(bin() + "generate --checkpoint " + dir.path("run/checkpoints/step-2") +
+                            " --condition " + dir.path("cond.safetensors") + " --seconds 0.8 --tokenizer " +
+                            dir.path("tok.safetensors") + " --steps 2 --out " + dir.path("c.wav"),
+                        &out),
+      0)
       << out;
   EXPECT_EQ(audio::probe_audio(dir.path("c.wav")).frames, 20 * 640);
   EXPECT_NE(test::run_command(bin() + "generate --checkpoint " + dir.path("run/checkpoints/step-2") +

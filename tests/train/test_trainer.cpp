@@ -71,22 +71,8 @@ RootConfig sembo_config(const TinyCorpus& corpus, const std::string& run_dir) {
   return c;
 }
 
-std::vector<nlohmann::json> read_jsonl(const std::string& path) {
-  std::vector<nlohmann::json> out;
-  std::ifstream in(path);
-  std::string line;
-  while (std::getline(in, line))
-    if (!line.empty()) out.push_back(nlohmann::json::parse(line));
-  return out;
-}
-
-// step -> the line's values, for lines holding `key`.
-std::map<int64_t, nlohmann::json> lines_with(const std::string& path, const std::string& key) {
-  std::map<int64_t, nlohmann::json> out;
-  for (auto& j : read_jsonl(path))
-    if (j.contains(key)) out[j["step"].get<int64_t>()] = j;
-  return out;
-}
+using test::lines_with;
+using test::read_jsonl;
 
 TrainResult train_run(const RootConfig& cfg, const std::string& resume = "",
                       std::unique_ptr<Stage> stage = nullptr) {
