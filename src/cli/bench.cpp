@@ -52,6 +52,7 @@ data::Batch synthetic_batch(const RootConfig& cfg, bool from_features, int64_t i
 struct SyntheticLatents {
   fs::path dir;
   std::vector<data::Clip> clips;
+  std::vector<torch::Tensor> mu;  // (frames, latent_dim) per clip, as written to the cache
   SyntheticLatents(RootConfig& cfg) {
     dir = fs::temp_directory_path() / fmt::format("losatok_bench_{}", ::getpid());
     fs::create_directories(dir);
@@ -69,8 +70,10 @@ struct SyntheticLatents {
     clips = data::read_sources({{(dir / "bench.jsonl").string(), 0.0}});
     {
       data::FeatureCacheWriter writer((dir / "latents").string(), {"latents", "bench", "bench"});
-      for (const auto& c : clips)
-        writer.add(c.key, {{"mu", torch::randn({frames, cfg.dit.model.latent_dim})}});
+      for (const auto& c : clips) {
+        mu.push_back(torch::randn({frames, cfg.dit.model.latent_dim}));
+        writer.add(c.key, {{"mu", mu.back()}});
+      }
     }
     cfg.data.sources = {{(dir / "bench.jsonl").string(), 0.0}};
     cfg.data.cache_dir = (dir / "latents").string();
@@ -81,14 +84,9 @@ struct SyntheticLatents {
     fs::remove_all(dir, ec);
   }
   data::Batch batch(const RootConfig& cfg, int64_t index) const {
-    const data::FeatureCache cache(cfg.data.cache_dir, {});
     data::Batch b;
     b.index = index;
-    std::vector<torch::Tensor> mu;
-    for (const auto& c : clips) {
-      b.items.push_back({&c, 0});
-      mu.push_back(cache.read(c.key).at("mu"));
-    }
+    for (const auto& c : clips) b.items.push_back({&c, 0});
     b.features["mu"] = torch::stack(mu);
     b.feature_lengths = torch::full({b.size()}, mu[0].size(0), torch::kInt64);
     const int64_t spt = cfg.samples_per_token();

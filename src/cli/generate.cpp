@@ -48,13 +48,8 @@ std::vector<Job> read_prompt_file(const std::string& path, const RootConfig& cfg
   while (std::getline(in, line)) {
     ++n;
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    nlohmann::json j;
     try {
-      j = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::exception& e) {
-      throw Error("prompts '" + path + "' line " + std::to_string(n) + ": " + first_line(e.what()));
-    }
-    try {
+      const nlohmann::json j = nlohmann::json::parse(line);
       Job job;
       if (!j.is_object() || !j.contains("text")) throw Error("needs an object with \"text\"");
       job.request.text = j.at("text").get<std::string>();

@@ -57,6 +57,11 @@ torch::Tensor Batch::mask() const {
   return torch::arange(audio.size(1)).unsqueeze(0) < lengths.unsqueeze(1);
 }
 
+torch::Tensor Batch::feature_mask() const {
+  if (features.empty()) throw Error("batch: no cached features to mask");
+  return torch::arange(features.begin()->second.size(1)).unsqueeze(0) < feature_lengths.unsqueeze(1);
+}
+
 std::string LoaderState::to_json() const {
   return nlohmann::json{{"epoch", epoch}, {"batch", batch}, {"bad_files", bad_files}}.dump();
 }

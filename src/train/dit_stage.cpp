@@ -25,11 +25,6 @@ namespace losatok::train {
 
 namespace {
 
-// (B, T) bool: frame t of row b is valid when t < lengths[b].
-torch::Tensor frame_mask(const torch::Tensor& lengths, int64_t frames) {
-  return torch::arange(frames, lengths.options()).unsqueeze(0) < lengths.unsqueeze(1);
-}
-
 // Zero-padded (B, longest) int64 tokens and their (B, longest) mask.
 std::pair<torch::Tensor, torch::Tensor> pad_tokens(const std::vector<std::vector<int64_t>>& rows,
                                                    int64_t fill, int64_t min_length) {
@@ -108,10 +103,7 @@ DiTPipeline::Condition DiTPipeline::text_condition(const std::vector<std::string
     // F5-TTS: the transcript stretched to the latent length with the filler token; the frames'
     // mask is the text's.
     const int64_t t = frames.size(1);
-    for (auto& r : rows) {
-      if (static_cast<int64_t>(r.size()) > t) r.resize(t);
-      r.resize(t, kTextFiller);
-    }
+    for (auto& r : rows) r.resize(t, kTextFiller);  // cut, or filled
     torch::Tensor tokens = pad_tokens(rows, kTextPad, t).first.to(device_);
     c.cond_mask = frames.to(device_);
     c.cond = model_->text_encoder->forward(tokens, c.cond_mask);
@@ -203,7 +195,8 @@ std::vector<torch::Tensor> DiTPipeline::generate(const std::vector<GenerationReq
     total[i] = prompt_frames[i] + frames_for(r);
   }
   const int64_t t = *std::max_element(total.begin(), total.end());
-  const torch::Tensor mask = frame_mask(torch::tensor(total, torch::kLong), t).to(device_);
+  const torch::Tensor mask =
+      (torch::arange(t).unsqueeze(0) < torch::tensor(total, torch::kLong).unsqueeze(1)).to(device_);
   Condition c;
   if (requests[0].condition.defined()) {
     std::vector<torch::Tensor> emb;
@@ -398,7 +391,7 @@ DiTStage::Inputs DiTStage::inputs(const data::Batch& batch, bool sample) {
   auto& m = pipeline_->model();
   Inputs in;
   torch::Tensor z = it->second.to(device_, torch::kFloat32);
-  in.mask = frame_mask(batch.feature_lengths, z.size(1)).to(device_);
+  in.mask = batch.feature_mask().to(device_);
   if (sample)
     if (const auto lv = batch.features.find("logvar"); lv != batch.features.end())
       z = z + torch::exp(0.5 * lv->second.to(device_, torch::kFloat32)) * torch::randn_like(z);
@@ -422,8 +415,8 @@ DiTStage::Inputs DiTStage::inputs(const data::Batch& batch, bool sample) {
   return in;
 }
 
-void DiTStage::condition_tts(Inputs& in, const data::Batch& batch, torch::Tensor drop,
-                             const torch::Tensor& prompt_keep, bool random_span) {
+void DiTStage::apply_conditioning(Inputs& in, const data::Batch& batch, torch::Tensor drop,
+                                  const torch::Tensor& prompt_keep, bool random_span) {
   auto& m = pipeline_->model();
   in.loss_mask = in.mask;
   if (m.tts) {
@@ -466,7 +459,7 @@ StepOutput DiTStage::train_step(std::size_t, const data::Batch& batch, int64_t) 
   const torch::Tensor drop = torch::rand({b}, torch::kFloat64) < flow.cond_dropout;
   torch::Tensor prompt_keep;
   if (m.tts) prompt_keep = torch::rand({b}, torch::kFloat64) >= flow.prompt_dropout;
-  condition_tts(in, batch, drop, prompt_keep, /*random_span=*/true);
+  apply_conditioning(in, batch, drop, prompt_keep, /*random_span=*/true);
   const torch::Tensor sigma = models::sample_sigmas(b, flow, in.z.options());
   const torch::Tensor noise = torch::randn_like(in.z) * in.mask.unsqueeze(-1);
   const torch::Tensor x = models::flow_interpolate(in.z, noise, sigma);
@@ -492,7 +485,7 @@ std::map<std::string, double> DiTStage::validate(const std::function<bool(data::
   data::Batch batch;
   while (next(batch)) {
     Inputs in = inputs(batch, /*sample=*/false);
-    condition_tts(in, batch, torch::zeros({in.z.size(0)}, torch::kBool), {}, /*random_span=*/false);
+    apply_conditioning(in, batch, torch::zeros({in.z.size(0)}, torch::kBool), {}, /*random_span=*/false);
     for (std::size_t k = 0; k < sigmas.size(); ++k) {
       const torch::Tensor noise =
           torch::randn(in.z.sizes(), gen, torch::kFloat32).to(device_) * in.mask.unsqueeze(-1);

@@ -111,9 +111,7 @@ std::optional<data::CacheProducer> SemBoStage::cache_producer() {
 std::pair<torch::Tensor, torch::Tensor> SemBoStage::features(const data::Batch& batch) {
   if (const auto it = batch.features.find("semantic_emb"); it != batch.features.end()) {
     const torch::Tensor h = it->second.to(device_, torch::kFloat32);  // (B, T, D)
-    const torch::Tensor t = torch::arange(h.size(1), torch::TensorOptions().dtype(torch::kInt64));
-    const torch::Tensor mask = t.unsqueeze(0) < batch.feature_lengths.unsqueeze(1);
-    return {h, mask.to(device_)};
+    return {h, batch.feature_mask().to(device_)};
   }
   if (!batch.audio.defined())
     throw Error("sembo: the batch has neither audio nor cached 'semantic_emb' features");

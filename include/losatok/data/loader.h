@@ -43,7 +43,8 @@ struct Batch {
   std::map<std::string, torch::Tensor> features;  // from the cache: (B, T, D) zero-padded
   torch::Tensor feature_lengths;                  // (B) int64 valid tokens
   int64_t size() const { return static_cast<int64_t>(items.size()); }
-  torch::Tensor mask() const;  // (B, N) bool, true on valid samples
+  torch::Tensor mask() const;          // (B, N) bool, true on valid samples
+  torch::Tensor feature_mask() const;  // (B, T) bool, true on valid tokens of `features`
 };
 
 // The bad-clip policy the loader and extraction share: appends `key` to `bad`, logs it with the

@@ -92,8 +92,8 @@ class DiTStage : public Stage {
   // Applies condition dropout (rows of `drop`, CPU bool) and, for TTS, the infill span (random,
   // or everything after the first 30 %), the prompt (kept in rows of `prompt_keep` when given)
   // and the loss mask.
-  void condition_tts(Inputs& in, const data::Batch& batch, torch::Tensor drop,
-                     const torch::Tensor& prompt_keep, bool random_span);
+  void apply_conditioning(Inputs& in, const data::Batch& batch, torch::Tensor drop,
+                          const torch::Tensor& prompt_keep, bool random_span);
   // The per-dimension latent statistics (and the TTS speaking rate) from the training clips in
   // the cache, once per run (a resumed run loads them with the weights).
   void ensure_statistics();
