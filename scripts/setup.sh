@@ -8,7 +8,7 @@ set -euo pipefail
 
 BUILD_PKGS=(
   g++ cmake ninja-build pkg-config ccache git
-  libtorch-dev libopenblas0-pthread
+  libtorch-dev libgloo-dev libopenblas0-pthread
   libyaml-cpp-dev libspdlog-dev libfmt-dev libcli11-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev
   libsndfile1-dev libsoxr-dev

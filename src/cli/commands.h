@@ -45,5 +45,6 @@ void add_extract_command(CLI::App& app, Context& ctx);
 void add_train_command(CLI::App& app, Context& ctx);
 void add_bench_command(CLI::App& app, Context& ctx);
 void add_generate_command(CLI::App& app, Context& ctx);
+void add_launch_command(CLI::App& app, Context& ctx);  // multi-process jobs on one machine
 
 }  // namespace losatok::cli

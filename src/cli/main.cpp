@@ -28,6 +28,7 @@ int main(int argc, char** argv) {
   cli::add_train_command(app, ctx);
   cli::add_bench_command(app, ctx);
   cli::add_generate_command(app, ctx);
+  cli::add_launch_command(app, ctx);
 
   try {
     app.parse(argc, argv);

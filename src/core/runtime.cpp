@@ -7,9 +7,11 @@
 
 #include <atomic>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <thread>
 
+#include "losatok/build_config.h"
 #include "losatok/core/device.h"
 #include "losatok/core/error.h"
 #include "losatok/core/logging.h"
@@ -93,12 +95,22 @@ bool set_blas_threads(int n) {
 }
 
 void set_openmp_wait_policy_and_reexec(char** argv) {
-  if (std::getenv("OMP_WAIT_POLICY") || std::getenv("GOMP_SPINCOUNT") || std::getenv("LOSATOK_OMP_SPIN"))
-    return;
-  ::setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
-  ::setenv("LOSATOK_OMP_SPIN", "0", 1);  // never loop, even if the policy is dropped later
-  ::execv("/proc/self/exe", argv);
-  // exec failed (no /proc?): carry on with the runtime's default policy.
+  bool changed = false;
+  if (!std::getenv("OMP_WAIT_POLICY") && !std::getenv("GOMP_SPINCOUNT") && !std::getenv("LOSATOK_OMP_SPIN")) {
+    ::setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+    ::setenv("LOSATOK_OMP_SPIN", "0", 1);  // never loop, even if the policy is dropped later
+    changed = true;
+  }
+  // Built against a PyTorch wheel: its libtorch.so's copies of libstdc++ functions must not
+  // shadow the system's (cmake/torch.cmake).
+  const std::string libstdcxx = LOSATOK_PRELOAD_LIBSTDCXX;
+  const char* preload = std::getenv("LD_PRELOAD");
+  if (!libstdcxx.empty() && (!preload || !std::strstr(preload, "libstdc++"))) {
+    ::setenv("LD_PRELOAD", (preload && *preload ? libstdcxx + ":" + preload : libstdcxx).c_str(), 1);
+    changed = true;
+  }
+  if (changed) ::execv("/proc/self/exe", argv);
+  // exec failed (no /proc?): carry on with the runtime's defaults.
 }
 
 std::string openmp_wait_policy() {
@@ -119,7 +131,15 @@ std::string RuntimeInfo::summary() const {
 
 RuntimeInfo init_runtime(const RuntimeConfig& cfg) {
   static std::atomic<bool> interop_set{false};
-  const int threads = cfg.threads > 0 ? cfg.threads : physical_cores();
+  // Several processes of one job on a machine (torchrun, `losatok launch`, Slurm) share its
+  // cores: by default each takes its share instead of all of them.
+  int local_processes = 1;
+  for (const char* var : {"LOCAL_WORLD_SIZE", "SLURM_NTASKS_PER_NODE"})
+    if (const char* v = std::getenv(var); v && std::atoi(v) > 0) {
+      local_processes = std::atoi(v);
+      break;
+    }
+  const int threads = cfg.threads > 0 ? cfg.threads : std::max(1, physical_cores() / local_processes);
   torch::set_num_threads(threads);
   if (!interop_set.exchange(true)) {
     try {

@@ -224,8 +224,11 @@ Batch AudioLoader::build(int64_t global) {
         continue;
       }
     }
-    const uint64_t seed =
-        mix_seed({options_.seed, static_cast<uint64_t>(batch.epoch), static_cast<uint64_t>(batch.index), i});
+    // Keyed by the item's place in the global batch (rank r holds every world_size-th), so a
+    // multi-process run crops exactly as one process with the whole batch would.
+    const uint64_t global_item = i * static_cast<uint64_t>(options_.world_size) + options_.rank;
+    const uint64_t seed = mix_seed(
+        {options_.seed, static_cast<uint64_t>(batch.epoch), static_cast<uint64_t>(batch.index), global_item});
     int64_t offset = 0;
     bool is_bad = false, permanent = false;
     std::string why;
