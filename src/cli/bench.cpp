@@ -130,6 +130,28 @@ int run_bench(const BenchOptions& o, const Context& ctx) {
       report.audio_seconds, (o.from_features || latents) ? "from cached features" : "from audio", mean,
       median, times.front(), times.size(), o.warmup, 1.0 / mean, report.samples / mean,
       report.audio_seconds / mean, ru.ru_maxrss / 1024.0);
+  int64_t params = 0;
+  for (const auto& spec : trainer.stage().optimizers())
+    for (const auto& [n, p] : spec.parameters) params += p.numel();
+  std::cout << fmt::format("  trained parameters {:.1f} M\n", params / 1e6);
+  if (latents) {
+    // Model FLOPs of a DiT training step (forward + backward = 3 x forward): 6 N T for the
+    // weights, plus self-attention's two (T x T x width) products per block and sequence.
+    // Text-side and cross-attention terms are left out: a slight underestimate.
+    double frames = 0;
+    int64_t sequences = 0;
+    for (const auto& b : micro) {
+      frames += b.feature_lengths.sum().item<double>();
+      sequences += b.size();
+    }
+    const double per_seq = frames / std::max<int64_t>(1, sequences);
+    const auto& m = cfg.dit.model;
+    const double flops =
+        6.0 * params * frames + 3.0 * 4.0 * m.depth * sequences * per_seq * per_seq * m.width;
+    std::cout << fmt::format(
+        "  model FLOPs {:.3f} TFLOP per step, {:.1f} TFLOP/s achieved ({:.0f} latent frames)\n", flops / 1e12,
+        flops / mean / 1e12, frames);
+  }
   return 0;
 }
 

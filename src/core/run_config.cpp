@@ -51,7 +51,7 @@ void RootConfig::validate() const {
         "frontend.vocos.hop_length x patch_frames must equal the encoder's " + std::to_string(spt) +
             " samples per token");
   check(train.precision == "fp32" || runtime.device != "cpu", "train.precision",
-        "bf16 autocast needs a CUDA device (runtime.device is cpu)");
+        "bf16 / fp16 autocast needs a CUDA device (runtime.device is cpu)");
   check(1LL * model.decoder.hop_length * model.decoder.upsample == spt, "model.decoder.hop_length",
         "hop_length x upsample must equal the encoder's " + std::to_string(spt) + " samples per token");
 }

@@ -13,13 +13,20 @@ Ema::Ema(const NamedTensors& parameters, const EmaConfig& config) : params_(para
   for (const auto& [n, p] : params_) shadow_[n] = p.detach().clone();
 }
 
-void Ema::update(int64_t step) {
-  if (!enabled()) return;
+void Ema::update(int64_t step, const torch::Tensor& apply) {
+  if (!enabled() || params_.empty()) return;
   torch::NoGradGuard no_grad;
+  // A skipped optimizer step leaves the weights as they were: the average does not move either.
+  torch::Tensor weight;
+  if (apply.defined() && step >= config_.start_step)
+    weight = apply.to(params_.front().second.device(), torch::kFloat32).reshape({}) *
+             static_cast<float>(1 - config_.decay);
   for (const auto& [n, p] : params_) {
     torch::Tensor& s = shadow_.at(n);
     if (step < config_.start_step)
       s.copy_(p);
+    else if (weight.defined())
+      s.lerp_(p, weight.to(s.scalar_type()));
     else
       s.lerp_(p, 1 - config_.decay);
   }

@@ -24,23 +24,45 @@ void AdamW::zero_grad() {
     if (p.grad().defined()) p.mutable_grad() = torch::Tensor();
 }
 
-void AdamW::step(double lr) {
+void AdamW::step(double lr, const torch::Tensor& apply) {
   torch::NoGradGuard no_grad;
-  ++steps_;
+  if (params_.empty()) return;
+  const torch::Device device = params_.front().second.device();
+  if (!step_count_.defined()) step_count_ = torch::zeros({}, torch::dtype(torch::kFloat64).device(device));
+  // Whether this update happens, as a device tensor: a skipped step (non-finite gradients)
+  // changes nothing, and the host never waits to find out.
+  const torch::Tensor ok = apply.defined() ? apply.to(device, torch::kBool).reshape({})
+                                           : torch::ones({}, torch::dtype(torch::kBool).device(device));
+  const torch::Tensor okf = ok.to(torch::kFloat64);
+  step_count_.add_(okf);
   const double b1 = config_.betas[0], b2 = config_.betas[1];
-  const double bc1 = 1 - std::pow(b1, static_cast<double>(steps_));
-  const double bc2_sqrt = std::sqrt(1 - std::pow(b2, static_cast<double>(steps_)));
-  const double step_size = lr / bc1;
+  // Bias corrections of step t (1 before the first update, so a skipped first step divides by 1).
+  const torch::Tensor t = step_count_.clamp_min(1);
+  const torch::Tensor bc1 = 1 - torch::pow(b1, t);
+  const torch::Tensor bc2_sqrt = (1 - torch::pow(b2, t)).sqrt();
+  const auto f32 = [&](const torch::Tensor& x) { return x.to(torch::kFloat32); };
+  const torch::Tensor decay_factor = f32(1 - okf * (lr * config_.weight_decay));
+  const torch::Tensor avg_weight = f32(okf * (1 - b1));
+  const torch::Tensor sq_decay =
+      f32(torch::where(ok, torch::full({}, b2, okf.options()), torch::ones_like(okf)));
+  const torch::Tensor step_size = f32(okf * lr / bc1);
+  const torch::Tensor bc2 = f32(bc2_sqrt);
+  const torch::Tensor skip = ok.logical_not();
   for (std::size_t i = 0; i < params_.size(); ++i) {
     torch::Tensor& p = params_[i].second;
-    const torch::Tensor& g = p.grad();
+    torch::Tensor g = p.grad();
     if (!g.defined()) continue;
-    if (decay_[i] && config_.weight_decay > 0) p.mul_(1 - lr * config_.weight_decay);
-    exp_avg_[i].lerp_(g, 1 - b1);
-    exp_avg_sq_[i].mul_(b2).addcmul_(g, g, 1 - b2);
-    const torch::Tensor denom = (exp_avg_sq_[i].sqrt() / bc2_sqrt).add_(config_.eps);
-    p.addcdiv_(exp_avg_[i], denom, -step_size);
+    g.masked_fill_(skip, 0.0);  // a non-finite gradient must not reach the moments
+    if (decay_[i] && config_.weight_decay > 0) p.mul_(decay_factor);
+    exp_avg_[i].lerp_(g, avg_weight);
+    exp_avg_sq_[i].mul_(sq_decay).addcmul_(g, g, 1 - b2);
+    const torch::Tensor denom = (exp_avg_sq_[i].sqrt() / bc2).add_(config_.eps);
+    p.sub_(exp_avg_[i] / denom * step_size);
   }
+}
+
+int64_t AdamW::steps_taken() const {
+  return step_count_.defined() ? static_cast<int64_t>(step_count_.item<double>()) : 0;
 }
 
 std::map<std::string, torch::Tensor> AdamW::state() const {
@@ -49,7 +71,7 @@ std::map<std::string, torch::Tensor> AdamW::state() const {
     out[params_[i].first + ".exp_avg"] = exp_avg_[i];
     out[params_[i].first + ".exp_avg_sq"] = exp_avg_sq_[i];
   }
-  out["step"] = torch::tensor({steps_}, torch::kInt64);
+  out["step"] = torch::tensor({steps_taken()}, torch::kInt64);
   return out;
 }
 
@@ -75,7 +97,9 @@ void AdamW::load_state(const std::map<std::string, torch::Tensor>& state, const 
     exp_avg_[i].copy_(m[i]);
     exp_avg_sq_[i].copy_(v[i]);
   }
-  steps_ = step_it->second.item<int64_t>();
+  const torch::Device device = params_.empty() ? torch::Device(torch::kCPU) : params_.front().second.device();
+  step_count_ = torch::full({}, static_cast<double>(step_it->second.item<int64_t>()),
+                            torch::dtype(torch::kFloat64).device(device));
 }
 
 torch::Tensor clip_grad_norm(const NamedTensors& parameters, double max_norm) {

@@ -33,13 +33,27 @@ void CheckpointConfig::validate() const {
   check(keep_last >= 0, "keep_last", "must be >= 0 (0 = keep all)");
 }
 
+void LossScaleConfig::validate() const {
+  check(init > 0, "init", "must be positive");
+  check(growth_factor > 1, "growth_factor", "must be > 1");
+  check(backoff_factor > 0 && backoff_factor < 1, "backoff_factor", "must be in (0, 1)");
+  check(growth_interval >= 1, "growth_interval", "must be >= 1");
+}
+
+void DistributedConfig::validate() const {
+  check(backend == "auto" || backend == "gloo" || backend == "nccl", "backend",
+        "must be auto, gloo or nccl, got '" + backend + "'");
+  check(bucket_mb > 0, "bucket_mb", "must be positive");
+  check(timeout_s >= 1, "timeout_s", "must be >= 1");
+}
+
 void TrainConfig::validate() const {
   check(max_steps >= 0, "max_steps", "must be >= 0");
   check(stop_at_step >= 0, "stop_at_step", "must be >= 0 (0 = run to max_steps)");
   check(grad_accum >= 1, "grad_accum", "must be >= 1");
   check(grad_clip >= 0, "grad_clip", "must be >= 0 (0 = off)");
-  check(precision == "fp32" || precision == "bf16", "precision",
-        "must be fp32 or bf16 (bf16 autocast on CUDA), got '" + precision + "'");
+  check(precision == "fp32" || precision == "bf16" || precision == "fp16", "precision",
+        "must be fp32, bf16 or fp16 (autocast on CUDA), got '" + precision + "'");
   check(log_every >= 1, "log_every", "must be >= 1");
   check(val_every >= 0, "val_every", "must be >= 0 (0 = only at the end)");
   check(val_batches >= 0, "val_batches", "must be >= 0 (0 = all)");

@@ -92,6 +92,24 @@ void set_generator_state(const c10::Device& device, const torch::Tensor& state) 
   gen.set_state(state);
 }
 
+// cfg's device; "cuda" in a multi-process job means this process's local GPU.
+torch::Device training_device(const RootConfig& cfg, const DistributedEnv& dist) {
+  torch::Device d = resolve_device(cfg.runtime.device);
+  if (d.is_cuda() && dist.enabled() && cfg.runtime.device == "cuda") {
+    const int gpus = std::max<int>(1, static_cast<int>(torch::cuda::device_count()));
+    if (dist.local_world_size > gpus)
+      spdlog::warn("distributed: {} processes share {} GPU(s) on this machine (NCCL refuses that; use gloo)",
+                   dist.local_world_size, gpus);
+    d = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(dist.local_rank % gpus));
+  }
+  return d;
+}
+
+// 0-d bool on `device`.
+torch::Tensor bool_scalar(bool v, const torch::Device& device) {
+  return torch::full({}, v, torch::dtype(torch::kBool).device(device));
+}
+
 }  // namespace
 
 void Trainer::request_stop() {
@@ -99,12 +117,41 @@ void Trainer::request_stop() {
 }
 
 Trainer::Trainer(const RootConfig& cfg, const YAML::Node& resolved, std::unique_ptr<Stage> stage)
-    : cfg_(cfg), resolved_(config::deep_copy(resolved)), device_(resolve_device(cfg.runtime.device)) {
+    : cfg_(cfg),
+      resolved_(config::deep_copy(resolved)),
+      dist_(DistributedEnv::from_environment()),
+      device_(training_device(cfg, dist_)) {
+  if (dist_.enabled()) {
+    // Rank 0 speaks for the job; the others report warnings and errors only.
+    if (dist_.rank != 0) {
+      spdlog::set_level(std::max(spdlog::get_level(), spdlog::level::warn));
+      spdlog::set_pattern(fmt::format("[%H:%M:%S.%e] [rank {}] [%l] %v", dist_.rank));
+    }
+    group_ = ProcessGroup::connect(dist_, device_, cfg_.train.distributed.backend,
+                                   std::chrono::seconds(cfg_.train.distributed.timeout_s));
+  }
+  // The same seed everywhere builds the same models; rank 0's weights are broadcast anyway.
   torch::manual_seed(static_cast<uint64_t>(cfg_.seed));
   stage_ = stage ? std::move(stage) : make_stage(cfg_, device_);
   for (auto& spec : stage_->optimizers()) optimizers_.emplace_back(spec.name, spec.parameters, spec.config);
   ema_ = std::make_unique<Ema>(stage_->ema_parameters(), cfg_.train.ema);
   best_metric_ = cfg_.train.best_metric.empty() ? stage_->best_metric() : cfg_.train.best_metric;
+  if (cfg_.train.precision == "fp16") scaler_ = std::make_unique<LossScaler>(cfg_.train.loss_scale, device_);
+  if (group_) {
+    const auto bucket_bytes = static_cast<int64_t>(cfg_.train.distributed.bucket_mb * (1 << 20));
+    for (const auto& opt : optimizers_) {
+      std::vector<torch::Tensor> params;
+      for (const auto& [n, p] : opt.parameters()) params.push_back(p);
+      grad_syncs_.push_back(
+          std::make_unique<GradSync>(*group_, params, bucket_bytes, cfg_.train.distributed.find_unused));
+    }
+    spdlog::info("distributed: {} ranks over {}, gradients in {} bucket(s) of <= {} MB", group_->world_size(),
+                 group_->backend(), grad_syncs_.empty() ? 0 : grad_syncs_.front()->buckets(),
+                 cfg_.train.distributed.bucket_mb);
+  }
+  skip_run_ = torch::zeros({}, torch::dtype(torch::kInt64).device(device_));
+  skip_total_ = torch::zeros_like(skip_run_);
+  skip_worst_ = torch::zeros_like(skip_run_);
 }
 
 Trainer::~Trainer() = default;
@@ -115,7 +162,9 @@ StepReport Trainer::step(const std::vector<data::Batch>& micro_batches) {
   stage_->set_training(true);
   const double scale = 1.0 / static_cast<double>(micro_batches.size());
   const std::size_t phases = std::max<std::size_t>(1, optimizers_.size());
-  const bool autocast = cfg_.train.precision == "bf16" && device_.is_cuda();
+  const bool autocast = cfg_.train.precision != "fp32" && device_.is_cuda();
+  const at::ScalarType autocast_dtype = cfg_.train.precision == "fp16" ? at::kHalf : at::kBFloat16;
+  torch::Tensor all_ok = bool_scalar(true, device_);
   for (std::size_t phase = 0; phase < phases; ++phase) {
     AdamW* opt = optimizers_.empty() ? nullptr : &optimizers_[phase];
     if (opt && !stage_->optimizer_active(phase, step_)) continue;
@@ -124,11 +173,13 @@ StepReport Trainer::step(const std::vector<data::Batch>& micro_batches) {
     for (const auto& batch : micro_batches) {
       StepOutput out;
       {
-        const compat::AutocastGuard guard(autocast, at::kBFloat16);
+        const compat::AutocastGuard guard(autocast, autocast_dtype);
         out = stage_->train_step(phase, batch, step_);
       }
       if (out.loss.defined() && opt) {
-        (out.loss * scale).backward();
+        torch::Tensor loss = out.loss.to(torch::kFloat32) * scale;
+        if (scaler_) loss = loss * scaler_->scale();
+        loss.backward();
         loss_sum = loss_sum.defined() ? loss_sum + out.loss.detach() : out.loss.detach();
       }
       for (auto& [k, v] : out.metrics) {
@@ -141,36 +192,88 @@ StepReport Trainer::step(const std::vector<data::Batch>& micro_batches) {
       }
     }
     if (!opt) continue;
+    if (!grad_syncs_.empty()) grad_syncs_[phase]->sync();
+    if (scaler_) {
+      std::vector<torch::Tensor> params;
+      for (const auto& [n, p] : opt->parameters()) params.push_back(p);
+      scaler_->unscale(params);
+    }
     const std::string suffix = optimizers_.size() > 1 ? "/" + opt->name() : "";
     const torch::Tensor norm = clip_grad_norm(opt->parameters(), cfg_.train.grad_clip);
     report.metrics["grad_norm" + suffix] = norm.to(torch::kFloat64);
-    // The one host sync of the step: a non-finite loss or gradient skips this update.
-    const bool finite =
-        (!loss_sum.defined() || torch::isfinite(loss_sum).item<bool>()) && torch::isfinite(norm).item<bool>();
-    if (!finite) {
-      opt->zero_grad();
-      report.skipped = true;
-      continue;
+    // A non-finite loss or gradient skips this update. Decided on the device (no host sync);
+    // every rank takes the decision of the worst one.
+    torch::Tensor ok = torch::isfinite(norm).to(device_);
+    if (loss_sum.defined()) ok = ok.logical_and(torch::isfinite(loss_sum).to(device_));
+    if (group_) {
+      torch::Tensor f = ok.to(torch::kFloat32);
+      group_->all_reduce(f, "min");
+      ok = f.to(device_) > 0.5f;
     }
     const double lr = opt->config().lr * lr_factor(opt->config().schedule, step_, cfg_.train.max_steps);
-    opt->step(lr);
+    opt->step(lr, ok);
     report.lr[opt->name()] = lr;
+    report.applied[opt->name()] = ok;
+    all_ok = all_ok.logical_and(ok);
   }
   for (const auto& b : micro_batches) {
     report.samples += b.size();
     if (b.lengths.defined()) report.audio_seconds += b.lengths.sum().item<double>() / cfg_.audio.sample_rate;
   }
-  if (report.skipped) {
-    ++nonfinite_in_row_;
-    ++nonfinite_total_;
-  } else {
-    nonfinite_in_row_ = 0;
-    ema_->update(step_);
+  torch::Tensor counted = all_ok.logical_not();
+  if (scaler_) {
+    // fp16 overflow is the scaler's business while it backs off (PyTorch's GradScaler skips
+    // such steps silently): they count as non-finite steps once the scale is below 1.
+    counted = counted.logical_and(scaler_->scale() < 1.0f);
+    scaler_->update(all_ok.logical_not());
+    report.metrics["loss_scale"] = scaler_->scale().to(torch::kFloat64);
   }
+  const torch::Tensor skipped = counted.to(torch::kInt64);
+  skip_run_ = (skip_run_ + skipped) * skipped;
+  skip_total_ = skip_total_ + skipped;
+  skip_worst_ = torch::maximum(skip_worst_, skip_run_);
+  report.skipped = all_ok.logical_not();
+  ema_->update(step_, all_ok);
   ++step_;
-  samples_seen_ += report.samples;
-  audio_seconds_seen_ += report.audio_seconds;
+  samples_seen_ += report.samples * (group_ ? group_->world_size() : 1);
+  audio_seconds_seen_ += report.audio_seconds * (group_ ? group_->world_size() : 1);
   return report;
+}
+
+void Trainer::check_nonfinite() {
+  const torch::Tensor v = torch::stack({skip_run_, skip_total_, skip_worst_}).cpu();
+  const int64_t worst = v[2].item<int64_t>();
+  nonfinite_in_row_ = v[0].item<int64_t>();
+  nonfinite_total_ = v[1].item<int64_t>();
+  skip_worst_ = skip_run_.clone();
+  if (worst >= cfg_.train.max_nonfinite)
+    throw Error(
+        fmt::format("{} non-finite steps in a row (up to step {}): stopping; the last good checkpoint is {}",
+                    worst, step_, last_checkpoint_.empty() ? "none" : last_checkpoint_));
+}
+
+bool Trainer::agree(bool flag) {
+  if (!group_) return flag;
+  torch::Tensor t = torch::full({1}, flag ? 1.0f : 0.0f);
+  std::vector<torch::Tensor> one{t};
+  group_->broadcast(one);
+  return one[0].item<float>() > 0.5f;
+}
+
+void Trainer::broadcast_state() {
+  if (!group_) return;
+  const auto t0 = std::chrono::steady_clock::now();
+  TensorMap state = stage_->model_state(/*include_frozen=*/false);
+  std::vector<torch::Tensor> tensors;
+  for (auto& [k, v] : state) tensors.push_back(v);
+  if (ema_->enabled())
+    for (const auto& [k, v] : ema_->shadow()) tensors.push_back(v);
+  group_->broadcast(tensors);
+  std::size_t i = 0;
+  for (auto& [k, v] : state) v = tensors[i++];
+  if (dist_.rank != 0) stage_->load_model_state(state, "rank 0's weights", /*strict=*/true);
+  spdlog::info("distributed: {} tensors broadcast from rank 0 ({:.1f} s)", tensors.size(),
+               std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
 }
 
 std::map<std::string, double> Trainer::validate() {
@@ -232,11 +335,30 @@ std::string Trainer::progress_json() const {
   j["best"] = {{"metric", best_metric_}, {"value", best_value_}, {"step", best_step_}};
   j["loader"] = loader_ ? nlohmann::json::parse(loader_->state().to_json()) : nlohmann::json(nullptr);
   j["validation"] = last_validation_;
+  j["world_size"] = dist_.world_size;
   j["torch_version"] = std::to_string(compat::kTorchMajor) + "." + std::to_string(compat::kTorchMinor);
   return j.dump();
 }
 
 std::string Trainer::save_checkpoint(const std::string& why) {
+  check_nonfinite();  // the progress file records the counters
+  // Every rank's generator states (a collective: all ranks are here), written by rank 0.
+  std::map<std::string, torch::Tensor> rng;
+  rng["rng.cpu"] = generator_state(at::kCPU);
+  if (device_.is_cuda()) rng["rng.cuda." + std::to_string(device_.index())] = generator_state(device_);
+  if (group_) {
+    const auto cpu = group_->all_gather(generator_state(at::kCPU));
+    for (int r = 1; r < group_->world_size(); ++r) rng["rng.cpu.rank" + std::to_string(r)] = cpu[r];
+    if (device_.is_cuda()) {
+      const auto cuda = group_->all_gather(generator_state(device_));
+      for (int r = 1; r < group_->world_size(); ++r) rng["rng.cuda.rank" + std::to_string(r)] = cuda[r];
+    }
+  }
+  if (!is_main_process()) {
+    group_->barrier();  // rank 0 writes
+    last_saved_step_ = step_;
+    return last_checkpoint_;
+  }
   const std::map<std::string, std::string> meta = {{kConfigMetadataKey, weights_config_yaml(cfg_)},
                                                    {"losatok.stage", stage_->name()},
                                                    {"losatok.step", std::to_string(step_)}};
@@ -256,20 +378,25 @@ std::string Trainer::save_checkpoint(const std::string& why) {
     io::save_safetensors(p, all, {{"losatok.step", std::to_string(step_)}});
   });
   files.emplace_back(kStateFile, [&](const std::string& p) {
-    TensorMap state;
-    state["rng.cpu"] = generator_state(at::kCPU);
-    if (torch::cuda::is_available())
-      for (int i = 0; i < static_cast<int>(torch::cuda::device_count()); ++i)
-        state["rng.cuda." + std::to_string(i)] =
-            generator_state(c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(i)));
+    TensorMap state = rng;
+    if (scaler_)
+      for (const auto& [k, v] : scaler_->state()) state["loss_scaler." + k] = v;
     for (const auto& [k, v] : stage_->extra_state()) state["stage." + k] = v;
     io::save_safetensors(p, state);
   });
   files.emplace_back(kConfigFile,
                      [&](const std::string& p) { write_file_atomic(p, config::dump(resolved_)); });
   const auto t0 = std::chrono::steady_clock::now();
-  last_checkpoint_ = checkpointer_->save(step_, files, progress_json());
-  checkpointer_->prune(best_step_);
+  std::string error;
+  try {
+    last_checkpoint_ = checkpointer_->save(step_, files, progress_json());
+    checkpointer_->prune(best_step_);
+  } catch (const std::exception& e) {
+    error = e.what();
+  }
+  // The other ranks wait until the checkpoint is complete (or failed: they stop too).
+  if (group_) group_->barrier();
+  if (!error.empty()) throw Error(error);
   last_saved_step_ = step_;
   spdlog::info("checkpoint {} ({}, {:.1f} s)", last_checkpoint_, why,
                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
@@ -307,24 +434,59 @@ void Trainer::restore(const std::string& dir) {
     for (const auto& [k, v] : state)
       if (k.rfind("stage.", 0) == 0) extra[k.substr(6)] = v;
     stage_->load_extra_state(extra, path(kStateFile));
+    if (scaler_) {
+      std::map<std::string, torch::Tensor> ls;
+      for (const auto& [k, v] : state)
+        if (k.rfind("loss_scaler.", 0) == 0) ls[k.substr(12)] = v;
+      if (ls.empty())
+        spdlog::warn("{} has no loss scaler state (an fp32 / bf16 run): the scale starts at {}", dir,
+                     cfg_.train.loss_scale.init);
+      else
+        scaler_->load_state(ls, path(kStateFile));
+    }
     step_ = progress.at("step").get<int64_t>();
     samples_seen_ = progress.value("samples_seen", int64_t{0});
     audio_seconds_seen_ = progress.value("audio_seconds_seen", 0.0);
     nonfinite_total_ = progress.value("nonfinite_steps", int64_t{0});
-    nonfinite_in_row_ = progress.value("nonfinite_in_row", 0);
+    nonfinite_in_row_ = progress.value("nonfinite_in_row", int64_t{0});
+    skip_run_.fill_(nonfinite_in_row_);
+    skip_total_.fill_(nonfinite_total_);
+    skip_worst_.fill_(nonfinite_in_row_);
     const auto& best = progress.at("best");
     if (best.value("metric", std::string()) == best_metric_) {
       best_value_ = best.value("value", 0.0);
       best_step_ = best.value("step", int64_t{-1});
     }
-    if (progress.contains("loader") && !progress["loader"].is_null())
-      loader_->restore(data::LoaderState::from_json(progress["loader"].dump()));
-    // Last, so nothing above draws from the generators after they are set.
-    set_generator_state(at::kCPU, state.at("rng.cpu"));
-    if (torch::cuda::is_available())
-      for (int i = 0; i < static_cast<int>(torch::cuda::device_count()); ++i)
-        if (const auto it = state.find("rng.cuda." + std::to_string(i)); it != state.end())
-          set_generator_state(c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(i)), it->second);
+    const int saved_world = progress.value("world_size", 1);
+    if (progress.contains("loader") && !progress["loader"].is_null()) {
+      data::LoaderState ls = data::LoaderState::from_json(progress["loader"].dump());
+      if (saved_world != dist_.world_size) {
+        // Same per-rank batch size: keep the number of clips the epoch has served.
+        ls.batch = ls.batch * saved_world / dist_.world_size;
+        spdlog::warn(
+            "resume: {} was written by {} process(es), this run has {}: weights, optimizer, EMA and schedule "
+            "continue exactly; the epoch's clips are re-sharded from the same position (batch {} per rank), "
+            "so "
+            "the data order differs from an uninterrupted run, and ranks without a saved random state start "
+            "from a fresh seed",
+            dir, saved_world, dist_.world_size, ls.batch);
+      }
+      loader_->restore(ls);
+    }
+    // Last, so nothing above draws from the generators after they are set. Rank r > 0 has its
+    // own states; a rank the checkpoint does not know is seeded fresh.
+    const std::string mine = dist_.rank == 0 ? "" : ".rank" + std::to_string(dist_.rank);
+    if (dist_.rank == 0 && !state.count("rng.cpu")) throw std::out_of_range("rng.cpu");
+    if (const auto it = state.find("rng.cpu" + mine); it != state.end())
+      set_generator_state(at::kCPU, it->second);
+    else
+      torch::manual_seed(static_cast<uint64_t>(cfg_.seed) + 1000003ULL * dist_.rank + step_);
+    if (device_.is_cuda()) {
+      auto it =
+          state.find(dist_.rank == 0 ? "rng.cuda." + std::to_string(device_.index()) : "rng.cuda" + mine);
+      if (dist_.rank == 0 && it == state.end()) it = state.find("rng.cuda.0");
+      if (it != state.end()) set_generator_state(device_, it->second);
+    }
   } catch (const nlohmann::json::exception& e) {
     throw Error("checkpoint " + dir + ": " + kProgressFile + ": " + e.what());
   } catch (const std::out_of_range&) {
@@ -337,19 +499,36 @@ void Trainer::restore(const std::string& dir) {
 }
 
 void Trainer::log_step(const StepReport& report, double seconds, int64_t steps) {
+  // The one place a step's values come back to the host.
   std::map<std::string, double> values;
-  for (const auto& [k, v] : report.metrics) values["train/" + k] = v.item<double>();
-  for (const auto& [k, v] : report.lr) values["lr/" + k] = v;
+  if (group_ && !report.metrics.empty()) {
+    // The ranks' mean (every rank has the same metrics).
+    std::vector<torch::Tensor> parts;
+    for (const auto& [k, v] : report.metrics)
+      parts.push_back(v.to(torch::kCPU, torch::kFloat64).reshape({1}));
+    torch::Tensor all = torch::cat(parts);
+    group_->all_reduce(all, "sum");
+    std::size_t i = 0;
+    for (const auto& [k, v] : report.metrics)
+      values["train/" + k] = all[i++].item<double>() / group_->world_size();
+  } else {
+    for (const auto& [k, v] : report.metrics) values["train/" + k] = v.item<double>();
+  }
+  std::map<std::string, double> lr;
+  for (const auto& [k, v] : report.lr)
+    if (report.applied.at(k).item<bool>()) lr[k] = v;  // a skipped update used no learning rate
+  for (const auto& [k, v] : lr) values["lr/" + k] = v;
   const double per_step = steps > 0 ? seconds / steps : 0;
-  values["perf/samples_per_s"] = per_step > 0 ? report.samples / per_step : 0;
-  values["perf/audio_s_per_s"] = per_step > 0 ? report.audio_seconds / per_step : 0;
+  const int world = group_ ? group_->world_size() : 1;
+  values["perf/samples_per_s"] = per_step > 0 ? world * report.samples / per_step : 0;
+  values["perf/audio_s_per_s"] = per_step > 0 ? world * report.audio_seconds / per_step : 0;
   values["perf/step_s"] = per_step;
   values["train/nonfinite_steps"] = static_cast<double>(nonfinite_total_);
+  if (!metrics_) return;  // ranks other than 0
   metrics_->log(step_, values);
   std::string line = fmt::format("step {}/{}", step_, cfg_.train.max_steps);
-  for (const auto& [k, v] : report.metrics) line += fmt::format(" {} {:.4g}", k, v.item<double>());
-  for (const auto& [k, v] : report.lr)
-    line += fmt::format(" | lr{} {:.3g}", report.lr.size() > 1 ? "/" + k : "", v);
+  for (const auto& [k, v] : report.metrics) line += fmt::format(" {} {:.4g}", k, values["train/" + k]);
+  for (const auto& [k, v] : lr) line += fmt::format(" | lr{} {:.3g}", report.lr.size() > 1 ? "/" + k : "", v);
   line +=
       fmt::format(" | {:.1f} samples/s {:.1f} audio-s/s | ETA {}", values["perf/samples_per_s"],
                   values["perf/audio_s_per_s"], format_duration(per_step * (cfg_.train.max_steps - step_)));
@@ -358,16 +537,19 @@ void Trainer::log_step(const StepReport& report, double seconds, int64_t steps) 
 
 TrainResult Trainer::run(const TrainStart& start) {
   const fs::path run_dir = cfg_.run_dir;
+  const bool main = is_main_process();
   checkpointer_ = std::make_unique<Checkpointer>(cfg_.run_dir, cfg_.train.checkpoint);
   if (start.resume_checkpoint.empty() && Checkpointer::latest(cfg_.run_dir))
     throw Error("run_dir '" + cfg_.run_dir +
                 "' already has checkpoints: add --resume to continue it, or choose "
                 "another run_dir");
-  std::error_code ec;
-  fs::create_directories(run_dir, ec);
-  if (ec) throw Error("cannot create run_dir '" + cfg_.run_dir + "': " + ec.message());
-  log_to_file((run_dir / "train.log").string());
-  config::save_run_config(cfg_.run_dir, resolved_, start.overrides);
+  if (main) {
+    std::error_code ec;
+    fs::create_directories(run_dir, ec);
+    if (ec) throw Error("cannot create run_dir '" + cfg_.run_dir + "': " + ec.message());
+    log_to_file((run_dir / "train.log").string());
+    config::save_run_config(cfg_.run_dir, resolved_, start.overrides);
+  }
 
   if (!start.init_from.empty()) {
     const io::WeightSet w = io::read_weights(start.init_from);
@@ -383,40 +565,66 @@ TrainResult Trainer::run(const TrainStart& start) {
   data::LoaderOptions lo = loader_options(cfg_, /*train=*/true);
   lo.cache = cache_;
   lo.features_only = cache_ && !stage_->needs_audio();
+  lo.rank = dist_.rank;
+  lo.world_size = dist_.world_size;
   loader_ = std::make_unique<data::AudioLoader>(cfg_.data, cfg_.data.sources, lo);
   if (!start.resume_checkpoint.empty()) restore(start.resume_checkpoint);
-  metrics_ = std::make_unique<MetricsLogger>(cfg_.run_dir, cfg_.train.tensorboard,
-                                             start.resume_checkpoint.empty() ? -1 : step_);
+  if (group_) {
+    broadcast_state();
+    // Rank 0 draws what a single process would; the others their own streams.
+    if (start.resume_checkpoint.empty() && dist_.rank != 0)
+      torch::manual_seed(static_cast<uint64_t>(cfg_.seed) + 1000003ULL * dist_.rank);
+  }
+  if (main)
+    metrics_ = std::make_unique<MetricsLogger>(cfg_.run_dir, cfg_.train.tensorboard,
+                                               start.resume_checkpoint.empty() ? -1 : step_);
   if (cfg_.data.valid_sources.empty()) spdlog::warn("data.valid_sources is empty: no validation");
-  spdlog::info("training {} in {}: steps {} -> {}, {} optimizer(s), {} batches per epoch", stage_->name(),
-               cfg_.run_dir, step_, cfg_.train.max_steps, optimizers_.size(), loader_->batches_per_epoch());
+  spdlog::info("training {} in {}: steps {} -> {}, {} optimizer(s), {} batches per epoch{}, precision {}",
+               stage_->name(), cfg_.run_dir, step_, cfg_.train.max_steps, optimizers_.size(),
+               loader_->batches_per_epoch(),
+               group_ ? fmt::format(" per rank x {} ranks", group_->world_size()) : "", cfg_.train.precision);
 
   const StopSignals signals;
   TrainResult result;
   auto last_log = std::chrono::steady_clock::now();
   int64_t steps_since_log = 0;
+  // Validation runs on rank 0 alone; the others wait for its keep-best decision.
   const auto run_validation = [&] {
-    last_validation_ = validate();
     last_validated_step_ = step_;
-    if (last_validation_.empty()) return;
-    metrics_->log(step_, last_validation_);
-    std::string line = fmt::format("validation at step {}:", step_);
-    for (const auto& [k, v] : last_validation_) line += fmt::format(" {} {:.5g}", k, v);
-    spdlog::info("{}", line);
-    const auto it = last_validation_.find(best_metric_);
-    if (it == last_validation_.end()) {
-      spdlog::warn("validation has no metric '{}' for keep-best (train.best_metric)", best_metric_);
-    } else if (step_ > 0 && is_better(it->second)) {  // step 0 is the untrained reference
-      best_value_ = it->second;
-      best_step_ = step_;
-      save_checkpoint("best " + best_metric_ + fmt::format(" {:.5g}", best_value_));
+    bool save_best = false;
+    if (main) {
+      last_validation_ = validate();
+      if (!last_validation_.empty()) {
+        metrics_->log(step_, last_validation_);
+        std::string line = fmt::format("validation at step {}:", step_);
+        for (const auto& [k, v] : last_validation_) line += fmt::format(" {} {:.5g}", k, v);
+        spdlog::info("{}", line);
+        const auto it = last_validation_.find(best_metric_);
+        if (it == last_validation_.end()) {
+          spdlog::warn("validation has no metric '{}' for keep-best (train.best_metric)", best_metric_);
+        } else if (step_ > 0 && is_better(it->second)) {  // step 0 is the untrained reference
+          best_value_ = it->second;
+          best_step_ = step_;
+          save_best = true;
+        }
+      }
     }
+    if (agree(save_best)) save_checkpoint("best " + best_metric_ + fmt::format(" {:.5g}", best_value_));
+  };
+  // In a multi-process job every rank must leave the loop at the same step: a signal counts
+  // when rank checks agree, at logging steps.
+  const auto stop_requested = [&] {
+    if (!group_) return g_stop_requested.load();
+    if (step_ % cfg_.train.log_every != 0) return false;
+    torch::Tensor flag = torch::full({1}, g_stop_requested.load() ? 1.0f : 0.0f);
+    group_->all_reduce(flag, "max");
+    return flag.item<float>() > 0.5f;
   };
 
   // The untrained model's figures: the reference every later validation is read against.
   if (start.resume_checkpoint.empty() && step_ == 0 && cfg_.train.max_steps > 0) run_validation();
   while (step_ < cfg_.train.max_steps) {
-    if (g_stop_requested.load()) {
+    if (stop_requested()) {
       result.stop_reason = "signal";
       break;
     }
@@ -428,16 +636,13 @@ TrainResult Trainer::run(const TrainStart& start) {
     for (int i = 0; i < cfg_.train.grad_accum; ++i) micro.push_back(loader_->next());
     const StepReport report = step(micro);
     ++steps_since_log;
-    if (report.skipped) {
-      spdlog::warn("step {}: non-finite loss or gradient, update skipped ({} in a row, {} in total)", step_,
-                   nonfinite_in_row_, nonfinite_total_);
-      if (nonfinite_in_row_ >= cfg_.train.max_nonfinite)
-        throw Error(
-            fmt::format("{} non-finite steps in a row (up to step {}): stopping; the last good checkpoint "
-                        "is {}",
-                        nonfinite_in_row_, step_, last_checkpoint_.empty() ? "none" : last_checkpoint_));
-    }
     if (step_ % cfg_.train.log_every == 0 || step_ == cfg_.train.max_steps) {
+      const int64_t total_before = nonfinite_total_;
+      check_nonfinite();
+      if (nonfinite_total_ > total_before)
+        spdlog::warn(
+            "step {}: {} non-finite step(s) since the last log, updates skipped ({} in a row, {} in total)",
+            step_, nonfinite_total_ - total_before, nonfinite_in_row_, nonfinite_total_);
       const auto now = std::chrono::steady_clock::now();
       log_step(report, std::chrono::duration<double>(now - last_log).count(), steps_since_log);
       last_log = now;
@@ -453,8 +658,8 @@ TrainResult Trainer::run(const TrainStart& start) {
     result.finished = true;
     if (last_validated_step_ != step_) run_validation();
   }
-  if (last_saved_step_ != step_ || last_checkpoint_.empty()) save_checkpoint(result.stop_reason);
-  metrics_->flush();
+  if (last_saved_step_ != step_) save_checkpoint(result.stop_reason);
+  if (metrics_) metrics_->flush();
   spdlog::info("{} at step {}: {}", result.finished ? "finished" : "stopped (" + result.stop_reason + ")",
                step_, last_checkpoint_);
   result.step = step_;

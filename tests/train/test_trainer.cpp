@@ -544,3 +544,195 @@ TEST(DemoCorpus, DISABLED_SemBoTokenizerAndDiTLossesFall) {
   EXPECT_GT(cont.frames, 640 * 10);
   EXPECT_EQ(cont.frames % 640, 0);
 }
+
+namespace {
+
+// `cfg` written as a YAML file in `dir`.
+std::string write_config(const RootConfig& cfg, const test::TempDir& dir, const std::string& name) {
+  const std::string path = dir.path(name);
+  test::write_text(path, config::dump(config::to_yaml(cfg)));
+  return path;
+}
+
+// K steps of `cfg` in one process with batch 2B, and as two Gloo processes (`losatok launch`)
+// with batch B each: the same global batch, so the same weights up to reduction order.
+void expect_two_ranks_match_one_process(RootConfig cfg, const std::vector<std::string>& keys) {
+  test::TempDir dir;
+  cfg.data.valid_sources.clear();
+  cfg.train.checkpoint.every = 0;
+  cfg.train.log_every = 1;
+  const int per_rank = cfg.data.batch_size;
+  cfg.run_dir = dir.path("one");
+  cfg.data.batch_size = 2 * per_rank;
+  std::string out;
+  ASSERT_EQ(test::run_command(bin() + "train --config " + write_config(cfg, dir, "one.yaml") + " 2>&1", &out),
+            0)
+      << out;
+  cfg.run_dir = dir.path("two");
+  cfg.data.batch_size = per_rank;
+  ASSERT_EQ(
+      test::run_command(std::string(LOSATOK_BINARY) + " launch --nproc 2 -- --threads 1 train --config " +
+                            write_config(cfg, dir, "two.yaml") + " 2>&1",
+                        &out),
+      0)
+      << out;
+  EXPECT_NE(out.find("2 ranks over gloo"), std::string::npos) << out;
+  EXPECT_NE(out.find("[rank 1]"), std::string::npos) << out;  // rank 1 speaks only in warnings
+  const std::string last = "/checkpoints/step-" + std::to_string(cfg.train.max_steps) + "/model.safetensors";
+  const auto a = io::load_safetensors(dir.path("one" + last)).tensors;
+  const auto b = io::load_safetensors(dir.path("two" + last)).tensors;
+  ASSERT_EQ(a.size(), b.size());
+  double worst = 0;
+  for (const auto& [k, v] : a) {
+    ASSERT_TRUE(b.count(k)) << k;
+    worst = std::max(worst, test::max_abs_diff(v, b.at(k)));
+  }
+  EXPECT_LT(worst, 2e-5);  // the same weights, up to the order of floating-point sums
+  const auto la = lines_with(dir.path("one/metrics.jsonl"), "train/loss");
+  const auto lb = lines_with(dir.path("two/metrics.jsonl"), "train/loss");
+  ASSERT_EQ(la.size(), static_cast<std::size_t>(cfg.train.max_steps));
+  ASSERT_EQ(lb.size(), la.size());
+  for (const auto& [step, j] : la)
+    for (const auto& k : keys) {
+      if (!j.contains(k)) continue;  // the discriminator's, before it starts
+      ASSERT_TRUE(lb.at(step).contains(k)) << k;
+      EXPECT_NEAR(j[k].get<double>(), lb.at(step)[k].get<double>(), 1e-4 * (1 + std::abs(j[k].get<double>())))
+          << k << " at step " << step;
+    }
+  EXPECT_NE(la.at(1).at(keys[0]), la.at(cfg.train.max_steps).at(keys[0]));  // it did train
+}
+
+}  // namespace
+
+TEST(Distributed, TwoGlooProcessesMatchOneProcessWithTheSameGlobalBatchSemBo) {
+  TinyCorpus corpus;
+  test::TempDir dir;
+  RootConfig cfg = sembo_config(corpus, dir.path("unused"));
+  cfg.model.sembo.dropout = 0;  // no randomness inside the step
+  cfg.sembo.baseline_fit_steps = 0;
+  cfg.data.batch_size = 2;
+  cfg.train.max_steps = 4;  // crosses an epoch (4 global batches of 4 from 9 clips: 2 per epoch)
+  expect_two_ranks_match_one_process(cfg, {"train/loss", "train/grad_norm"});
+}
+
+TEST(Distributed, TwoGlooProcessesMatchOneProcessWithTheSameGlobalBatchTokenizer) {
+  TinyCorpus corpus;
+  test::TempDir dir;
+  RootConfig cfg = tokenizer_config(corpus, dir.path("unused"));
+  cfg.tokenizer.sample_latent = false;
+  // Spectral convergence is one norm ratio over the whole batch (ParallelWaveGAN): its gradient
+  // depends on how the batch is split, in any data-parallel run. Everything else is per clip.
+  cfg.loss.lambda_stft = 0;
+  cfg.data.batch_size = 1;
+  cfg.train.max_steps = 4;  // the discriminator joins at step index 2: both optimizers sync
+  expect_two_ranks_match_one_process(cfg,
+                                     {"train/loss", "train/grad_norm/generator", "train/mel", "train/d_loss",
+                                      "train/grad_norm/discriminator", "train/g_mpd", "train/fm_mrd"});
+}
+
+TEST(Trainer, Fp16LossScalingIsExactWithoutOverflowAndItsStateResumes) {
+  // On the CPU there is no autocast, but the loss scaler runs: a power-of-two scale makes the
+  // run bitwise the fp32 one, and the scale (grown every 2 clean steps, halved on the
+  // non-finite step) is saved and restored.
+  TinyCorpus corpus;
+  test::TempDir dir;
+  RootConfig base = sembo_config(corpus, dir.path("fp32"));
+  base.train.max_steps = 6;
+  base.train.checkpoint.every = 3;
+  train_run(base);
+  RootConfig half = sembo_config(corpus, dir.path("fp16"));
+  half.train.max_steps = 6;
+  half.train.checkpoint.every = 3;
+  half.train.precision = "fp16";
+  half.train.loss_scale.init = 256;
+  half.train.loss_scale.growth_interval = 2;
+  train_run(half);
+  for (const char* f : {"model.safetensors", "optimizer.safetensors"})
+    expect_same_tensors(dir.path(std::string("fp32/checkpoints/step-6/") + f),
+                        dir.path(std::string("fp16/checkpoints/step-6/") + f));
+  const auto scale = lines_with(dir.path("fp16/metrics.jsonl"), "train/loss_scale");
+  EXPECT_EQ(scale.at(1)["train/loss_scale"].get<double>(), 256);
+  EXPECT_EQ(scale.at(2)["train/loss_scale"].get<double>(), 512);
+  EXPECT_EQ(scale.at(6)["train/loss_scale"].get<double>(), 2048);
+  const auto state = io::load_safetensors(dir.path("fp16/checkpoints/step-3/state.safetensors")).tensors;
+  EXPECT_EQ(state.at("loss_scaler.scale").item<float>(), 512);
+
+  // Resumed from step 3 with a non-finite step 4: the scale halves instead of growing.
+  RootConfig again = half;
+  again.run_dir = dir.path("fp16b");
+  again.train.stop_at_step = 3;
+  train_run(again);
+  again.train.stop_at_step = 0;
+  Trainer t(again, config::to_yaml(again), std::make_unique<NanSemBo>(again, std::set<int64_t>{3}));
+  TrainStart s;
+  s.resume_checkpoint = Checkpointer::latest(again.run_dir)->path;
+  t.run(s);
+  const auto after = lines_with(dir.path("fp16b/metrics.jsonl"), "train/loss_scale");
+  EXPECT_EQ(after.at(3)["train/loss_scale"].get<double>(), 512);
+  EXPECT_EQ(after.at(4)["train/loss_scale"].get<double>(), 256);  // overflow: halved, step skipped
+  EXPECT_EQ(after.at(6)["train/loss_scale"].get<double>(), 512);
+}
+
+TEST(Distributed, ResumeWithTheSameWorldSizeIsExactAndAnotherIsExplained) {
+  TinyCorpus corpus;
+  test::TempDir dir;
+  RootConfig cfg = sembo_config(corpus, dir.path("straight"));
+  cfg.model.sembo.dropout = 0.1;  // each rank's random stream matters
+  cfg.sembo.baseline_fit_steps = 0;
+  cfg.data.valid_sources.clear();
+  cfg.train.max_steps = 4;
+  cfg.train.checkpoint.every = 2;
+  const std::string launch = std::string(LOSATOK_BINARY) + " launch --nproc 2 -- --threads 1 train ";
+  std::string out;
+  ASSERT_EQ(test::run_command(launch + "--config " + write_config(cfg, dir, "a.yaml"), &out), 0) << out;
+  cfg.run_dir = dir.path("split");
+  cfg.train.stop_at_step = 2;
+  ASSERT_EQ(test::run_command(launch + "--config " + write_config(cfg, dir, "b.yaml"), &out), 0) << out;
+  ASSERT_EQ(test::run_command(launch + "--resume " + cfg.run_dir + " train.stop_at_step=0", &out), 0) << out;
+  expect_same_tensors(dir.path("straight/checkpoints/step-4/model.safetensors"),
+                      dir.path("split/checkpoints/step-4/model.safetensors"));
+  const auto state = io::load_safetensors(dir.path("split/checkpoints/step-4/state.safetensors")).tensors;
+  EXPECT_TRUE(state.count("rng.cpu.rank1"));
+
+  // One process continues a two-process run, and says what that means.
+  cfg.run_dir = dir.path("shrink");
+  ASSERT_EQ(test::run_command(launch + "--config " + write_config(cfg, dir, "c.yaml"), &out), 0) << out;
+  ASSERT_EQ(test::run_command(bin() + "train --resume " + cfg.run_dir + " train.stop_at_step=0 2>&1", &out),
+            0)
+      << out;
+  EXPECT_NE(out.find("was written by 2 process(es), this run has 1"), std::string::npos) << out;
+  EXPECT_TRUE(fs::exists(dir.path("shrink/checkpoints/step-4/model.safetensors")));
+
+  // A rank that fails stops the job: one line, non-zero status.
+  EXPECT_NE(test::run_command(launch + "--config " + dir.path("missing.yaml") + " 2>&1", &out), 0);
+  EXPECT_NE(out.find("missing.yaml"), std::string::npos) << out;
+}
+
+// CUDA only (skipped without a GPU): bf16 autocast steps of the SemBo and tokenizer stages stay
+// near the fp32 losses; fp16 runs with its loss scaler (overflowing steps at the start are
+// skipped while the scale backs off) and ends finite.
+TEST(Cuda, MixedPrecisionTrains) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  TinyCorpus corpus;
+  test::TempDir dir;
+  for (const std::string stage : {"sembo", "tokenizer"}) {
+    std::map<std::string, std::vector<double>> losses;
+    for (const std::string precision : {"fp32", "bf16", "fp16"}) {
+      RootConfig cfg = stage == "sembo" ? sembo_config(corpus, dir.path(stage + precision))
+                                        : tokenizer_config(corpus, dir.path(stage + precision));
+      cfg.runtime.device = "cuda";
+      cfg.train.precision = precision;
+      cfg.train.max_steps = 8;
+      const TrainResult r = train_run(cfg);
+      EXPECT_TRUE(r.finished) << stage << " " << precision;
+      for (const auto& [step, j] : lines_with(dir.path(stage + precision + "/metrics.jsonl"), "train/loss")) {
+        losses[precision].push_back(j["train/loss"].is_number() ? j["train/loss"].get<double>() : NAN);
+        if (precision == "fp16") EXPECT_TRUE(j.contains("train/loss_scale"));
+      }
+    }
+    for (std::size_t i = 0; i < 2; ++i)  // before the runs drift apart
+      EXPECT_NEAR(losses["bf16"][i], losses["fp32"][i], 0.05 * std::abs(losses["fp32"][i]) + 1e-3)
+          << stage << " bf16 step " << i + 1;
+    EXPECT_TRUE(std::isfinite(losses["fp16"].back())) << stage;
+  }
+}

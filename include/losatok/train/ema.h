@@ -16,8 +16,8 @@ class Ema {
   Ema(const NamedTensors& parameters, const EmaConfig& config);
   bool enabled() const { return config_.decay > 0; }
   // After the optimizer step with index `step`: before start_step the shadow copies the
-  // weights, afterwards it averages them.
-  void update(int64_t step);
+  // weights, afterwards it averages them; only where `apply` (0-d bool, undefined = true) holds.
+  void update(int64_t step, const torch::Tensor& apply = {});
   // name -> averaged tensor.
   const std::map<std::string, torch::Tensor>& shadow() const { return shadow_; }
   void load(const std::map<std::string, torch::Tensor>& tensors, const std::string& where);

@@ -24,11 +24,13 @@ class AdamW {
   const std::string& name() const { return name_; }
   const NamedTensors& parameters() const { return params_; }
   const OptimConfig& config() const { return config_; }
-  int64_t steps_taken() const { return steps_; }
+  int64_t steps_taken() const;  // reads the device's step count back
 
   void zero_grad();
-  // One update at learning rate `lr` for every parameter that has a gradient.
-  void step(double lr);
+  // One update at learning rate `lr` for every parameter that has a gradient, when `apply` (a
+  // 0-d bool tensor; undefined = true) holds. A false `apply` leaves weights, moments and the
+  // step count untouched, decided on the device.
+  void step(double lr, const torch::Tensor& apply = {});
 
   // "<param>.exp_avg", "<param>.exp_avg_sq" per parameter, "step" (int64 scalar).
   std::map<std::string, torch::Tensor> state() const;
@@ -41,7 +43,7 @@ class AdamW {
   std::vector<bool> decay_;
   OptimConfig config_;
   std::vector<torch::Tensor> exp_avg_, exp_avg_sq_;
-  int64_t steps_ = 0;
+  torch::Tensor step_count_;  // float64 scalar on the parameters' device
 };
 
 // The global L2 norm of the parameters' gradients, and (max_norm > 0) every gradient scaled by

@@ -77,12 +77,48 @@ struct CheckpointConfig {
   void validate() const;
 };
 
+// fp16's dynamic loss scaler (train.precision fp16): PyTorch GradScaler's defaults.
+struct LossScaleConfig {
+  double init = 65536.0;
+  double growth_factor = 2.0;
+  double backoff_factor = 0.5;
+  int growth_interval = 2000;  // clean steps in a row before the scale grows
+
+  template <class V>
+  void visit(V& v) {
+    v("init", init);
+    v("growth_factor", growth_factor);
+    v("backoff_factor", backoff_factor);
+    v("growth_interval", growth_interval);
+  }
+  void validate() const;
+};
+
+// Multi-process training (ranks come from torchrun / Slurm / `losatok launch`).
+struct DistributedConfig {
+  std::string backend = "auto";  // auto (NCCL on CUDA, Gloo on CPU) | gloo | nccl
+  double bucket_mb = 25;         // gradient all-reduce bucket size
+  int64_t timeout_s = 1800;      // rendezvous and every collective (validation runs on rank 0 alone)
+  // Parameters no rank used in a step keep no gradient (one small read-back per step, as DDP's
+  // find_unused_parameters). false: no host sync; every parameter must get a gradient.
+  bool find_unused = true;
+
+  template <class V>
+  void visit(V& v) {
+    v("backend", backend);
+    v("bucket_mb", bucket_mb);
+    v("timeout_s", timeout_s);
+    v("find_unused", find_unused);
+  }
+  void validate() const;
+};
+
 struct TrainConfig {
   int64_t max_steps = 10000;
   int64_t stop_at_step = 0;        // > 0: write a checkpoint and exit at this step (resume later)
   int grad_accum = 1;              // micro-batches per optimizer step
   double grad_clip = 1.0;          // max global gradient norm per optimizer; 0 = off
-  std::string precision = "fp32";  // fp32 | bf16 (autocast, CUDA only)
+  std::string precision = "fp32";  // fp32 | bf16 | fp16 (autocast, CUDA only; fp16 with loss scaling)
   int64_t log_every = 50;
   int64_t val_every = 500;        // 0 = only at the end
   int64_t val_batches = 0;        // 0 = the whole validation set
@@ -96,6 +132,8 @@ struct TrainConfig {
   OptimConfig optim;
   EmaConfig ema;
   CheckpointConfig checkpoint;
+  LossScaleConfig loss_scale;
+  DistributedConfig distributed;
 
   template <class V>
   void visit(V& v) {
@@ -115,6 +153,8 @@ struct TrainConfig {
     v("optim", optim);
     v("ema", ema);
     v("checkpoint", checkpoint);
+    v("loss_scale", loss_scale);
+    v("distributed", distributed);
   }
   void validate() const;
 };

@@ -13,7 +13,9 @@
 
 #include "losatok/core/run_config.h"
 #include "losatok/train/checkpoint.h"
+#include "losatok/train/distributed.h"
 #include "losatok/train/ema.h"
+#include "losatok/train/loss_scaler.h"
 #include "losatok/train/optimizer.h"
 #include "losatok/train/stage.h"
 
@@ -35,12 +37,13 @@ struct TrainResult {
   std::map<std::string, double> validation;  // the last validation
 };
 
-// What one optimizer step did.
+// What one optimizer step did. Tensors stay on the device until the step is logged.
 struct StepReport {
   std::map<std::string, torch::Tensor> metrics;  // "loss", "grad_norm", ... (0-d tensors)
-  std::map<std::string, double> lr;              // per optimizer
-  bool skipped = false;                          // a non-finite loss or gradient
-  int64_t samples = 0;
+  std::map<std::string, double> lr;              // per optimizer that ran
+  std::map<std::string, torch::Tensor> applied;  // per optimizer: 0-d bool, false = update skipped
+  torch::Tensor skipped;                         // 0-d bool: a non-finite loss or gradient skipped an update
+  int64_t samples = 0;                           // this process's
   double audio_seconds = 0;
 };
 
@@ -55,7 +58,8 @@ class Trainer {
   TrainResult run(const TrainStart& start);
 
   // One optimizer step over `micro_batches` (train.grad_accum of them): every optimizer of the
-  // stage in turn, backward, non-finite check, clipping, update, EMA. The benchmark calls it.
+  // stage in turn, backward (loss-scaled in fp16), gradient all-reduce across ranks, clipping,
+  // non-finite check, update, EMA. Nothing in it waits for the device. The benchmark calls it.
   StepReport step(const std::vector<data::Batch>& micro_batches);
 
   // Validation over `batches` (or the validation manifests when empty), with EMA weights when
@@ -65,6 +69,8 @@ class Trainer {
   Stage& stage() { return *stage_; }
   int64_t global_step() const { return step_; }
   const torch::Device& device() const { return device_; }
+  const DistributedEnv& distributed() const { return dist_; }
+  bool is_main_process() const { return dist_.rank == 0; }
 
   // What SIGTERM / SIGINT do: the loop writes a checkpoint and returns after the current step.
   static void request_stop();
@@ -75,10 +81,21 @@ class Trainer {
   std::string progress_json() const;
   void log_step(const StepReport& report, double seconds_since_log, int64_t steps_since_log);
   bool is_better(double value) const;
+  // Reads the device's non-finite counters back (a sync point) and stops the run when too
+  // many steps in a row were skipped.
+  void check_nonfinite();
+  // Every rank gets rank 0's weights, buffers and EMA.
+  void broadcast_state();
+  // Rank 0's `flag` on every rank.
+  bool agree(bool flag);
 
   RootConfig cfg_;
   YAML::Node resolved_;
+  DistributedEnv dist_;
   torch::Device device_;
+  std::unique_ptr<ProcessGroup> group_;                // null in a single process
+  std::vector<std::unique_ptr<GradSync>> grad_syncs_;  // per optimizer
+  std::unique_ptr<LossScaler> scaler_;                 // fp16 only
   std::unique_ptr<Stage> stage_;
   std::vector<AdamW> optimizers_;
   std::unique_ptr<Ema> ema_;
@@ -89,8 +106,9 @@ class Trainer {
 
   int64_t step_ = 0, samples_seen_ = 0;
   double audio_seconds_seen_ = 0;
-  int nonfinite_in_row_ = 0;
-  int64_t nonfinite_total_ = 0;
+  int64_t nonfinite_in_row_ = 0, nonfinite_total_ = 0;  // as of the last check_nonfinite()
+  // On the device: skipped steps in a row, in total, and the longest run since the last check.
+  torch::Tensor skip_run_, skip_total_, skip_worst_;
   std::string best_metric_;
   double best_value_ = 0;
   int64_t best_step_ = -1;
