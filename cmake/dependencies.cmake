@@ -16,3 +16,17 @@ find_package(Threads REQUIRED)
 if(LOSATOK_BUILD_TESTS)
   find_package(GTest REQUIRED)
 endif()
+
+# A PyTorch wheel ships its own, newer {fmt} headers in its include folder, which comes first on
+# the compile line; Debian's spdlog needs Debian's {fmt}. A folder holding only a link to those
+# headers goes in front of both (never /usr/include itself: that breaks libstdc++'s
+# #include_next).
+if(LOSATOK_TORCH_FROM_PYTHON)
+  get_target_property(_fmt_includes fmt::fmt INTERFACE_INCLUDE_DIRECTORIES)
+  find_path(_fmt_root fmt/core.h HINTS ${_fmt_includes} REQUIRED)
+  set(_fmt_first ${CMAKE_BINARY_DIR}/fmt-first)
+  file(MAKE_DIRECTORY ${_fmt_first})
+  file(CREATE_LINK ${_fmt_root}/fmt ${_fmt_first}/fmt SYMBOLIC)
+  include_directories(BEFORE SYSTEM ${_fmt_first})
+  message(STATUS "losatok: {fmt} headers from ${_fmt_root} ahead of the wheel's own")
+endif()

@@ -40,3 +40,35 @@ if(NOT _torch_abi EQUAL _system_abi)
     "but the system C++ libraries (yaml-cpp, spdlog, gtest) use ${_system_abi}. "
     "Use a PyTorch >= 2.7 wheel (built with the CXX11 ABI) or Debian's libtorch-dev.")
 endif()
+
+# NCCL process groups need a CUDA LibTorch and nccl.h (a system NCCL, or the nvidia-nccl wheel
+# beside PyTorch). Without them multi-process training uses Gloo.
+set(LOSATOK_NCCL_INCLUDE_DIR "")
+if(TARGET torch_cuda)
+  execute_process(
+    COMMAND ${LOSATOK_PYTHON} -c "import nvidia.nccl; print(list(nvidia.nccl.__path__)[0] + '/include')"
+    OUTPUT_VARIABLE _nccl_hint OUTPUT_STRIP_TRAILING_WHITESPACE ERROR_QUIET)
+  find_path(_nccl_dir nccl.h HINTS ${_nccl_hint} ENV NCCL_INCLUDE_DIR PATHS /usr/include /usr/local/cuda/include)
+  if(_nccl_dir)
+    set(LOSATOK_NCCL_INCLUDE_DIR "${_nccl_dir}")
+    message(STATUS "losatok: NCCL process groups (nccl.h in ${_nccl_dir})")
+  else()
+    message(STATUS "losatok: CUDA LibTorch without nccl.h: multi-process training uses Gloo")
+  endif()
+endif()
+
+# A PyTorch wheel's libtorch.so exports its own copies of parts of libstdc++ (std::filesystem
+# among them), and calls from our programs bound to them crash (seen with torch 2.11:
+# std::filesystem::remove_all). Our programs preload the system's libstdc++ (see
+# set_openmp_wait_policy_and_reexec); ctest sets it for the test binary.
+set(LOSATOK_PRELOAD_LIBSTDCXX "")
+if(LOSATOK_TORCH_FROM_PYTHON)
+  execute_process(COMMAND ${CMAKE_CXX_COMPILER} -print-file-name=libstdc++.so.6
+    OUTPUT_VARIABLE _libstdcxx OUTPUT_STRIP_TRAILING_WHITESPACE)
+  get_filename_component(_libstdcxx "${_libstdcxx}" REALPATH)
+  if(EXISTS "${_libstdcxx}")
+    set(LOSATOK_PRELOAD_LIBSTDCXX "${_libstdcxx}")
+    message(STATUS "losatok: preloading ${_libstdcxx} ahead of the wheel's libtorch")
+  endif()
+endif()
+configure_file(${PROJECT_SOURCE_DIR}/cmake/build_config.h.in ${PROJECT_BINARY_DIR}/generated/losatok/build_config.h)

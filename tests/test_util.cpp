@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <random>
 #include <sstream>
@@ -53,10 +54,11 @@ std::string fixture(const std::string& name) {
 }
 
 TempDir::TempDir() {
-  std::random_device rd;
-  dir_ = std::filesystem::temp_directory_path() /
-         ("losatok_test_" + std::to_string(rd()) + std::to_string(rd()));
-  std::filesystem::create_directories(dir_);
+  // mkdtemp, not std::random_device: the latter throws on machines whose RDRAND fails.
+  std::string pattern = (std::filesystem::temp_directory_path() / "losatok_test_XXXXXX").string();
+  if (!::mkdtemp(pattern.data()))
+    throw std::runtime_error("mkdtemp " + pattern + ": " + std::strerror(errno));
+  dir_ = pattern;
 }
 
 TempDir::~TempDir() {
