@@ -54,7 +54,7 @@ std::string fixture(const std::string& name) {
 }
 
 TempDir::TempDir() {
-  // mkdtemp, not std::random_device: the latter throws on machines whose RDRAND fails.
+  // mkdtemp: created atomically with a name nobody else holds.
   std::string pattern = (std::filesystem::temp_directory_path() / "losatok_test_XXXXXX").string();
   if (!::mkdtemp(pattern.data()))
     throw std::runtime_error("mkdtemp " + pattern + ": " + std::strerror(errno));

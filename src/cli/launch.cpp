@@ -102,8 +102,16 @@ int run_launch(const LaunchOptions& o) {
   std::vector<pid_t> pids;
   for (int r = 0; r < o.nproc; ++r) {
     const pid_t pid = ::fork();
-    if (pid < 0) throw Error(std::string("launch: fork: ") + std::strerror(errno));
+    if (pid < 0) {
+      const std::string why = std::strerror(errno);
+      for (const pid_t started : pids) ::kill(started, SIGKILL);
+      for (const pid_t started : pids) ::waitpid(started, nullptr, 0);
+      throw Error("launch: fork: " + why);
+    }
     if (pid == 0) {
+      // Its own process group: a terminal's Ctrl-C reaches the launcher alone, which forwards
+      // one SIGINT per rank (a rank's second signal would kill it before its checkpoint).
+      ::setpgid(0, 0);
       ::execve(self.c_str(), argv.data(), envps[r].data());
       ::_exit(127);
     }

@@ -74,6 +74,36 @@ std::string first_slurm_host(const std::string& nodelist) {
   return first.substr(0, open) + inner + first.substr(close + 1);
 }
 
+namespace {
+
+// Tasks of this step on this node: SLURM_NTASKS_PER_NODE when uniform, else this node's entry
+// (SLURM_NODEID) of SLURM_STEP_TASKS_PER_NODE / SLURM_TASKS_PER_NODE ("2(x3),1").
+int slurm_tasks_on_node(const std::map<std::string, std::string>& vars) {
+  if (vars.count("SLURM_NTASKS_PER_NODE")) return parse_int(vars, "SLURM_NTASKS_PER_NODE", 1);
+  const std::string name =
+      vars.count("SLURM_STEP_TASKS_PER_NODE") ? "SLURM_STEP_TASKS_PER_NODE" : "SLURM_TASKS_PER_NODE";
+  const std::string list = get(vars, name);
+  if (list.empty()) return 1;
+  const int node = parse_int(vars, "SLURM_NODEID", 0);
+  int seen = 0;
+  for (std::size_t start = 0; start < list.size();) {
+    const std::size_t end = std::min(list.find(',', start), list.size());
+    const std::string item = list.substr(start, end - start);
+    const auto paren = item.find("(x");
+    const int count = parse_int({{name, item.substr(0, paren)}}, name, 1);
+    const int repeat = paren == std::string::npos
+                           ? 1
+                           : parse_int({{name, item.substr(paren + 2, item.size() - paren - 3)}}, name, 1);
+    if (node < seen + repeat) return count;
+    seen += repeat;
+    start = end + 1;
+  }
+  throw Error("environment variable " + name + "='" + list +
+              "' has no entry for SLURM_NODEID=" + std::to_string(node));
+}
+
+}  // namespace
+
 DistributedEnv DistributedEnv::from_variables(const std::map<std::string, std::string>& vars) {
   DistributedEnv e;
   const bool torchrun = vars.count("WORLD_SIZE") && vars.count("RANK");
@@ -91,14 +121,13 @@ DistributedEnv DistributedEnv::from_variables(const std::map<std::string, std::s
     e.world_size = parse_int(vars, "SLURM_NTASKS", 1);
     e.rank = parse_int(vars, "SLURM_PROCID", 0);
     e.local_rank = parse_int(vars, "SLURM_LOCALID", 0);
-    // "4" or "4(x2)" per node; the first figure is this job's tasks on a node.
-    const std::string per_node = get(vars, "SLURM_NTASKS_PER_NODE", get(vars, "SLURM_TASKS_PER_NODE"));
-    e.local_world_size = per_node.empty()
-                             ? 1
-                             : parse_int({{"SLURM_NTASKS_PER_NODE", per_node.substr(0, per_node.find('('))}},
-                                         "SLURM_NTASKS_PER_NODE", 1);
-    const std::string nodes = get(vars, "SLURM_JOB_NODELIST", get(vars, "SLURM_NODELIST"));
+    e.local_world_size = slurm_tasks_on_node(vars);
+    // The step's first node hosts rank 0.
+    const std::string nodes =
+        get(vars, "SLURM_STEP_NODELIST", get(vars, "SLURM_JOB_NODELIST", get(vars, "SLURM_NODELIST")));
     if (!nodes.empty()) e.master_addr = first_slurm_host(nodes);
+    // Jobs sharing a node must not share a port.
+    if (vars.count("SLURM_JOB_ID")) e.master_port = 20000 + parse_int(vars, "SLURM_JOB_ID", 0) % 20000;
   } else {
     return e;
   }
@@ -131,7 +160,8 @@ DistributedEnv DistributedEnv::from_environment() {
 
 struct ProcessGroup::Impl {
   c10::intrusive_ptr<c10d::Store> store;
-  c10::intrusive_ptr<compat::ProcessGroupBase> pg;
+  c10::intrusive_ptr<compat::ProcessGroupBase> pg;       // the tensors of the group's device
+  c10::intrusive_ptr<compat::ProcessGroupBase> control;  // CPU tensors: Gloo (the same as pg on CPU)
 };
 
 struct ProcessGroup::Pending {
@@ -199,7 +229,12 @@ std::unique_ptr<ProcessGroup> ProcessGroup::connect(const DistributedEnv& env, c
       impl->store = c10::make_intrusive<c10d::PrefixStore>(
           std::string("/worker/attempt_") + (attempt ? attempt : "0"), impl->store);
     }
-    impl->store = c10::make_intrusive<c10d::PrefixStore>("losatok/", impl->store);
+    const auto base = impl->store;
+    impl->store = c10::make_intrusive<c10d::PrefixStore>("losatok/", base);
+    // Flags, metrics and random states travel on the CPU over Gloo, so reading them never waits
+    // for the GPU's queue.
+    impl->control = make_gloo(c10::make_intrusive<c10d::PrefixStore>("losatok-cpu/", base), env.rank,
+                              env.world_size, env.master_addr, timeout);
     if (nccl) {
 #ifdef LOSATOK_WITH_NCCL
       c10::cuda::set_device(device.index());
@@ -208,7 +243,7 @@ std::unique_ptr<ProcessGroup> ProcessGroup::connect(const DistributedEnv& env, c
       impl->pg = c10::make_intrusive<c10d::ProcessGroupNCCL>(impl->store, env.rank, env.world_size, opts);
 #endif
     } else {
-      impl->pg = make_gloo(impl->store, env.rank, env.world_size, env.master_addr, timeout);
+      impl->pg = impl->control;
     }
   } catch (const Error&) {
     throw;
@@ -231,42 +266,55 @@ std::unique_ptr<ProcessGroup> ProcessGroup::connect_file(const std::string& stor
   auto impl = std::make_unique<Impl>();
   impl->store = c10::make_intrusive<c10d::FileStore>(store_path, world_size);
   impl->pg = make_gloo(impl->store, rank, world_size, "127.0.0.1", timeout);
+  impl->control = impl->pg;
   return std::unique_ptr<ProcessGroup>(
       new ProcessGroup(std::move(impl), rank, world_size, "gloo", torch::kCPU));
 }
 
+namespace {
+
+// The group for `t` and the tensor to hand it: device tensors over the main backend, the rest
+// as contiguous CPU tensors over Gloo.
+std::pair<compat::ProcessGroupBase*, at::Tensor> route(const ProcessGroup::Impl& impl,
+                                                       const torch::Device& device, const at::Tensor& t) {
+  if (!device.is_cpu() && t.device() == device)
+    return {impl.pg.get(), t.is_contiguous() ? t : t.contiguous()};
+  return {impl.control.get(), t.is_cpu() && t.is_contiguous() ? t : t.cpu().contiguous()};
+}
+
+}  // namespace
+
 void ProcessGroup::broadcast(std::vector<torch::Tensor>& tensors) {
   torch::NoGradGuard no_grad;
   for (auto& t : tensors) {
-    std::vector<at::Tensor> one{t.device() == device_ && t.is_contiguous() ? t : t.to(device_).contiguous()};
+    auto [group, x] = route(*impl_, device_, t);
+    std::vector<at::Tensor> one{x};
     c10d::BroadcastOptions o;
     o.rootRank = 0;
-    impl_->pg->broadcast(one, o)->wait();
+    group->broadcast(one, o)->wait();
     if (!one[0].is_same(t)) t.copy_(one[0]);
   }
 }
 
 void ProcessGroup::all_reduce(torch::Tensor& tensor, const std::string& op) {
-  std::vector<at::Tensor> one{
-      tensor.device() == device_ && tensor.is_contiguous() ? tensor : tensor.to(device_).contiguous()};
+  auto [group, x] = route(*impl_, device_, tensor);
+  std::vector<at::Tensor> one{x};
   c10d::AllreduceOptions o;
   o.reduceOp = reduce_op(op);
-  impl_->pg->allreduce(one, o)->wait();
+  group->allreduce(one, o)->wait();
   if (!one[0].is_same(tensor)) tensor.copy_(one[0]);
 }
 
 std::vector<torch::Tensor> ProcessGroup::all_gather(const torch::Tensor& tensor) {
-  std::vector<at::Tensor> input{tensor.to(device_).contiguous()};
+  std::vector<at::Tensor> input{tensor.cpu().contiguous()};
   std::vector<std::vector<at::Tensor>> output(1);
   for (int r = 0; r < world_size_; ++r) output[0].push_back(torch::empty_like(input[0]));
-  impl_->pg->allgather(output, input)->wait();
-  std::vector<torch::Tensor> out;
-  for (auto& t : output[0]) out.push_back(t.cpu());
-  return out;
+  impl_->control->allgather(output, input)->wait();
+  return output[0];
 }
 
 void ProcessGroup::barrier() {
-  impl_->pg->barrier()->wait();
+  impl_->control->barrier()->wait();
 }
 
 std::shared_ptr<ProcessGroup::Pending> ProcessGroup::all_reduce_async(torch::Tensor& flat) {
@@ -320,7 +368,11 @@ void GradSync::sync() {
       used.push_back(p.grad().defined() ? 1.0f : 0.0f);
       n += p.numel();
     }
-    if (find_unused_) parts.push_back(torch::tensor(used).to(parts.front().options()));
+    if (find_unused_) {
+      torch::Tensor flags = torch::tensor(used);
+      if (parts.front().is_cuda()) flags = flags.pin_memory();  // an asynchronous copy
+      parts.push_back(flags.to(parts.front().options(), /*non_blocking=*/true));
+    }
     torch::Tensor flat = torch::cat(parts).to(group_.device());
     pending.push_back(group_.all_reduce_async(flat));
     flats.push_back(flat);

@@ -25,8 +25,10 @@ void LossScaler::update(const torch::Tensor& found_inf) {
   const torch::Tensor inf = found_inf.to(scale_.device()).to(torch::kBool);
   const torch::Tensor grown = growth_tracker_ + 1;
   const torch::Tensor grow = grown >= config_.growth_interval;
+  // Growing never makes the scale infinite (GradScaler keeps it then).
+  const torch::Tensor grown_scale = scale_ * config_.growth_factor;
   scale_ = torch::where(inf, scale_ * config_.backoff_factor,
-                        torch::where(grow, scale_ * config_.growth_factor, scale_));
+                        torch::where(grow & torch::isfinite(grown_scale), grown_scale, scale_));
   growth_tracker_ = torch::where(inf | grow, torch::zeros_like(grown), grown);
 }
 

@@ -54,7 +54,9 @@ void AdamW::step(double lr, const torch::Tensor& apply) {
     if (!g.defined()) continue;
     g.masked_fill_(skip, 0.0);  // a non-finite gradient must not reach the moments
     if (decay_[i] && config_.weight_decay > 0) p.mul_(decay_factor);
-    exp_avg_[i].lerp_(g, avg_weight);
+    exp_avg_[i].lerp_(g, exp_avg_[i].scalar_type() == torch::kFloat32
+                             ? avg_weight
+                             : avg_weight.to(exp_avg_[i].scalar_type()));
     exp_avg_sq_[i].mul_(sq_decay).addcmul_(g, g, 1 - b2);
     const torch::Tensor denom = (exp_avg_sq_[i].sqrt() / bc2).add_(config_.eps);
     p.sub_(exp_avg_[i] / denom * step_size);
@@ -107,7 +109,9 @@ torch::Tensor clip_grad_norm(const NamedTensors& parameters, double max_norm) {
   std::vector<torch::Tensor> norms;
   for (const auto& [n, p] : parameters)
     if (p.grad().defined()) norms.push_back(p.grad().norm(2).to(torch::kFloat32));
-  if (norms.empty()) return torch::zeros({});
+  if (norms.empty())  // on the parameters' device: the caller's checks stay there
+    return torch::zeros({},
+                        parameters.empty() ? torch::TensorOptions() : parameters.front().second.options());
   const torch::Tensor total = torch::stack(norms).norm(2);
   if (max_norm > 0) {
     const torch::Tensor coef = (max_norm / (total + 1e-6)).clamp_max(1.0);

@@ -7,6 +7,7 @@
 #include <csignal>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "losatok/core/compat.h"
 #include "losatok/core/config.h"
@@ -135,6 +136,15 @@ Trainer::Trainer(const RootConfig& cfg, const YAML::Node& resolved, std::unique_
   stage_ = stage ? std::move(stage) : make_stage(cfg_, device_);
   for (auto& spec : stage_->optimizers()) optimizers_.emplace_back(spec.name, spec.parameters, spec.config);
   ema_ = std::make_unique<Ema>(stage_->ema_parameters(), cfg_.train.ema);
+  {
+    std::set<const void*> averaged;
+    for (const auto& [n, p] : stage_->ema_parameters()) averaged.insert(p.unsafeGetTensorImpl());
+    for (const auto& opt : optimizers_) {
+      bool owns = false;
+      for (const auto& [n, p] : opt.parameters()) owns |= averaged.count(p.unsafeGetTensorImpl()) > 0;
+      ema_owners_.push_back(owns);
+    }
+  }
   best_metric_ = cfg_.train.best_metric.empty() ? stage_->best_metric() : cfg_.train.best_metric;
   if (cfg_.train.precision == "fp16") scaler_ = std::make_unique<LossScaler>(cfg_.train.loss_scale, device_);
   if (group_) {
@@ -165,6 +175,7 @@ StepReport Trainer::step(const std::vector<data::Batch>& micro_batches) {
   const bool autocast = cfg_.train.precision != "fp32" && device_.is_cuda();
   const at::ScalarType autocast_dtype = cfg_.train.precision == "fp16" ? at::kHalf : at::kBFloat16;
   torch::Tensor all_ok = bool_scalar(true, device_);
+  torch::Tensor ema_ok;  // the updates of the optimizers whose weights the EMA averages
   for (std::size_t phase = 0; phase < phases; ++phase) {
     AdamW* opt = optimizers_.empty() ? nullptr : &optimizers_[phase];
     if (opt && !stage_->optimizer_active(phase, step_)) continue;
@@ -215,6 +226,7 @@ StepReport Trainer::step(const std::vector<data::Batch>& micro_batches) {
     report.lr[opt->name()] = lr;
     report.applied[opt->name()] = ok;
     all_ok = all_ok.logical_and(ok);
+    if (ema_owners_[phase]) ema_ok = ema_ok.defined() ? ema_ok.logical_and(ok) : ok;
   }
   for (const auto& b : micro_batches) {
     report.samples += b.size();
@@ -233,7 +245,7 @@ StepReport Trainer::step(const std::vector<data::Batch>& micro_batches) {
   skip_total_ = skip_total_ + skipped;
   skip_worst_ = torch::maximum(skip_worst_, skip_run_);
   report.skipped = all_ok.logical_not();
-  ema_->update(step_, all_ok);
+  ema_->update(step_, ema_ok.defined() ? ema_ok : all_ok);
   ++step_;
   samples_seen_ += report.samples * (group_ ? group_->world_size() : 1);
   audio_seconds_seen_ += report.audio_seconds * (group_ ? group_->world_size() : 1);
@@ -355,7 +367,7 @@ std::string Trainer::save_checkpoint(const std::string& why) {
     }
   }
   if (!is_main_process()) {
-    group_->barrier();  // rank 0 writes
+    if (!agree(true)) throw Error("rank 0 could not write the checkpoint of step " + std::to_string(step_));
     last_saved_step_ = step_;
     return last_checkpoint_;
   }
@@ -394,8 +406,8 @@ std::string Trainer::save_checkpoint(const std::string& why) {
   } catch (const std::exception& e) {
     error = e.what();
   }
-  // The other ranks wait until the checkpoint is complete (or failed: they stop too).
-  if (group_) group_->barrier();
+  // The other ranks wait until the checkpoint is complete, and stop too when it failed.
+  agree(error.empty());
   if (!error.empty()) throw Error(error);
   last_saved_step_ = step_;
   spdlog::info("checkpoint {} ({}, {:.1f} s)", last_checkpoint_, why,
@@ -543,13 +555,20 @@ TrainResult Trainer::run(const TrainStart& start) {
     throw Error("run_dir '" + cfg_.run_dir +
                 "' already has checkpoints: add --resume to continue it, or choose "
                 "another run_dir");
+  std::string setup_error;
   if (main) {
-    std::error_code ec;
-    fs::create_directories(run_dir, ec);
-    if (ec) throw Error("cannot create run_dir '" + cfg_.run_dir + "': " + ec.message());
-    log_to_file((run_dir / "train.log").string());
-    config::save_run_config(cfg_.run_dir, resolved_, start.overrides);
+    try {
+      std::error_code ec;
+      fs::create_directories(run_dir, ec);
+      if (ec) throw Error("cannot create run_dir '" + cfg_.run_dir + "': " + ec.message());
+      log_to_file((run_dir / "train.log").string());
+      config::save_run_config(cfg_.run_dir, resolved_, start.overrides);
+    } catch (const std::exception& e) {
+      setup_error = e.what();
+    }
   }
+  if (!agree(setup_error.empty()))
+    throw Error(main ? setup_error : "rank 0 could not set up run_dir '" + cfg_.run_dir + "'");
 
   if (!start.init_from.empty()) {
     const io::WeightSet w = io::read_weights(start.init_from);
@@ -592,8 +611,17 @@ TrainResult Trainer::run(const TrainStart& start) {
   const auto run_validation = [&] {
     last_validated_step_ = step_;
     bool save_best = false;
+    std::string failed;
     if (main) {
-      last_validation_ = validate();
+      try {
+        last_validation_ = validate();
+      } catch (const std::exception& e) {
+        failed = e.what();
+      }
+    }
+    // Rank 0's failure stops every rank instead of leaving them at the next collective.
+    if (!agree(failed.empty())) throw Error(main ? failed : "validation failed on rank 0");
+    if (main) {
       if (!last_validation_.empty()) {
         metrics_->log(step_, last_validation_);
         std::string line = fmt::format("validation at step {}:", step_);
@@ -611,11 +639,10 @@ TrainResult Trainer::run(const TrainStart& start) {
     }
     if (agree(save_best)) save_checkpoint("best " + best_metric_ + fmt::format(" {:.5g}", best_value_));
   };
-  // In a multi-process job every rank must leave the loop at the same step: a signal counts
-  // when rank checks agree, at logging steps.
+  // In a multi-process job every rank must leave the loop at the same step: a signal to any
+  // rank stops all (a CPU all-reduce over Gloo each step; it never waits for the GPU).
   const auto stop_requested = [&] {
     if (!group_) return g_stop_requested.load();
-    if (step_ % cfg_.train.log_every != 0) return false;
     torch::Tensor flag = torch::full({1}, g_stop_requested.load() ? 1.0f : 0.0f);
     group_->all_reduce(flag, "max");
     return flag.item<float>() > 0.5f;

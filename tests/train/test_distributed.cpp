@@ -40,7 +40,7 @@ TEST(DistributedEnv, TorchrunSlurmAndErrors) {
   const DistributedEnv s = DistributedEnv::from_variables({{"SLURM_PROCID", "5"},
                                                            {"SLURM_NTASKS", "8"},
                                                            {"SLURM_LOCALID", "1"},
-                                                           {"SLURM_NTASKS_PER_NODE", "4(x2)"},
+                                                           {"SLURM_NTASKS_PER_NODE", "4"},
                                                            {"SLURM_JOB_NODELIST", "gpu[07-08],cpu1"}});
   EXPECT_EQ(s.launcher, "slurm");
   EXPECT_EQ(s.rank, 5);
@@ -48,6 +48,17 @@ TEST(DistributedEnv, TorchrunSlurmAndErrors) {
   EXPECT_EQ(s.master_addr, "gpu07");
   EXPECT_EQ(s.master_port, 29500);
   EXPECT_FALSE(s.agent_store);
+
+  const DistributedEnv s2 = DistributedEnv::from_variables({{"SLURM_PROCID", "6"},
+                                                            {"SLURM_NTASKS", "7"},
+                                                            {"SLURM_LOCALID", "0"},
+                                                            {"SLURM_NODEID", "3"},
+                                                            {"SLURM_TASKS_PER_NODE", "2(x3),1"},
+                                                            {"SLURM_JOB_ID", "123456"},
+                                                            {"SLURM_STEP_NODELIST", "a[4-7]"}});
+  EXPECT_EQ(s2.local_world_size, 1);  // the fourth node has one task
+  EXPECT_EQ(s2.master_port, 20000 + 123456 % 20000);
+  EXPECT_EQ(s2.master_addr, "a4");
 
   EXPECT_EQ(first_slurm_host("a1"), "a1");
   EXPECT_EQ(first_slurm_host("n[3,5-9]x,m2"), "n3x");
@@ -162,6 +173,12 @@ TEST(LossScaler, SkipsAndShrinksOnOverflowGrowsAfterCleanStepsAndRoundTrips) {
   EXPECT_EQ(t.scale().item<float>(), 1024.0f);
   EXPECT_EQ(t.state().at("growth_tracker").item<int>(), 1);
   test::expect_error([&] { t.load_state({}, "ck/state.safetensors"); }, {"ck/state.safetensors", "scale"});
+  LossScaleConfig big;
+  big.init = 3e38;
+  big.growth_interval = 1;
+  LossScaler u(big, torch::kCPU);
+  u.update(torch::tensor(false));  // growing would overflow: the scale stays
+  EXPECT_EQ(u.scale().item<float>(), 3e38f);
 }
 
 TEST(AdamW, ASkippedStepChangesNothingAndIsDecidedOnTheDevice) {
@@ -186,8 +203,18 @@ TEST(AdamW, ASkippedStepChangesNothingAndIsDecidedOnTheDevice) {
   EXPECT_TRUE(torch::equal(opt.state().at("w.exp_avg"), m));
   EXPECT_TRUE(torch::equal(ema.shadow().at("w"), shadow));
   EXPECT_EQ(opt.steps_taken(), 1);
-  w.mutable_grad() = torch::ones({3, 2});
-  opt.step(0.1, torch::tensor(true));
+  // The next update is exactly that of an optimizer that never saw the skipped step.
+  torch::manual_seed(1);
+  torch::Tensor v = torch::randn({3, 2}, torch::requires_grad());
+  AdamW plain("m", {{"w", v}}, c);
+  for (int i = 0; i < 2; ++i) {
+    v.mutable_grad() = torch::full({3, 2}, 1.0f + i);
+    plain.step(0.1);
+    w.mutable_grad() = torch::full({3, 2}, 1.0f + i);
+    if (i == 1) opt.step(0.1, torch::tensor(true));
+  }
   EXPECT_EQ(opt.steps_taken(), 2);
-  EXPECT_FALSE(torch::equal(w, before));
+  EXPECT_TRUE(torch::equal(w, v));
+  EXPECT_TRUE(torch::equal(opt.state().at("w.exp_avg_sq"), plain.state().at("w.exp_avg_sq")));
+  EXPECT_TRUE(torch::equal(opt.state().at("w.exp_avg"), plain.state().at("w.exp_avg")));
 }

@@ -95,6 +95,31 @@ std::string bin() {
   return std::string(LOSATOK_BINARY) + " --threads 1 ";
 }
 
+// A SemBo run that would go on for ever, its config written to `dir`/cfg.yaml.
+RootConfig endless_config(const TinyCorpus& corpus, const test::TempDir& dir) {
+  RootConfig cfg = sembo_config(corpus, dir.path("run"));
+  cfg.sembo.baseline_fit_steps = 0;
+  cfg.train.max_steps = 1000000;
+  cfg.train.val_every = 0;
+  cfg.train.checkpoint.every = 0;
+  cfg.data.valid_sources.clear();
+  test::write_text(dir.path("cfg.yaml"), config::dump(config::to_yaml(cfg)));
+  return cfg;
+}
+
+// Runs `command` in the background (output to `log`), sends `signal` once `metrics` has its
+// first line, and returns what the shell printed: "rc=<exit status>".
+std::string signal_when_training(const std::string& command, const std::string& metrics,
+                                 const std::string& signal, const std::string& log) {
+  std::string out;
+  const int rc = test::run_command(
+      "(" + command + " > " + log + " 2>&1 & pid=$!; " + "for i in $(seq 600); do [ -s " + metrics +
+          " ] && break; sleep 0.05; done; sleep 0.3; kill -" + signal + " $pid; wait $pid; echo \"rc=$?\")",
+      &out);
+  EXPECT_EQ(rc, 0) << out;
+  return out;
+}
+
 }  // namespace
 
 TEST(Trainer, ResumeIsBitwiseExact) {
@@ -203,21 +228,10 @@ TEST(Trainer, NonFiniteStepsAreSkippedCountedAndStopTheRunWhenTheyRepeat) {
 TEST(TrainCli, SigtermWritesAResumableCheckpointAndResumeAppliesOverrides) {
   TinyCorpus corpus;
   test::TempDir dir;
-  RootConfig cfg = sembo_config(corpus, dir.path("run"));
-  cfg.train.max_steps = 1000000;
-  cfg.train.val_every = 0;
-  cfg.train.checkpoint.every = 0;
-  cfg.data.valid_sources.clear();
+  const RootConfig cfg = endless_config(corpus, dir);
   const std::string yaml = dir.path("cfg.yaml");
-  test::write_text(yaml, config::dump(config::to_yaml(cfg)));
   const std::string metrics = dir.path("run/metrics.jsonl");
-  std::string out;
-  const int rc = test::run_command("(" + bin() + "train --config " + yaml + " > " + dir.path("log") +
-                                       " 2>&1 & pid=$!; " + "for i in $(seq 600); do [ -s " + metrics +
-                                       " ] && break; sleep 0.05; done; sleep 0.3; kill -TERM $pid; " +
-                                       "wait $pid; echo \"rc=$?\")",
-                                   &out);
-  ASSERT_EQ(rc, 0) << out;
+  std::string out = signal_when_training(bin() + "train --config " + yaml, metrics, "TERM", dir.path("log"));
   EXPECT_NE(out.find("rc=0"), std::string::npos) << out << test::read_bytes(dir.path("log"));
   const auto ck = Checkpointer::latest(cfg.run_dir);
   ASSERT_TRUE(ck) << test::read_bytes(dir.path("log"));
@@ -706,6 +720,22 @@ TEST(Distributed, ResumeWithTheSameWorldSizeIsExactAndAnotherIsExplained) {
   // A rank that fails stops the job: one line, non-zero status.
   EXPECT_NE(test::run_command(launch + "--config " + dir.path("missing.yaml") + " 2>&1", &out), 0);
   EXPECT_NE(out.find("missing.yaml"), std::string::npos) << out;
+}
+
+TEST(Distributed, SigintToTheLauncherCheckpointsEveryRankAndExitsCleanly) {
+  TinyCorpus corpus;
+  test::TempDir dir;
+  const RootConfig cfg = endless_config(corpus, dir);
+  // SIGINT to the launcher once training is under way: it forwards one signal per rank, each
+  // finishes its step, rank 0 checkpoints, and every rank exits 0.
+  const std::string out = signal_when_training(
+      std::string(LOSATOK_BINARY) + " launch --nproc 2 -- --threads 1 train --config " + dir.path("cfg.yaml"),
+      dir.path("run/metrics.jsonl"), "INT", dir.path("log"));
+  EXPECT_NE(out.find("rc=0"), std::string::npos) << out << test::read_bytes(dir.path("log"));
+  const auto ck = Checkpointer::latest(cfg.run_dir);
+  ASSERT_TRUE(ck) << test::read_bytes(dir.path("log"));
+  EXPECT_GT(ck->step, 0);
+  EXPECT_TRUE(io::load_safetensors(ck->path + "/state.safetensors").tensors.count("rng.cpu.rank1"));
 }
 
 // CUDA only (skipped without a GPU): bf16 autocast steps of the SemBo and tokenizer stages stay

@@ -27,9 +27,9 @@ struct DistributedEnv {
   bool enabled() const { return world_size > 1; }
   // torchrun / `losatok launch` (RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR,
   // MASTER_PORT, TORCHELASTIC_USE_AGENT_STORE) first, then Slurm (SLURM_PROCID, SLURM_NTASKS,
-  // SLURM_LOCALID, SLURM_NTASKS_PER_NODE, the first host of SLURM_JOB_NODELIST; MASTER_ADDR /
-  // MASTER_PORT still win when set). Neither: a single process. A malformed or inconsistent
-  // variable is an error naming it.
+  // SLURM_LOCALID, the node's task count, the first host of SLURM_STEP_NODELIST, a port from
+  // SLURM_JOB_ID; MASTER_ADDR / MASTER_PORT still win when set). Neither: a single process. A malformed or
+  // inconsistent variable is an error naming it.
   static DistributedEnv from_environment();
   // The same from an explicit variable map (tests).
   static DistributedEnv from_variables(const std::map<std::string, std::string>& vars);
@@ -56,8 +56,8 @@ class ProcessGroup {
   const std::string& backend() const { return backend_; }
   const torch::Device& device() const { return device_; }
 
-  // In place, from rank 0, blocking. Tensors may live anywhere: they travel through the
-  // group's device.
+  // In place, from rank 0, blocking. Tensors on the group's device travel over its backend
+  // (NCCL on CUDA); all others over Gloo on the CPU, which never waits for the GPU.
   void broadcast(std::vector<torch::Tensor>& tensors);
   // In place sum / max / min over ranks, blocking.
   void all_reduce(torch::Tensor& tensor, const std::string& op = "sum");
@@ -66,12 +66,12 @@ class ProcessGroup {
   void barrier();
 
   struct Pending;  // an asynchronous collective in flight
+  struct Impl;
   // Starts a sum over ranks of `flat` (a contiguous tensor on the group's device).
   std::shared_ptr<Pending> all_reduce_async(torch::Tensor& flat);
   static void wait(const std::shared_ptr<Pending>& pending);
 
  private:
-  struct Impl;
   ProcessGroup(std::unique_ptr<Impl> impl, int rank, int world_size, std::string backend,
                torch::Device device);
   std::unique_ptr<Impl> impl_;

@@ -59,7 +59,8 @@ class Trainer {
 
   // One optimizer step over `micro_batches` (train.grad_accum of them): every optimizer of the
   // stage in turn, backward (loss-scaled in fp16), gradient all-reduce across ranks, clipping,
-  // non-finite check, update, EMA. Nothing in it waits for the device. The benchmark calls it.
+  // non-finite check, update, EMA. Nothing in it waits for the device, except the one small
+  // read-back of train.distributed.find_unused in multi-process runs. The benchmark calls it.
   StepReport step(const std::vector<data::Batch>& micro_batches);
 
   // Validation over `batches` (or the validation manifests when empty), with EMA weights when
@@ -96,6 +97,7 @@ class Trainer {
   std::unique_ptr<ProcessGroup> group_;                // null in a single process
   std::vector<std::unique_ptr<GradSync>> grad_syncs_;  // per optimizer
   std::unique_ptr<LossScaler> scaler_;                 // fp16 only
+  std::vector<bool> ema_owners_;                       // per optimizer: updates EMA-averaged weights
   std::unique_ptr<Stage> stage_;
   std::vector<AdamW> optimizers_;
   std::unique_ptr<Ema> ema_;
