@@ -32,15 +32,15 @@ fi
 log "built in $(( $(date +%s) - start )) s"
 bin="$BUILD_DIR/src/losatok"
 PHASES="${PHASES:-tests bench ctest}"
-# What the programs do for themselves against a wheel (cmake/torch.cmake), for the test binary.
-LD_PRELOAD="$(sed -n 's/^#define LOSATOK_PRELOAD_LIBSTDCXX "\(.*\)"/\1/p' "$BUILD_DIR/generated/losatok/build_config.h")"
-export LD_PRELOAD
 has() { [[ " $PHASES " == *" $1 "* ]]; }
 
-has tests && log "CUDA tests"
 if has tests; then
-  OMP_NUM_THREADS=1 timeout "${TEST_SECONDS:-240}" "$BUILD_DIR/tests/losatok_tests" --gtest_filter='Cuda.*:Distributed.*:ProcessGroup.*:GradSync.*' \
-    >"$OUT/cuda_tests.log" 2>&1
+  log "CUDA tests"
+  # The programs preload the system libstdc++ themselves against a wheel, and ctest does it for
+  # the test binary (cmake/torch.cmake); run directly, the test binary needs it here.
+  preload="$(sed -n 's/^#define LOSATOK_PRELOAD_LIBSTDCXX "\(.*\)"/\1/p' "$BUILD_DIR/generated/losatok/build_config.h")"
+  LD_PRELOAD="$preload" OMP_NUM_THREADS=1 timeout "${TEST_SECONDS:-240}" "$BUILD_DIR/tests/losatok_tests" \
+    --gtest_filter='Cuda.*:Distributed.*:ProcessGroup.*:GradSync.*' >"$OUT/cuda_tests.log" 2>&1
   grep -E "^\[ *(OK|FAILED|SKIPPED|PASSED) " "$OUT/cuda_tests.log" | tee -a "$OUT/summary.txt"
 fi
 
@@ -55,21 +55,20 @@ bench() {
   echo "  peak GPU memory $(sort -n "$OUT/mem_$name.txt" | tail -1) MiB (nvidia-smi)" | tee -a "$OUT/summary.txt"
 }
 if has bench; then
-log "bench tokenizer, paper size, bf16"
-bench tokenizer --config configs/tokenizer.yaml tokenizer.sembo_checkpoint= runtime.device=cuda \
-  train.precision=bf16 gan.start_step=0 --steps 10 --warmup 3
-log "bench DiT width 512 (TTA recipe), bf16"
-bench dit512 --config configs/dit_tta.yaml dit.tokenizer_checkpoint= runtime.device=cuda train.precision=bf16 \
-  --steps 10 --warmup 3
-log "bench DiT width 1024, bf16"
-bench dit1024 --config configs/dit_tta.yaml --config configs/model/dit_1024.yaml dit.tokenizer_checkpoint= \
-  runtime.device=cuda train.precision=bf16 --steps 10 --warmup 3
-
+  log "bench tokenizer, paper size, bf16"
+  bench tokenizer --config configs/tokenizer.yaml tokenizer.sembo_checkpoint= runtime.device=cuda \
+    train.precision=bf16 gan.start_step=0 --steps 10 --warmup 3
+  log "bench DiT width 512 (TTA recipe), bf16"
+  bench dit512 --config configs/dit_tta.yaml runtime.device=cuda train.precision=bf16 --steps 10 --warmup 3
+  log "bench DiT width 1024, bf16"
+  bench dit1024 --config configs/dit_tta.yaml --config configs/model/dit_1024.yaml runtime.device=cuda \
+    train.precision=bf16 --steps 10 --warmup 3
 fi
+
 if has ctest; then
-log "full ctest"
-OMP_NUM_THREADS=1 timeout "${CTEST_SECONDS:-200}" ctest --test-dir "$BUILD_DIR" -j 8 -E "demo_corpus" --timeout 200 \
-  >"$OUT/ctest.log" 2>&1
-tail -15 "$OUT/ctest.log" | tee -a "$OUT/summary.txt"
+  log "full ctest"
+  OMP_NUM_THREADS=1 timeout "${CTEST_SECONDS:-200}" ctest --test-dir "$BUILD_DIR" -j 8 -E "demo_corpus" \
+    --timeout 200 >"$OUT/ctest.log" 2>&1
+  tail -15 "$OUT/ctest.log" | tee -a "$OUT/summary.txt"
 fi
 log "done"

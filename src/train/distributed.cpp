@@ -26,17 +26,21 @@ namespace losatok::train {
 
 namespace {
 
-int parse_int(const std::map<std::string, std::string>& vars, const std::string& name, int fallback) {
-  const auto it = vars.find(name);
-  if (it == vars.end() || it->second.empty()) return fallback;
+// `text` (part of environment variable `name`) as an integer.
+int to_int(const std::string& name, const std::string& text) {
   try {
     std::size_t used = 0;
-    const int v = std::stoi(it->second, &used);
-    if (used != it->second.size()) throw std::invalid_argument("trailing");
+    const int v = std::stoi(text, &used);
+    if (used != text.size()) throw std::invalid_argument("trailing");
     return v;
   } catch (const std::exception&) {
-    throw Error("environment variable " + name + "='" + it->second + "' is not an integer");
+    throw Error("environment variable " + name + "='" + text + "' is not an integer");
   }
+}
+
+int parse_int(const std::map<std::string, std::string>& vars, const std::string& name, int fallback) {
+  const auto it = vars.find(name);
+  return it == vars.end() || it->second.empty() ? fallback : to_int(name, it->second);
 }
 
 std::string get(const std::map<std::string, std::string>& vars, const std::string& name,
@@ -90,10 +94,9 @@ int slurm_tasks_on_node(const std::map<std::string, std::string>& vars) {
     const std::size_t end = std::min(list.find(',', start), list.size());
     const std::string item = list.substr(start, end - start);
     const auto paren = item.find("(x");
-    const int count = parse_int({{name, item.substr(0, paren)}}, name, 1);
-    const int repeat = paren == std::string::npos
-                           ? 1
-                           : parse_int({{name, item.substr(paren + 2, item.size() - paren - 3)}}, name, 1);
+    const int count = to_int(name, item.substr(0, paren));
+    const int repeat =
+        paren == std::string::npos ? 1 : to_int(name, item.substr(paren + 2, item.size() - paren - 3));
     if (node < seen + repeat) return count;
     seen += repeat;
     start = end + 1;

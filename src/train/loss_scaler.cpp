@@ -13,10 +13,10 @@ LossScaler::LossScaler(const LossScaleConfig& config, const torch::Device& devic
   growth_tracker_ = torch::zeros({}, torch::dtype(torch::kInt32).device(device));
 }
 
-void LossScaler::unscale(const std::vector<torch::Tensor>& parameters) const {
+void LossScaler::unscale(const NamedTensors& parameters) const {
   torch::NoGradGuard no_grad;
   const torch::Tensor inv = scale_.reciprocal();
-  for (const auto& p : parameters)
+  for (const auto& [n, p] : parameters)
     if (p.grad().defined()) p.grad().mul_(inv.to(p.grad().scalar_type()));
 }
 

@@ -106,6 +106,14 @@ torch::Device training_device(const RootConfig& cfg, const DistributedEnv& dist)
   return d;
 }
 
+// The entries of `all` whose names start with `prefix`, without it.
+TensorMap with_prefix(const TensorMap& all, const std::string& prefix) {
+  TensorMap out;
+  for (const auto& [k, v] : all)
+    if (k.rfind(prefix, 0) == 0) out[k.substr(prefix.size())] = v;
+  return out;
+}
+
 // 0-d bool on `device`.
 torch::Tensor bool_scalar(bool v, const torch::Device& device) {
   return torch::full({}, v, torch::dtype(torch::kBool).device(device));
@@ -204,11 +212,7 @@ StepReport Trainer::step(const std::vector<data::Batch>& micro_batches) {
     }
     if (!opt) continue;
     if (!grad_syncs_.empty()) grad_syncs_[phase]->sync();
-    if (scaler_) {
-      std::vector<torch::Tensor> params;
-      for (const auto& [n, p] : opt->parameters()) params.push_back(p);
-      scaler_->unscale(params);
-    }
+    if (scaler_) scaler_->unscale(opt->parameters());
     const std::string suffix = optimizers_.size() > 1 ? "/" + opt->name() : "";
     const torch::Tensor norm = clip_grad_norm(opt->parameters(), cfg_.train.grad_clip);
     report.metrics["grad_norm" + suffix] = norm.to(torch::kFloat64);
@@ -247,8 +251,8 @@ StepReport Trainer::step(const std::vector<data::Batch>& micro_batches) {
   report.skipped = all_ok.logical_not();
   ema_->update(step_, ema_ok.defined() ? ema_ok : all_ok);
   ++step_;
-  samples_seen_ += report.samples * (group_ ? group_->world_size() : 1);
-  audio_seconds_seen_ += report.audio_seconds * (group_ ? group_->world_size() : 1);
+  samples_seen_ += report.samples * dist_.world_size;
+  audio_seconds_seen_ += report.audio_seconds * dist_.world_size;
   return report;
 }
 
@@ -434,22 +438,12 @@ void Trainer::restore(const std::string& dir) {
         spdlog::warn("{} has no EMA weights: the average restarts from the current weights", dir);
     }
     const auto opt_state = io::load_safetensors(path(kOptimizerFile)).tensors;
-    for (auto& opt : optimizers_) {
-      std::map<std::string, torch::Tensor> mine;
-      const std::string prefix = opt.name() + "/";
-      for (const auto& [k, v] : opt_state)
-        if (k.rfind(prefix, 0) == 0) mine[k.substr(prefix.size())] = v;
-      opt.load_state(mine, path(kOptimizerFile));
-    }
+    for (auto& opt : optimizers_)
+      opt.load_state(with_prefix(opt_state, opt.name() + "/"), path(kOptimizerFile));
     const auto state = io::load_safetensors(path(kStateFile)).tensors;
-    TensorMap extra;
-    for (const auto& [k, v] : state)
-      if (k.rfind("stage.", 0) == 0) extra[k.substr(6)] = v;
-    stage_->load_extra_state(extra, path(kStateFile));
+    stage_->load_extra_state(with_prefix(state, "stage."), path(kStateFile));
     if (scaler_) {
-      std::map<std::string, torch::Tensor> ls;
-      for (const auto& [k, v] : state)
-        if (k.rfind("loss_scaler.", 0) == 0) ls[k.substr(12)] = v;
+      const TensorMap ls = with_prefix(state, "loss_scaler.");
       if (ls.empty())
         spdlog::warn("{} has no loss scaler state (an fp32 / bf16 run): the scale starts at {}", dir,
                      cfg_.train.loss_scale.init);
@@ -478,8 +472,8 @@ void Trainer::restore(const std::string& dir) {
         spdlog::warn(
             "resume: {} was written by {} process(es), this run has {}: weights, optimizer, EMA and schedule "
             "continue exactly; the epoch's clips are re-sharded from the same position (batch {} per rank), "
-            "so "
-            "the data order differs from an uninterrupted run, and ranks without a saved random state start "
+            "so the data order differs from an uninterrupted run, and ranks without a saved random state "
+            "start "
             "from a fresh seed",
             dir, saved_world, dist_.world_size, ls.batch);
       }
@@ -513,27 +507,23 @@ void Trainer::restore(const std::string& dir) {
 void Trainer::log_step(const StepReport& report, double seconds, int64_t steps) {
   // The one place a step's values come back to the host.
   std::map<std::string, double> values;
-  if (group_ && !report.metrics.empty()) {
-    // The ranks' mean (every rank has the same metrics).
+  if (!report.metrics.empty()) {
+    // The ranks' mean (every rank has the same metrics), in one read-back.
     std::vector<torch::Tensor> parts;
-    for (const auto& [k, v] : report.metrics)
-      parts.push_back(v.to(torch::kCPU, torch::kFloat64).reshape({1}));
-    torch::Tensor all = torch::cat(parts);
-    group_->all_reduce(all, "sum");
+    for (const auto& [k, v] : report.metrics) parts.push_back(v.reshape({1}).to(torch::kFloat64));
+    torch::Tensor all = torch::cat(parts).cpu();
+    if (group_) group_->all_reduce(all, "sum");
     std::size_t i = 0;
     for (const auto& [k, v] : report.metrics)
-      values["train/" + k] = all[i++].item<double>() / group_->world_size();
-  } else {
-    for (const auto& [k, v] : report.metrics) values["train/" + k] = v.item<double>();
+      values["train/" + k] = all[i++].item<double>() / dist_.world_size;
   }
   std::map<std::string, double> lr;
   for (const auto& [k, v] : report.lr)
     if (report.applied.at(k).item<bool>()) lr[k] = v;  // a skipped update used no learning rate
   for (const auto& [k, v] : lr) values["lr/" + k] = v;
   const double per_step = steps > 0 ? seconds / steps : 0;
-  const int world = group_ ? group_->world_size() : 1;
-  values["perf/samples_per_s"] = per_step > 0 ? world * report.samples / per_step : 0;
-  values["perf/audio_s_per_s"] = per_step > 0 ? world * report.audio_seconds / per_step : 0;
+  values["perf/samples_per_s"] = per_step > 0 ? dist_.world_size * report.samples / per_step : 0;
+  values["perf/audio_s_per_s"] = per_step > 0 ? dist_.world_size * report.audio_seconds / per_step : 0;
   values["perf/step_s"] = per_step;
   values["train/nonfinite_steps"] = static_cast<double>(nonfinite_total_);
   if (!metrics_) return;  // ranks other than 0

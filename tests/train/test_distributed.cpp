@@ -159,7 +159,7 @@ TEST(LossScaler, SkipsAndShrinksOnOverflowGrowsAfterCleanStepsAndRoundTrips) {
   LossScaler s(c, torch::kCPU);
   torch::Tensor p = torch::zeros({2}, torch::requires_grad());
   p.mutable_grad() = torch::tensor({2048.0f, -512.0f});
-  s.unscale({p});
+  s.unscale({{"p", p}});
   EXPECT_TRUE(torch::equal(p.grad(), torch::tensor({2.0f, -0.5f})));  // a power of two: exact
   s.update(torch::tensor(true));
   EXPECT_EQ(s.scale().item<float>(), 512.0f);

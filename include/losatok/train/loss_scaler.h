@@ -9,6 +9,7 @@
 #include <map>
 #include <string>
 
+#include "losatok/train/optimizer.h"
 #include "losatok/train/train_config.h"
 
 namespace losatok::train {
@@ -19,7 +20,7 @@ class LossScaler {
 
   const torch::Tensor& scale() const { return scale_; }  // 0-d float32
   // Divides every defined gradient by the scale, in place.
-  void unscale(const std::vector<torch::Tensor>& parameters) const;
+  void unscale(const NamedTensors& parameters) const;
   // After a step: `found_inf` is a 0-d tensor, non-zero when the gradients were not finite.
   void update(const torch::Tensor& found_inf);
 
