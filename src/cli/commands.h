@@ -46,5 +46,7 @@ void add_train_command(CLI::App& app, Context& ctx);
 void add_bench_command(CLI::App& app, Context& ctx);
 void add_generate_command(CLI::App& app, Context& ctx);
 void add_launch_command(CLI::App& app, Context& ctx);  // multi-process jobs on one machine
+void add_eval_command(CLI::App& app, Context& ctx);    // eval recon | probe | gen | rank
+void add_plot_command(CLI::App& app, Context& ctx);
 
 }  // namespace losatok::cli

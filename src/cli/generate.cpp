@@ -10,6 +10,7 @@
 #include "losatok/audio/audio_io.h"
 #include "losatok/core/device.h"
 #include "losatok/core/error.h"
+#include "losatok/core/file_util.h"
 #include "losatok/core/logging.h"
 #include "losatok/models/init.h"
 #include "losatok/train/dit_stage.h"
@@ -34,7 +35,7 @@ struct GenerateOptions {
 
 struct Job {
   train::GenerationRequest request;
-  std::string out;
+  std::string out, domain;
 };
 
 std::vector<Job> read_prompt_file(const std::string& path, const RootConfig& cfg,
@@ -53,7 +54,9 @@ std::vector<Job> read_prompt_file(const std::string& path, const RootConfig& cfg
       Job job;
       if (!j.is_object() || !j.contains("text")) throw Error("needs an object with \"text\"");
       job.request.text = j.at("text").get<std::string>();
-      job.request.seconds = j.value("seconds", 0.0);
+      // A manifest works as a prompt file: its clip durations are the lengths to generate.
+      job.request.seconds = j.contains("seconds") ? j.value("seconds", 0.0) : j.value("duration", 0.0);
+      job.domain = j.value("domain", std::string());
       job.request.prompt_text = j.value("prompt_text", std::string());
       if (j.contains("prompt_audio")) {
         fs::path a = j.at("prompt_audio").get<std::string>();
@@ -171,6 +174,16 @@ int run_generate(const GenerateOptions& o, const Context& ctx) {
                    job.request.text.substr(0, 60));
     }
   }
+  if (!o.out_dir.empty()) {
+    // What `losatok eval gen` reads: each clip with the text it was generated from.
+    std::string lines;
+    for (const Job& job : jobs) {
+      nlohmann::json j = {{"audio", fs::relative(job.out, o.out_dir).string()}, {"text", job.request.text}};
+      if (!job.domain.empty()) j["domain"] = job.domain;
+      lines += j.dump() + "\n";
+    }
+    write_file_atomic((fs::path(o.out_dir) / "generated.jsonl").string(), lines);
+  }
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   spdlog::info("generated {} clips, {:.1f} s of audio in {:.1f} s ({} Euler steps, CFG {}, sway {})",
                jobs.size(), seconds_out, s, sampler.steps, sampler.cfg_scale, sampler.sway);
@@ -190,7 +203,8 @@ void add_generate_command(CLI::App& app, Context& ctx) {
   sub->add_option("--device", o->model.device, "cpu, cuda or cuda:N (overrides runtime.device)");
   sub->add_option("--text", o->texts, "caption (TTA / TTM) or transcript (TTS); repeatable");
   sub->add_option("--prompts", o->prompts,
-                  "JSON Lines: {\"text\", \"seconds\", \"prompt_audio\", \"prompt_text\", \"out\"} per clip");
+                  "JSON Lines (a manifest works): {\"text\", \"seconds\" or \"duration\", \"prompt_audio\", "
+                  "\"prompt_text\", \"out\", \"domain\"} per clip; --out-dir gets generated.jsonl");
   sub->add_option("--seconds", o->seconds, "duration (TTS: estimated from the text when 0)")
       ->capture_default_str();
   sub->add_option("--prompt-audio", o->prompt_audio, "TTS: audio prompt (the voice to continue)");

@@ -29,6 +29,8 @@ int main(int argc, char** argv) {
   cli::add_bench_command(app, ctx);
   cli::add_generate_command(app, ctx);
   cli::add_launch_command(app, ctx);
+  cli::add_eval_command(app, ctx);
+  cli::add_plot_command(app, ctx);
 
   try {
     app.parse(argc, argv);

@@ -3,7 +3,9 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
+#include <functional>
 #include <set>
 
 #include "losatok/audio/audio_io.h"
@@ -32,29 +34,23 @@ CacheProducer semantic_cache_producer(models::DashengEncoderImpl& encoder, const
   return {"semantic", hash_tensors(io::module_state(encoder)), hash_text(config::dump(n))};
 }
 
-ExtractReport extract_features(models::AudioVAEImpl& vae, const RootConfig& cfg,
-                               const std::vector<Clip>& clips, const std::string& what,
-                               FeatureCacheWriter& writer, int batch_size, const torch::Device& device) {
-  if (what != "semantic" && what != "latents")
-    throw Error("extract: unknown feature kind '" + what + "' (semantic or latents)");
-  if (batch_size <= 0) throw Error("extract: batch size must be positive");
+ExtractReport encode_clips(models::AudioVAEImpl& vae, const RootConfig& cfg,
+                           const std::vector<const Clip*>& clips, const std::vector<std::string>& wanted,
+                           int batch_size, const torch::Device& device,
+                           const std::function<void(const Clip&, const NamedFeatures&)>& consume) {
+  if (batch_size <= 0) throw Error("encode: batch size must be positive");
+  const bool semantic_only = wanted.size() == 1 && wanted[0] == "semantic_emb";
+  if (semantic_only && !vae.semantic_encoder)
+    throw Error("the " + cfg.model.variant + " tokenizer has no semantic encoder");
   ExtractReport report;
   torch::NoGradGuard no_grad;
   const int sr = cfg.audio.sample_rate;
   const int64_t spt = vae.samples_per_token();
-  std::vector<const Clip*> todo;
-  std::set<std::string> queued;  // a manifest may list one clip twice
-  for (const auto& c : clips) {
-    if (writer.contains(c.key))
-      ++report.skipped_existing;
-    else if (queued.insert(c.key).second)
-      todo.push_back(&c);
-  }
-  for (std::size_t start = 0; start < todo.size(); start += batch_size) {
+  for (std::size_t start = 0; start < clips.size(); start += batch_size) {
     std::vector<const Clip*> ok;
     std::vector<std::vector<float>> waves;
-    for (std::size_t i = start; i < std::min(todo.size(), start + batch_size); ++i) {
-      const Clip& c = *todo[i];
+    for (std::size_t i = start; i < std::min(clips.size(), start + batch_size); ++i) {
+      const Clip& c = *clips[i];
       std::string why;
       try {
         std::vector<float> w = audio::load_audio(c.entry.audio, sr, c.entry.offset, c.entry.duration,
@@ -69,28 +65,51 @@ ExtractReport extract_features(models::AudioVAEImpl& vae, const RootConfig& cfg,
       } catch (const Error& e) {
         why = first_line(e.what());
       }
-      record_bad_clip(report.bad, c.key, why, cfg.data.max_bad_files, "extract");
+      record_bad_clip(report.bad, c.key, why, cfg.data.max_bad_files, "encode");
     }
     if (ok.empty()) continue;
     auto [audio, lengths] = pad_waves(waves);
     report.audio_seconds += lengths.sum().item<int64_t>() / static_cast<double>(sr);
     audio = audio.to(device);
-    std::map<std::string, torch::Tensor> out;
-    if (what == "semantic") {
+    NamedFeatures out;
+    if (semantic_only) {
       out["semantic_emb"] = vae.semantic_encoder->encoder->forward(audio, lengths);
     } else {
-      const models::VaeFeatures f = vae.encode(audio, lengths);
-      out["mu"] = f.mu;
-      if (f.logvar.defined()) out["logvar"] = f.logvar;  // unified_1280 is deterministic
+      for (const auto& [name, t] : vae.encode(audio, lengths).named())
+        if (std::find(wanted.begin(), wanted.end(), name) != wanted.end()) out[name] = t;
     }
     for (std::size_t i = 0; i < ok.size(); ++i) {
       const int64_t valid = lengths[i].item<int64_t>() / spt;
-      std::map<std::string, torch::Tensor> clip;
+      NamedFeatures clip;
       for (const auto& [name, t] : out) clip[name] = t[i].narrow(0, 0, std::min(valid, t.size(1))).cpu();
-      writer.add(ok[i]->key, clip);
+      consume(*ok[i], clip);
       ++report.written;
     }
   }
+  return report;
+}
+
+ExtractReport extract_features(models::AudioVAEImpl& vae, const RootConfig& cfg,
+                               const std::vector<Clip>& clips, const std::string& what,
+                               FeatureCacheWriter& writer, int batch_size, const torch::Device& device) {
+  if (what != "semantic" && what != "latents")
+    throw Error("extract: unknown feature kind '" + what + "' (semantic or latents)");
+  std::vector<const Clip*> todo;
+  std::set<std::string> queued;  // a manifest may list one clip twice
+  int64_t existing = 0;
+  for (const auto& c : clips) {
+    if (writer.contains(c.key))
+      ++existing;
+    else if (queued.insert(c.key).second)
+      todo.push_back(&c);
+  }
+  ExtractReport report =
+      // logvar is absent for unified_1280, which is deterministic.
+      encode_clips(vae, cfg, todo,
+                   what == "semantic" ? std::vector<std::string>{"semantic_emb"}
+                                      : std::vector<std::string>{"mu", "logvar"},
+                   batch_size, device, [&](const Clip& c, const NamedFeatures& f) { writer.add(c.key, f); });
+  report.skipped_existing = existing;
   writer.flush();
   return report;
 }

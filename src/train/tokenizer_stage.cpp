@@ -71,7 +71,7 @@ TokenizerStage::TokenizerStage(const RootConfig& cfg, const torch::Device& devic
       device_(device),
       mel_loss_(cfg.audio.sample_rate, cfg.loss.mel_n_fft, cfg.loss.mel_n_mels),
       stft_loss_(cfg.loss.stft_n_fft, cfg.loss.stft_hop),
-      val_mel_(std::make_unique<audio::LogMel>(cfg.frontend.vocos)) {
+      val_metrics_(cfg.frontend.vocos, cfg.loss.stft_n_fft, cfg.loss.stft_hop) {
   vae_ = models::AudioVAE(cfg.model, cfg.frontend.dasheng, cfg.frontend.vocos);
   if (vae_->semantic_encoder) {
     if (!cfg.tokenizer.sembo_checkpoint.empty()) {
@@ -248,14 +248,14 @@ std::map<std::string, double> TokenizerStage::validate(const std::function<bool(
     const torch::Tensor valid = fw.mask.sum(1).to(torch::kInt64).cpu();
     for (int64_t i = 0; i < fw.y.size(0); ++i) {
       const int64_t n = valid[i].item<int64_t>();
-      if (n < 1024) continue;  // too short for the spectral distances
+      if (n < eval::ReconMetrics::kMinSamples) continue;  // too short for the spectral distances
       const torch::Tensor y = fw.y[i].narrow(0, 0, n), y_hat = fw.y_hat[i].narrow(0, 0, n);
-      const torch::Tensor mel_y = (*val_mel_)(y), mel_hat = (*val_mel_)(y_hat);
-      mel.push_back((mel_hat - mel_y).abs().mean().item<double>());
-      const auto [sc, mag] = stft_loss_(y_hat.unsqueeze(0), y.unsqueeze(0));
-      stft.push_back((sc + mag).item<double>());
-      sdr.push_back(losses::si_sdr(y_hat.unsqueeze(0), y.unsqueeze(0))[0].item<double>());
+      const eval::ReconScores s = val_metrics_(y_hat, y, /*with_stoi=*/false);
+      mel.push_back(s.mel_distance);
+      stft.push_back(s.stft_distance);
+      sdr.push_back(s.si_sdr);
       if (demos < cfg_.tokenizer.demo_clips && !ctx.dir.empty()) {
+        const torch::Tensor mel_y = val_metrics_.mel(y), mel_hat = val_metrics_.mel(y_hat);
         fs::create_directories(ctx.dir);
         const std::string stem = (fs::path(ctx.dir) / ("clip" + std::to_string(demos))).string();
         const torch::Tensor cpu_hat = y_hat.to(torch::kCPU).contiguous(),
@@ -278,7 +278,9 @@ std::map<std::string, double> TokenizerStage::validate(const std::function<bool(
     }
     ++batches;
   }
-  if (mel.empty()) throw Error("tokenizer: the validation set gave no clip of at least 1024 samples");
+  if (mel.empty())
+    throw Error("tokenizer: the validation set gave no clip of at least " +
+                std::to_string(eval::ReconMetrics::kMinSamples) + " samples");
   std::map<std::string, double> out = {
       {"val/mel_distance", mean_of(mel)}, {"val/stft_distance", mean_of(stft)}, {"val/si_sdr", mean_of(sdr)}};
   if (cfg_.model.is_variational()) out["val/kl"] = kl / batches;

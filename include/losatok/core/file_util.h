@@ -13,4 +13,9 @@ std::string read_file(const std::string& path);
 // parent folders.
 void write_file_atomic(const std::string& path, const std::string& bytes);
 
+// The executable `name` in a folder of $PATH, "" when there is none.
+std::string find_program(const std::string& name);
+// `s` as one single-quoted POSIX shell word.
+std::string shell_quote(const std::string& s);
+
 }  // namespace losatok

@@ -2,6 +2,8 @@
 // stage compares against when it reads a cache.
 #pragma once
 
+#include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -23,6 +25,18 @@ struct ExtractReport {
   std::vector<std::string> bad;  // clip keys
   double audio_seconds = 0;
 };
+
+using NamedFeatures = std::map<std::string, torch::Tensor>;
+
+// Encodes `clips` `batch_size` at a time (zero-padded with lengths) on the model's device and
+// hands each readable clip's `wanted` features (names of VaeFeatures::named()), cut to its
+// valid tokens and moved to the CPU, to `consume`; a name the model does not compute is
+// absent. Wanting `semantic_emb` alone runs only the frozen encoder. Bad clips are skipped
+// and listed; more than data.max_bad_files is an error.
+ExtractReport encode_clips(models::AudioVAEImpl& vae, const RootConfig& cfg,
+                           const std::vector<const Clip*>& clips, const std::vector<std::string>& wanted,
+                           int batch_size, const torch::Device& device,
+                           const std::function<void(const Clip&, const NamedFeatures&)>& consume);
 
 // Encodes every clip not yet in `writer`, `batch_size` at a time (zero-padded with lengths),
 // on the model's device. Bad clips are skipped and listed; more than `max_bad` (< 0: no

@@ -4,6 +4,7 @@
 // MPD + MRD GAN losses; or one of the paper's baselines (`model.variant`).
 #pragma once
 
+#include "losatok/eval/metrics.h"
 #include "losatok/losses/tokenizer_losses.h"
 #include "losatok/models/audio_vae.h"
 #include "losatok/models/discriminators.h"
@@ -49,7 +50,7 @@ class TokenizerStage : public Stage {
   models::MultiResolutionDiscriminator mrd_{nullptr};
   losses::MultiScaleMelLoss mel_loss_;
   losses::MultiResolutionStftLoss stft_loss_;
-  std::unique_ptr<audio::LogMel> val_mel_;  // the Vocos front end: the validation mel distance
+  eval::ReconMetrics val_metrics_;  // the distances `losatok eval recon` reports
 };
 
 }  // namespace losatok::train

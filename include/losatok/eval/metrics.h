@@ -1,0 +1,75 @@
+// Evaluation metrics (SPEC section 7) on plain tensors: reconstruction distances and STOI,
+// the Frechet distance and diversity of embedding sets, effective rank and PCA variance.
+#pragma once
+
+#include <torch/types.h>
+
+#include <memory>
+#include <vector>
+
+#include "losatok/audio/mel_config.h"
+#include "losatok/losses/tokenizer_losses.h"
+
+namespace losatok::audio {
+class LogMel;
+}
+
+namespace losatok::eval {
+
+// Short-Time Objective Intelligibility (Taal, Hendriks, Heusdens, Jensen, IEEE TASLP 2011) of
+// `processed` against `clean`, both 1-D at `sample_rate` (resampled to 10 kHz when not).
+// Frames where the clean signal is more than 40 dB below its loudest frame are removed from
+// both; 15 one-third-octave bands from 150 Hz; 384 ms segments (30 frames of 256 samples,
+// hop 128); the processed envelope is scaled to the clean one and clipped at -15 dB SDR; the
+// score is the mean correlation over bands and segments, about 1 for identical signals.
+// Signals shorter than one segment after silence removal are an error.
+double stoi(const torch::Tensor& clean, const torch::Tensor& processed, int sample_rate);
+// The same at 10 kHz (no resampling).
+double stoi_10k(const torch::Tensor& clean, const torch::Tensor& processed);
+
+// One clip's reconstruction scores.
+struct ReconScores {
+  double mel_distance = 0;   // mean |log-mel difference| with the Vocos front end
+  double stft_distance = 0;  // multi-resolution STFT: spectral convergence + log-magnitude L1
+  double si_sdr = 0;         // dB
+  double stoi = 0;           // NaN when not computed
+};
+
+// The reconstruction metrics the tokenizer's validation and `losatok eval recon` share.
+class ReconMetrics {
+ public:
+  ReconMetrics(const MelConfig& mel, const std::vector<int>& stft_n_fft = {512, 1024, 2048},
+               const std::vector<int>& stft_hop = {128, 256, 512});
+  ~ReconMetrics();
+  // y_hat, y: (N) of equal length >= kMinSamples, on any device.
+  ReconScores operator()(const torch::Tensor& y_hat, const torch::Tensor& y, bool with_stoi = true) const;
+  // The log-mel the mel distance compares, (n_mels, frames), for spectrogram images.
+  torch::Tensor mel(const torch::Tensor& wave) const;
+  int sample_rate() const { return sample_rate_; }
+  static constexpr int64_t kMinSamples = 1024;
+
+ private:
+  std::unique_ptr<audio::LogMel> mel_;
+  losses::MultiResolutionStftLoss stft_;
+  int sample_rate_;
+};
+
+// Frechet distance between Gaussians: |mu1 - mu2|^2 + tr(S1 + S2 - 2 (S1^1/2 S2 S1^1/2)^1/2),
+// in float64 with a symmetric eigendecomposition (negative eigenvalues from rounding clamp to 0).
+double frechet_distance(const torch::Tensor& mu1, const torch::Tensor& sigma1, const torch::Tensor& mu2,
+                        const torch::Tensor& sigma2);
+// Of the Gaussians fitted to the rows (N, D) of `a` and `b` (unbiased covariance, N >= 2).
+double frechet_distance(const torch::Tensor& a, const torch::Tensor& b);
+// Mean over pairs i < j of the cosine distance 1 - cos(x_i, x_j) of rows (N, D), N >= 2.
+double mean_pairwise_cosine_distance(const torch::Tensor& x);
+
+// Effective rank (Roy & Vetterli 2007) of a feature matrix (N, D): exp of the Shannon entropy
+// of its singular values normalised to sum 1 (uncentred, as RankMe). Between 1 and min(N, D).
+double effective_rank(const torch::Tensor& x);
+// PCA of the rows (N, D): the cumulative explained-variance ratio of the first k components,
+// k = 1..min(N - 1, D), as float64.
+torch::Tensor pca_cumulative_variance(const torch::Tensor& x);
+// Components needed to explain `fraction` of the variance, from a cumulative curve.
+int64_t components_for(const torch::Tensor& cumulative, double fraction);
+
+}  // namespace losatok::eval
