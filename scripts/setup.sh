@@ -13,9 +13,10 @@ BUILD_PKGS=(
   libgtest-dev libgmock-dev
   libsndfile1-dev libsoxr-dev
 )
-# Used by the demo and the data scripts: fetching and unpacking Debian packages of real audio.
-RUN_PKGS=(dpkg-dev ca-certificates)
-REFERENCE_PKGS=(python3 python3-torch python3-torchaudio python3-numpy)
+# Used by the demo and the data scripts: fetching and unpacking Debian packages of real audio;
+# the plots (gnuplot) and the rough TTS word error rate of `losatok eval gen` (pocketsphinx).
+RUN_PKGS=(dpkg-dev ca-certificates gnuplot-nox pocketsphinx pocketsphinx-en-us)
+REFERENCE_PKGS=(python3 python3-torch python3-torchaudio python3-numpy python3-scipy)
 # scripts/make_demo_corpus.sh: conversion, MIDI / groove rendering, synthetic speech, JSON.
 CORPUS_PKGS=(sox libsox-fmt-all fluidsynth mma espeak-ng jq)
 
