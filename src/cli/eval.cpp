@@ -456,22 +456,15 @@ struct RankOptions {
   std::string manifest, out = "eval_rank.json", plot;
   int64_t max_frames = 20000;
   int batch_size = 8;
-  uint64_t seed = 0;
 };
-
-// Up to `max_frames` rows of `x`, a seeded uniform subset when there are more.
-torch::Tensor subsample(const torch::Tensor& x, int64_t max_frames, uint64_t seed) {
-  if (x.size(0) <= max_frames) return x;
-  const auto g = at::detail::createCPUGenerator(seed);
-  return x.index_select(0, std::get<0>(torch::randperm(x.size(0), g).narrow(0, 0, max_frames).sort()));
-}
 
 int run_rank(const RankOptions& o, const Context& ctx) {
   if (o.max_frames < 2) throw Error("eval rank: --max-frames must be at least 2");
 
+  RootConfig cfg;  // its seed draws the frame subsets
   if (o.manifest.empty()) {
     // Caches only: the config sets up logging and the runtime (with a model, load_vae does).
-    resolve_root_config(o.config, ctx);
+    cfg = resolve_root_config(o.config, ctx);
     if (o.config.print_config) return 0;
   }
   std::vector<std::pair<std::string, torch::Tensor>> matrices;  // name -> (frames, D)
@@ -483,8 +476,9 @@ int run_rank(const RankOptions& o, const Context& ctx) {
         if (name != "logvar") rows[name].push_back(t.to(torch::kFloat32));
     if (rows.empty()) throw Error("eval rank: the feature cache '" + dir + "' is empty");
     for (auto& [name, v] : rows)
-      matrices.emplace_back(fs::path(dir).filename().string() + ":" + name,
-                            subsample(torch::cat(v), o.max_frames, o.seed));
+      matrices.emplace_back(
+          fs::path(dir).filename().string() + ":" + name,
+          eval::subsample_rows(torch::cat(v), o.max_frames, static_cast<uint64_t>(cfg.seed)));
   }
   if (!o.manifest.empty()) {
     if (o.model.checkpoint.empty()) throw Error("eval rank: --manifest needs --checkpoint");

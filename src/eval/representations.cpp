@@ -58,16 +58,16 @@ EncodedSplit encode_split(models::AudioVAEImpl& vae, const RootConfig& cfg,
                                     " clips could be read (first: " + clips.front().key + ")");
   for (auto& [s, v] : pooled) out.pooled[s] = torch::stack(v);
   for (auto& [s, v] : frames) {
-    torch::Tensor all = torch::cat(v);
-    if (all.size(0) > keep_frames) {
-      const auto g = at::detail::createCPUGenerator(static_cast<uint64_t>(cfg.seed));
-      all =
-          all.index_select(0, std::get<0>(torch::randperm(all.size(0), g).narrow(0, 0, keep_frames).sort()));
-    }
-    out.frames[s] = all;
+    out.frames[s] = subsample_rows(torch::cat(v), keep_frames, static_cast<uint64_t>(cfg.seed));
   }
   out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return out;
+}
+
+torch::Tensor subsample_rows(const torch::Tensor& x, int64_t max_rows, uint64_t seed) {
+  if (x.size(0) <= max_rows) return x;
+  const auto g = at::detail::createCPUGenerator(seed);
+  return x.index_select(0, std::get<0>(torch::randperm(x.size(0), g).narrow(0, 0, max_rows).sort()));
 }
 
 std::function<torch::Tensor(const torch::Tensor&)> representation_map(const std::string& r,

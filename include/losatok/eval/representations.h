@@ -39,6 +39,10 @@ EncodedSplit encode_split(models::AudioVAEImpl& vae, const RootConfig& cfg,
                           int batch_size, const torch::Device& device,
                           const std::vector<std::string>& frames_of = {}, int64_t keep_frames = 0);
 
+// Up to `max_rows` rows of `x` (N, D): all of them, or a uniform subset drawn with `seed`,
+// kept in their original order.
+torch::Tensor subsample_rows(const torch::Tensor& x, int64_t max_rows, uint64_t seed);
+
 // Maps source features (..., D) to a representation: the identity, or for pca / channel_merge
 // the SemanticBottleneck baseline of `model.sembo.latent_dim` channels, PCA fitted on
 // `pca_fit_frames` (rows of semantic_emb).
