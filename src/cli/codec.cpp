@@ -27,6 +27,11 @@ void add_model_options(CLI::App& sub, ModelOptions& o) {
   sub.add_option("--device", o.device, "cpu, cuda or cuda:N (overrides runtime.device)");
 }
 
+torch::Tensor fit_length(const torch::Tensor& wave, int64_t n) {
+  if (wave.size(1) >= n) return wave.narrow(1, 0, n);
+  return torch::constant_pad_nd(wave, {0, n - wave.size(1)});
+}
+
 LoadedVae load_vae(const ModelOptions& mo, const ConfigOptions& co, const Context& ctx,
                    bool encoder_only_ok) {
   io::WeightSet weights = io::read_weights(mo.checkpoint);
@@ -110,12 +115,6 @@ torch::Tensor load_wave(const Job& job, const RootConfig& cfg, int64_t min_sampl
 void write_wave(const std::string& path, torch::Tensor wave, int sample_rate) {
   wave = wave.reshape({-1}).to(torch::kCPU, torch::kFloat32).contiguous();
   audio::write_audio(path, wave.data_ptr<float>(), wave.numel(), 1, sample_rate);
-}
-
-// Pads with silence or trims to `n` samples: outputs line up with their inputs.
-torch::Tensor fit_length(const torch::Tensor& wave, int64_t n) {
-  if (wave.size(1) >= n) return wave.narrow(1, 0, n);
-  return torch::constant_pad_nd(wave, {0, n - wave.size(1)});
 }
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {

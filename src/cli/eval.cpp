@@ -158,8 +158,7 @@ int run_recon(const ReconOptions& o, const Context& ctx) {
     const torch::Tensor y =
         torch::from_blob(w.data(), {1, static_cast<int64_t>(w.size())}, torch::kFloat32).to(m.device).clone();
     torch::Tensor y_hat = m.vae->decode_chunked(m.vae->encode(y).mu, chunk_tokens);
-    y_hat = y_hat.size(1) >= y.size(1) ? y_hat.narrow(1, 0, y.size(1))
-                                       : torch::constant_pad_nd(y_hat, {0, y.size(1) - y_hat.size(1)});
+    y_hat = fit_length(y_hat, y.size(1));
     if (m.device.is_cuda()) torch::cuda::synchronize();
     const double wall = seconds_since(t0);  // the tokenizer's time, not the metrics'
     eval::ReconScores s = metrics(y_hat[0], y[0], false);
@@ -242,8 +241,7 @@ int run_probe_command(const ProbeOptions& o, const Context& ctx) {
   std::vector<std::string> reps = split_list(o.representations);
   // An encoder-only checkpoint serves the representations of the frozen encoder alone; the
   // default (every representation the tokenizer has) needs a whole tokenizer.
-  bool semantic_only = !reps.empty();
-  for (const auto& r : reps) semantic_only = semantic_only && eval::source_tensor(r) == "semantic_emb";
+  const bool semantic_only = eval::source_tensors(reps) == std::vector<std::string>{"semantic_emb"};
   LoadedVae m = load_vae(o.model, o.config, ctx, /*encoder_only_ok=*/semantic_only);
   if (o.config.print_config) return 0;
   if (reps.empty()) {
@@ -254,10 +252,7 @@ int run_probe_command(const ProbeOptions& o, const Context& ctx) {
         reps.push_back(r);
     }
   }
-  std::vector<std::string> sources;
-  for (const auto& r : reps)
-    if (std::find(sources.begin(), sources.end(), eval::source_tensor(r)) == sources.end())
-      sources.push_back(eval::source_tensor(r));
+  const std::vector<std::string> sources = eval::source_tensors(reps);
   const bool need_pca = std::find(reps.begin(), reps.end(), "pca") != reps.end();
   std::map<std::string, eval::EncodedSplit> splits;
   for (const auto& [name, path] :
@@ -484,13 +479,8 @@ int run_rank(const RankOptions& o, const Context& ctx) {
     if (o.model.checkpoint.empty()) throw Error("eval rank: --manifest needs --checkpoint");
     const auto reps = split_list(o.representations.empty() ? std::vector<std::string>{"semantic,sembo,latent"}
                                                            : o.representations);
-    bool semantic_only = true;
-    std::vector<std::string> sources;
-    for (const auto& r : reps) {
-      const std::string s = eval::source_tensor(r);
-      semantic_only = semantic_only && s == "semantic_emb";
-      if (std::find(sources.begin(), sources.end(), s) == sources.end()) sources.push_back(s);
-    }
+    const std::vector<std::string> sources = eval::source_tensors(reps);
+    const bool semantic_only = sources == std::vector<std::string>{"semantic_emb"};
     LoadedVae m = load_vae(o.model, o.config, ctx, semantic_only);
     if (o.config.print_config) return 0;
     const auto clips = data::read_sources({{o.manifest, 0.0}});

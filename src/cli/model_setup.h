@@ -28,4 +28,7 @@ struct LoadedVae {
 LoadedVae load_vae(const ModelOptions& mo, const ConfigOptions& co, const Context& ctx,
                    bool encoder_only_ok = false);
 
+// (B, N) waves padded with silence or trimmed to `n` samples: outputs line up with inputs.
+torch::Tensor fit_length(const torch::Tensor& wave, int64_t n);
+
 }  // namespace losatok::cli

@@ -28,6 +28,15 @@ std::string source_tensor(const std::string& r) {
   throw Error("unknown representation '" + r + "' (" + known + ")");
 }
 
+std::vector<std::string> source_tensors(const std::vector<std::string>& representations) {
+  std::vector<std::string> out;
+  for (const auto& r : representations) {
+    const std::string s = source_tensor(r);
+    if (std::find(out.begin(), out.end(), s) == out.end()) out.push_back(s);
+  }
+  return out;
+}
+
 EncodedSplit encode_split(models::AudioVAEImpl& vae, const RootConfig& cfg,
                           const std::vector<data::Clip>& clips, const std::vector<std::string>& sources,
                           int batch_size, const torch::Device& device,

@@ -22,6 +22,9 @@ const std::vector<std::string>& representation_names();
 // The encoder output a representation is computed from; an unknown name is an error.
 std::string source_tensor(const std::string& representation);
 
+// The distinct source tensors of `representations`, in first-use order (validates the names).
+std::vector<std::string> source_tensors(const std::vector<std::string>& representations);
+
 // One split encoded once: per source tensor, the mean over each clip's valid frames and
 // (when frames are kept) the frames themselves.
 struct EncodedSplit {
