@@ -48,8 +48,7 @@ int main(int argc, char** argv) try {
     else
       throw Error("unknown option " + a);
   }
-  const RootConfig cfg =
-      config::read<RootConfig>(config::compose(config::to_yaml(RootConfig{}), {config_file}, {}));
+  const RootConfig cfg = read_root_config({config_file}, {});
   RuntimeConfig rt = cfg.runtime;
   rt.threads = threads;
   rt.blas_threads = threads;

@@ -57,7 +57,7 @@ bench() {
 if has bench; then
   log "bench tokenizer, paper size, bf16"
   bench tokenizer --config configs/tokenizer.yaml tokenizer.sembo_checkpoint= runtime.device=cuda \
-    train.precision=bf16 gan.start_step=0 --steps 10 --warmup 3
+    train.precision=bf16 tokenizer.gan.start_step=0 --steps 10 --warmup 3
   log "bench DiT width 512 (TTA recipe), bf16"
   bench dit512 --config configs/dit_tta.yaml runtime.device=cuda train.precision=bf16 --steps 10 --warmup 3
   log "bench DiT width 1024, bf16"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds a real cross-domain demo corpus (SPEC section 4) from Debian packages: recorded
+# Builds a real cross-domain demo corpus (README.md, "Data") from Debian packages: recorded
 # speech with transcripts, music (recordings, rendered MIDI, MMA accompaniment grooves) with
 # captions, and sound effects with captions, plus a clearly labelled espeak-ng subset.
 #   scripts/make_demo_corpus.sh OUT_DIR [--size small|full]

@@ -10,6 +10,7 @@
 #include <random>
 #include <sstream>
 
+#include "losatok/audio/audio_io.h"
 #include "losatok/core/config.h"
 #include "losatok/core/file_util.h"
 
@@ -20,9 +21,27 @@ std::string source_path(const std::string& relative) {
 }
 
 RootConfig model_config(const std::string& name) {
-  const auto tree =
-      config::compose(config::to_yaml(RootConfig{}), {source_path("configs/model/" + name + ".yaml")}, {});
-  return config::read<RootConfig>(tree);
+  return read_root_config({source_path("configs/model/" + name + ".yaml")}, {});
+}
+
+TinyCorpus::TinyCorpus() {
+  std::string tr, va;
+  for (int i = 0; i < 12; ++i) {
+    const int64_t n = 16000 + 2000 * i;
+    std::vector<float> w(n);
+    uint32_t s = 1234 + i;
+    for (int64_t k = 0; k < n; ++k) {
+      s = s * 1664525u + 1013904223u;
+      w[k] = 0.2f * std::sin(0.003f * (i + 1) * k) + 0.05f * ((s >> 9) / 8388608.0f - 1.0f);
+    }
+    const std::string name = "c" + std::to_string(i) + ".wav";
+    audio::write_audio(dir.path(name), w.data(), n, 1, 16000, "pcm16");
+    (i < 9 ? tr : va) += "{\"audio\": \"" + name + "\"}\n";
+  }
+  train = dir.path("train.jsonl");
+  valid = dir.path("valid.jsonl");
+  write_text(train, tr);
+  write_text(valid, va);
 }
 
 std::vector<nlohmann::json> read_jsonl(const std::string& path) {

@@ -44,6 +44,14 @@ void write_text(const std::string& path, const std::string& text);
 void write_bytes(const std::string& path, const std::string& bytes);
 std::string read_bytes(const std::string& path);
 
+// Twelve short clips of distinct noisy tones (1 to 2.4 s), split 9 train / 3 valid, with their
+// manifests.
+struct TinyCorpus {
+  TempDir dir;
+  std::string train, valid;
+  TinyCorpus();
+};
+
 double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b);
 // ||a - b|| / ||b||
 double rel_l2(const torch::Tensor& a, const torch::Tensor& b);

@@ -14,6 +14,7 @@
 #include "losatok/core/error.h"
 #include "losatok/core/file_util.h"
 #include "losatok/core/logging.h"
+#include "losatok/train/dit_stage.h"
 #include "losatok/train/trainer.h"
 
 namespace fs = std::filesystem;
@@ -71,13 +72,13 @@ struct SyntheticLatents {
     {
       data::FeatureCacheWriter writer((dir / "latents").string(), {"latents", "bench", "bench"});
       for (const auto& c : clips) {
-        mu.push_back(torch::randn({frames, cfg.dit.model.latent_dim}));
+        mu.push_back(torch::randn({frames, cfg.section<DiTStageConfig>().model.latent_dim}));
         writer.add(c.key, {{"mu", mu.back()}});
       }
     }
     cfg.data.sources = {{(dir / "bench.jsonl").string(), 0.0}};
     cfg.data.cache_dir = (dir / "latents").string();
-    cfg.dit.tokenizer_checkpoint.clear();  // no producer check, no decoding
+    cfg.section<DiTStageConfig>().tokenizer_checkpoint.clear();  // no producer check, no decoding
   }
   ~SyntheticLatents() {
     std::error_code ec;
@@ -145,7 +146,7 @@ int run_bench(const BenchOptions& o, const Context& ctx) {
       sequences += b.size();
     }
     const double per_seq = frames / std::max<int64_t>(1, sequences);
-    const auto& m = cfg.dit.model;
+    const auto& m = cfg.section<DiTStageConfig>().model;
     const double flops =
         6.0 * params * frames + 3.0 * 4.0 * m.depth * sequences * per_seq * per_seq * m.width;
     std::cout << fmt::format(

@@ -21,11 +21,7 @@ void add_config_options(CLI::App& sub, ConfigOptions& opts) {
 RootConfig resolve_root_config(const ConfigOptions& opts, const Context& ctx, const YAML::Node& base) {
   std::vector<std::string> overrides = opts.overrides;
   overrides.insert(overrides.end(), ctx.runtime_overrides.begin(), ctx.runtime_overrides.end());
-  YAML::Node defaults = config::to_yaml(RootConfig{});
-  if (base.IsMap())
-    for (const auto& kv : base) defaults[kv.first.as<std::string>()] = config::deep_copy(kv.second);
-  const config::ConfigTree tree = config::compose(defaults, opts.files, overrides);
-  RootConfig cfg = config::read<RootConfig>(tree);
+  RootConfig cfg = read_root_config(opts.files, overrides, base);
   init_logging(cfg.runtime.log_level);
   init_runtime(cfg.runtime);
   if (opts.print_config) std::cout << config::dump(config::to_yaml(cfg));

@@ -1,4 +1,4 @@
-// `losatok eval recon | probe | gen | rank` (SPEC section 7): each prints a table and writes
+// `losatok eval recon | probe | gen | rank` (docs/method.md, "Evaluation"): each prints a table and writes
 // the same numbers as JSON.
 #include <torch/torch.h>
 
@@ -124,7 +124,7 @@ int run_recon(const ReconOptions& o, const Context& ctx) {
   if (o.config.print_config) return 0;
   torch::manual_seed(static_cast<uint64_t>(m.config.seed));
   torch::NoGradGuard no_grad;
-  const eval::ReconMetrics metrics(m.config.frontend.vocos, m.config.loss.stft_n_fft, m.config.loss.stft_hop);
+  const eval::ReconMetrics metrics(m.config.frontend.vocos);
   const int sr = m.config.audio.sample_rate;
   const int64_t chunk_tokens = static_cast<int64_t>(o.chunk_seconds * sr / m.vae->samples_per_token());
   std::vector<data::ManifestEntry> entries = data::read_manifest(o.manifest);

@@ -12,8 +12,8 @@
 #include "losatok/core/error.h"
 #include "losatok/core/file_util.h"
 #include "losatok/core/logging.h"
+#include "losatok/gen/dit_pipeline.h"
 #include "losatok/models/init.h"
-#include "losatok/train/dit_stage.h"
 #include "model_setup.h"
 
 namespace fs = std::filesystem;
@@ -34,7 +34,7 @@ struct GenerateOptions {
 };
 
 struct Job {
-  train::GenerationRequest request;
+  gen::GenerationRequest request;
   std::string out, domain;
 };
 
@@ -82,15 +82,15 @@ std::vector<Job> read_prompt_file(const std::string& path, const RootConfig& cfg
 
 int run_generate(const GenerateOptions& o, const Context& ctx) {
   const io::WeightSet weights = io::read_weights(o.model.checkpoint);
+  (void)gen::dit_checkpoint_config(weights);  // a DiT's, or an error naming the file
   const YAML::Node base = models::checkpoint_config(weights);
-  if (!base.IsMap() || !base["stage"] || base["stage"].as<std::string>() != "dit" || !base["dit"])
-    throw Error("checkpoint '" + weights.source + "' is not a DiT (its metadata carries no dit config)");
   ConfigOptions options = o.config;
   if (!o.model.device.empty()) options.overrides.push_back("runtime.device=" + o.model.device);
   const RootConfig cfg = resolve_root_config(options, ctx, base);
   if (o.config.print_config) return 0;
 
-  SamplerConfig sampler = cfg.dit.sample;
+  const DiTStageConfig& dit = cfg.section<DiTStageConfig>();
+  SamplerConfig sampler = dit.sample;
   if (o.steps > 0) sampler.steps = o.steps;
   if (o.cfg_scale >= 0) sampler.cfg_scale = o.cfg_scale;
   if (o.sway <= 1) sampler.sway = o.sway;
@@ -122,42 +122,28 @@ int run_generate(const GenerateOptions& o, const Context& ctx) {
       jobs.push_back(std::move(j));
     }
   }
-  const torch::Device device = resolve_device(cfg.runtime.device);
-  int cond_dim = 0;
-  if (cfg.dit.condition.source == "cache") {
-    const auto it = weights.tensors.find("null_cond");
-    if (it == weights.tensors.end()) throw Error("checkpoint '" + weights.source + "' has no null_cond");
-    cond_dim = static_cast<int>(it->second.size(1));
+  if (dit.condition.source == "cache") {
     if (o.condition.empty())
       throw Error("this DiT is conditioned on cached embeddings: give --condition FILE.safetensors");
     const io::WeightSet c = io::read_weights(o.condition);
-    const auto t = c.tensors.find(cfg.dit.condition.tensor);
+    const auto t = c.tensors.find(dit.condition.tensor);
     if (t == c.tensors.end())
-      throw Error("condition '" + o.condition + "' has no tensor '" + cfg.dit.condition.tensor + "'");
+      throw Error("condition '" + o.condition + "' has no tensor '" + dit.condition.tensor + "'");
     for (auto& j : jobs) j.request.condition = t->second;
   } else if (!o.condition.empty()) {
     throw Error("--condition is for models conditioned on cached embeddings; this one reads text");
   }
-  std::unique_ptr<train::DiTPipeline> pipeline;
-  {
-    const models::SkipInit skip;  // every weight comes from the checkpoint
-    pipeline = std::make_unique<train::DiTPipeline>(cfg, device, cond_dim);
-  }
-  io::LoadOptions lo;
-  lo.strict = !o.model.lenient;
-  const io::LoadReport report = io::load_weights(pipeline->model(), weights.tensors, weights.source, lo);
-  io::log_load_report(weights.source, report);
-  pipeline->model().eval();
-  const std::string tok = o.tokenizer.empty() ? cfg.dit.tokenizer_checkpoint : o.tokenizer;
-  if (tok.empty())
+  if (o.tokenizer.empty() && dit.tokenizer_checkpoint.empty())
     throw Error("generate needs the tokenizer that decodes the latents: --tokenizer CHECKPOINT");
-  pipeline->load_tokenizer(tok);
+  gen::LoadedDiT loaded = gen::load_dit_checkpoint(weights, cfg, resolve_device(cfg.runtime.device),
+                                                   !o.model.lenient, o.tokenizer);
+  gen::DiTPipeline* pipeline = loaded.pipeline.get();
 
   const auto t0 = std::chrono::steady_clock::now();
   double seconds_out = 0;
   const int sr = cfg.audio.sample_rate;
   for (std::size_t start = 0; start < jobs.size(); start += o.batch_size) {
-    std::vector<train::GenerationRequest> batch;
+    std::vector<gen::GenerationRequest> batch;
     for (std::size_t i = start; i < std::min(jobs.size(), start + o.batch_size); ++i)
       batch.push_back(jobs[i].request);
     SamplerConfig s = sampler;

@@ -79,7 +79,10 @@ int run_train(const TrainOptions& o, bool resume, const Context& ctx) {
 }  // namespace
 
 void add_train_command(CLI::App& app, Context& ctx) {
-  auto* sub = app.add_subcommand("train", "train the stage a config names (stage: sembo) into its run_dir");
+  std::string stages;
+  for (const auto& s : train::stage_registry()) stages += "\n  " + s.info.name + ": " + s.info.summary;
+  auto* sub =
+      app.add_subcommand("train", "train the stage a config names into its run_dir; stages:" + stages);
   auto o = std::make_shared<TrainOptions>();
   add_config_options(*sub, o->config);
   auto* resume =

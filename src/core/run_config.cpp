@@ -1,5 +1,7 @@
-// validate() of the root config sections.
+// validate() of the root config sections; the stage section's place in the root config.
 #include "losatok/core/run_config.h"
+
+#include <set>
 
 #include "losatok/audio/audio_io.h"
 #include "losatok/core/logging.h"
@@ -37,9 +39,96 @@ void MelConfig::validate() const {
   check(floor > 0, "floor", "must be positive");
 }
 
+const StageInfo* find_stage(const std::string& name) {
+  for (const auto& s : registered_stages())
+    if (s.name == name) return &s;
+  return nullptr;
+}
+
+std::string stage_names() {
+  std::string out;
+  for (const auto& s : registered_stages()) out += (out.empty() ? "" : ", ") + s.name;
+  return out;
+}
+
+void RootConfig::sync_stage_section() {
+  if (section_stage_ == stage && (stage.empty() || !stage_section_.empty())) return;
+  const StageInfo* info = find_stage(stage);
+  stage_section_ = info ? StageSectionHolder(info->make_section()) : StageSectionHolder();
+  section_stage_ = stage;
+}
+
+RootConfig& RootConfig::set_stage(const std::string& name) {
+  if (!find_stage(name))
+    throw ConfigError("stage", "must be one of " + stage_names() + ", got '" + name + "'");
+  stage = name;
+  sync_stage_section();
+  return *this;
+}
+
+void RootConfig::throw_wrong_section() const {
+  throw ConfigError(stage.empty() ? "stage" : stage,
+                    stage.empty() ? "this config names no stage, so it has no stage section"
+                                  : "the '" + stage + "' stage's section is not the one this code reads");
+}
+
+namespace {
+
+// The dotted paths of the leaves under `node` (a scalar or list is a leaf).
+void leaves(const YAML::Node& node, const std::string& path, std::vector<std::string>& out) {
+  if (node.IsMap() && node.size() > 0) {
+    for (const auto& kv : node) leaves(kv.second, path + "." + kv.first.Scalar(), out);
+  } else {
+    out.push_back(path);
+  }
+}
+
+bool under(const std::string& path, const std::string& prefix) {
+  return path == prefix || (path.rfind(prefix, 0) == 0 && path[prefix.size()] == '.');
+}
+
+// Where a key of the old flat layout lives now ("" when it did not move).
+std::string moved_to(const std::string& path) {
+  for (const auto& info : registered_stages())
+    for (const auto& [from, to] : info.moved_keys)
+      if (under(path, from)) return to + path.substr(from.size());
+  return "";
+}
+
+ConfigError moved_error(const std::string& at, const std::string& to) {
+  return ConfigError(
+      at,
+      "moved to " + to + " (loss weights and stage switches live in their stage's section; docs/configs.md)");
+}
+
+}  // namespace
+
+void RootConfig::check_stage_keys(const YAML::Node& node, const std::string& path) const {
+  if (!node.IsMap()) return;
+  static const std::set<std::string> shared = {"stage",    "run_dir", "seed", "runtime", "audio",
+                                               "frontend", "model",   "data", "train"};
+  for (const auto& kv : node) {
+    const std::string key = kv.first.Scalar();
+    if (shared.count(key) || key == stage) continue;
+    std::vector<std::string> paths;
+    leaves(kv.second, key, paths);
+    for (const auto& p : paths) {
+      const std::string at = config::detail::join_path(path, p);
+      if (const std::string to = moved_to(p); !to.empty()) throw moved_error(at, to);
+      if (const StageInfo* owner = find_stage(key))
+        throw ConfigError(at, "belongs to the " + owner->name + " stage, and this config's stage is " +
+                                  (stage.empty() ? "not set" : stage));
+    }
+    if (key == "loss")
+      throw ConfigError(config::detail::join_path(path, paths.front()),
+                        "the flat loss: section is gone: loss weights live in their stage's section (" +
+                            stage_names() + "; docs/configs.md)");
+  }
+}
+
 void RootConfig::validate() const {
-  check(stage.empty() || stage == "sembo" || stage == "tokenizer" || stage == "dit" || stage == "probe",
-        "stage", "must be sembo, tokenizer, dit or probe, got '" + stage + "'");
+  check(stage.empty() || find_stage(stage), "stage",
+        "must be one of " + stage_names() + ", got '" + stage + "'");
   check(!run_dir.empty(), "run_dir", "must not be empty");
   for (const auto& [name, mel] :
        {std::pair<const char*, const MelConfig*>{"dasheng", &frontend.dasheng}, {"vocos", &frontend.vocos}})
@@ -57,14 +146,74 @@ void RootConfig::validate() const {
 }
 
 std::string weights_config_yaml(const RootConfig& cfg) {
+  const YAML::Node all = config::to_yaml(cfg);
   YAML::Node n;
-  n["frontend"] = config::to_yaml(cfg.frontend);
-  n["model"] = config::to_yaml(cfg.model);
-  if (cfg.stage == "dit") {  // a DiT checkpoint generates without its training config
+  n["frontend"] = all["frontend"];
+  n["model"] = all["model"];
+  if (!cfg.stage.empty()) {
     n["stage"] = cfg.stage;
-    n["dit"] = config::to_yaml(cfg.dit);
+    if (all[cfg.stage]) n[cfg.stage] = all[cfg.stage];
   }
   return config::dump(n);
+}
+
+namespace {
+
+// The stage an override list sets last (`stage=x`, `++stage=x`), or "".
+std::string stage_override(const std::vector<std::string>& overrides) {
+  std::string out;
+  for (std::string o : overrides) {
+    while (!o.empty() && o[0] == '+') o.erase(0, 1);
+    if (o.rfind("stage=", 0) == 0) out = o.substr(6);
+  }
+  return out;
+}
+
+}  // namespace
+
+config::ConfigTree compose_root_config(const std::vector<std::string>& files,
+                                       const std::vector<std::string>& overrides, const YAML::Node& base) {
+  YAML::Node defaults = config::to_yaml(RootConfig{});
+  const auto with_base = [&](const YAML::Node& d, const std::string& stage) {
+    config::ConfigTree t;
+    t.root.reset(config::deep_copy(d));
+    if (base.IsMap()) {
+      YAML::Node overlay(YAML::NodeType::Map);
+      for (const auto& kv : base) {
+        const std::string key = kv.first.as<std::string>();
+        if (key == "stage" && !stage.empty()) continue;
+        if (find_stage(key) && key != stage) continue;  // another stage's section stays behind
+        overlay[key] = kv.second;
+      }
+      config::merge(t, overlay, "defaults");
+    }
+    return t.root;
+  };
+  for (const auto& o : overrides) {
+    std::string key = o.substr(0, o.find('='));
+    key.erase(0, key.find_first_not_of("+~"));
+    if (const std::string to = moved_to(key); !to.empty())
+      throw moved_error(key, to).with_origin("command line");
+  }
+  // The stage decides which section's defaults the tree starts from: read it from the files
+  // (and the checkpoint's base) first, then let an override have the last word.
+  std::string stage = stage_override(overrides);
+  if (stage.empty()) {
+    const config::ConfigTree first = config::compose(with_base(defaults, ""), files, {});
+    const YAML::Node s = first.root["stage"];
+    if (s && s.IsScalar()) stage = s.Scalar();
+  }
+  if (find_stage(stage)) {
+    RootConfig r;
+    r.set_stage(stage);
+    defaults = config::to_yaml(r);
+  }
+  return config::compose(with_base(defaults, stage), files, overrides);
+}
+
+RootConfig read_root_config(const std::vector<std::string>& files, const std::vector<std::string>& overrides,
+                            const YAML::Node& base) {
+  return config::read<RootConfig>(compose_root_config(files, overrides, base));
 }
 
 }  // namespace losatok

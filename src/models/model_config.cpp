@@ -95,4 +95,23 @@ void SamplerConfig::validate() const {
   check(cfg_scale >= 0, "cfg_scale", "must be >= 0 (1 = no guidance)");
 }
 
+void PromptConfig::validate() const {
+  check(seconds >= 0, "seconds", "must be >= 0 (0 = estimated)");
+}
+
+void ConditionConfig::validate() const {
+  check(source == "text" || source == "cache", "source", "must be text or cache, got '" + source + "'");
+  check(source != "cache" || !cache_dir.empty(), "cache_dir", "source cache needs the cache folder");
+  check(!tensor.empty(), "tensor", "must not be empty");
+}
+
+void DiTStageConfig::validate() const {
+  check(task == "tta" || task == "ttm" || task == "tts", "task",
+        "must be tta, ttm or tts, got '" + task + "'");
+  check(norm_max_clips >= 1, "norm_max_clips", "must be >= 1");
+  check(task != "tts" || condition.source == "text", "condition.source",
+        "tts aligns the transcript to the latent frames: it needs source text");
+  for (double s : val_sigmas) check(s > 0 && s <= 1, "val_sigmas", "entries must be in (0, 1]");
+}
+
 }  // namespace losatok

@@ -20,11 +20,7 @@ YAML::Node checkpoint_config(const io::WeightSet& weights) {
 }
 
 RootConfig config_from_checkpoint(const io::WeightSet& weights) {
-  YAML::Node defaults = config::to_yaml(RootConfig{});
-  const YAML::Node carried = checkpoint_config(weights);
-  if (carried.IsMap())
-    for (const auto& kv : carried) defaults[kv.first.as<std::string>()] = config::deep_copy(kv.second);
-  return config::read<RootConfig>(config::compose(defaults, {}, {}));
+  return read_root_config({}, {}, checkpoint_config(weights));
 }
 
 LoadedTokenizer load_tokenizer_checkpoint(const std::string& path, const torch::Device& device) {

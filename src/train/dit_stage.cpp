@@ -1,4 +1,5 @@
-// The DiT stage and the generation pipeline it shares with `losatok generate`.
+// The DiT stage: flow matching on cached tokenizer latents; generation at validation goes
+// through the pipeline of gen/dit_pipeline.h.
 #include "losatok/train/dit_stage.h"
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -24,23 +25,6 @@ namespace fs = std::filesystem;
 namespace losatok::train {
 
 namespace {
-
-// Zero-padded (B, longest) int64 tokens and their (B, longest) mask.
-std::pair<torch::Tensor, torch::Tensor> pad_tokens(const std::vector<std::vector<int64_t>>& rows,
-                                                   int64_t fill, int64_t min_length) {
-  int64_t longest = min_length;
-  for (const auto& r : rows) longest = std::max<int64_t>(longest, static_cast<int64_t>(r.size()));
-  torch::Tensor tokens = torch::full({static_cast<int64_t>(rows.size()), longest}, fill, torch::kLong);
-  torch::Tensor mask = torch::zeros({static_cast<int64_t>(rows.size()), longest}, torch::kBool);
-  for (std::size_t i = 0; i < rows.size(); ++i) {
-    const int64_t n = std::min<int64_t>(longest, static_cast<int64_t>(rows[i].size()));
-    if (n == 0) continue;
-    tokens[i].narrow(0, 0, n).copy_(
-        torch::tensor(std::vector<int64_t>(rows[i].begin(), rows[i].begin() + n)));
-    mask[i].narrow(0, 0, n).fill_(true);
-  }
-  return {tokens, mask};
-}
 
 // TTS infilling: (B, T) bool, true on the frames to generate. Training: a random span of
 // infill_min..infill_max of each row's valid frames; validation (random = false): everything
@@ -73,195 +57,24 @@ std::string sigma_label(double s) {
 
 }  // namespace
 
-// ---------------------------------------------------------------------------------------------
-// DiTPipeline
-
-DiTPipeline::DiTPipeline(const RootConfig& cfg, const torch::Device& device, int cond_dim)
-    : cfg_(cfg), device_(device) {
-  const bool text = cfg.dit.condition.source == "text";
-  model_ = models::DiTModel(cfg.dit.model, cfg.dit.text, text, cond_dim, cfg.dit.task == "tts");
-  model_->to(device_);
-  if (text) text_tokens_ = std::make_unique<data::TextTokenizer>(cfg.dit.text);
-}
-
-void DiTPipeline::load_tokenizer(const std::string& path) {
-  tokenizer_ = models::load_tokenizer_checkpoint(path, device_);
-  const int dim = tokenizer_.config.model.latent_dim();
-  if (dim != cfg_.dit.model.latent_dim)
-    throw ConfigError("dit.model.latent_dim", "the tokenizer " + tokenizer_.source + " makes " +
-                                                  std::to_string(dim) + "-d latents, the DiT is built for " +
-                                                  std::to_string(cfg_.dit.model.latent_dim));
-}
-
-DiTPipeline::Condition DiTPipeline::text_condition(const std::vector<std::string>& texts,
-                                                   const torch::Tensor& frames) {
-  if (!text_tokens_) throw Error("dit: this model is conditioned on cached embeddings, not on text");
-  std::vector<std::vector<int64_t>> rows;
-  for (const auto& t : texts) rows.push_back(text_tokens_->encode(t));
-  Condition c;
-  if (model_->tts) {
-    // F5-TTS: the transcript stretched to the latent length with the filler token; the frames'
-    // mask is the text's.
-    const int64_t t = frames.size(1);
-    for (auto& r : rows) r.resize(t, kTextFiller);  // cut, or filled
-    torch::Tensor tokens = pad_tokens(rows, kTextPad, t).first.to(device_);
-    c.cond_mask = frames.to(device_);
-    c.cond = model_->text_encoder->forward(tokens, c.cond_mask);
-    c.aligned = c.cond;
-    return c;
-  }
-  auto [tokens, mask] = pad_tokens(rows, kTextPad, 1);
-  c.cond_mask = mask.to(device_);
-  c.cond = model_->text_encoder->forward(tokens.to(device_), c.cond_mask);
-  return c;
-}
-
-DiTPipeline::Condition DiTPipeline::embedding_condition(const std::vector<torch::Tensor>& embeddings) {
-  int64_t longest = 1;
-  for (const auto& e : embeddings) longest = std::max(longest, e.size(0));
-  const int64_t b = static_cast<int64_t>(embeddings.size());
-  Condition c;
-  c.cond = torch::zeros({b, longest, model_->cond_dim});
-  c.cond_mask = torch::zeros({b, longest}, torch::kBool);
-  for (int64_t i = 0; i < b; ++i) {
-    const torch::Tensor& e = embeddings[i];
-    if (e.dim() != 2 || e.size(1) != model_->cond_dim) {
-      std::string shape;
-      for (int64_t s : e.sizes()) shape += (shape.empty() ? "" : ", ") + std::to_string(s);
-      throw Error("dit: condition embeddings must be (length, " + std::to_string(model_->cond_dim) +
-                  "), got (" + shape + ")");
-    }
-    c.cond[i].narrow(0, 0, e.size(0)).copy_(e);
-    c.cond_mask[i].narrow(0, 0, std::max<int64_t>(e.size(0), 1)).fill_(true);
-  }
-  c.cond = c.cond.to(device_);
-  c.cond_mask = c.cond_mask.to(device_);
-  return c;
-}
-
-int64_t DiTPipeline::frames_for(const GenerationRequest& r) {
-  const double rate = static_cast<double>(cfg_.audio.sample_rate) / cfg_.samples_per_token();
-  if (r.seconds > 0) return std::max<int64_t>(1, std::llround(r.seconds * rate));
-  if (!model_->tts || !text_tokens_)
-    throw Error("generate: give a duration in seconds for \"" + r.text.substr(0, 40) + "\"");
-  const double tokens = static_cast<double>(text_tokens_->encode(r.text).size());
-  double per_token = model_->frames_per_token.item<double>();
-  if (!r.prompt_audio.empty() && !r.prompt_text.empty()) {
-    // The prompt's own speaking rate (F5-TTS).
-    const double prompt_frames = static_cast<double>(r.prompt_audio.size()) / cfg_.samples_per_token();
-    per_token = prompt_frames / static_cast<double>(text_tokens_->encode(r.prompt_text).size());
-  }
-  return std::max<int64_t>(1, std::llround(tokens * per_token));
-}
-
-torch::Tensor DiTPipeline::encode_prompt(const std::vector<float>& audio) {
-  if (!tokenizer()) throw Error("generate: an audio prompt needs the tokenizer (dit.tokenizer_checkpoint)");
-  const int64_t spt = tokenizer()->samples_per_token();
-  if (static_cast<int64_t>(audio.size()) < spt)
-    throw Error("generate: the audio prompt is shorter than one token");
-  torch::NoGradGuard no_grad;
-  const torch::Tensor wave = torch::from_blob(const_cast<float*>(audio.data()),
-                                              {1, static_cast<int64_t>(audio.size())}, torch::kFloat32)
-                                 .clone()
-                                 .to(device_);
-  const torch::Tensor lengths = torch::tensor({static_cast<int64_t>(audio.size())}, torch::kLong).to(device_);
-  const models::VaeFeatures f = tokenizer()->encode(wave, lengths);
-  const int64_t frames = static_cast<int64_t>(audio.size()) / spt;
-  return model_->normalize(f.mu[0].narrow(0, 0, std::min(frames, f.mu.size(1))));
-}
-
-std::vector<torch::Tensor> DiTPipeline::generate(const std::vector<GenerationRequest>& requests,
-                                                 const SamplerConfig& sampler) {
-  torch::NoGradGuard no_grad;
-  const int64_t b = static_cast<int64_t>(requests.size());
-  if (b == 0) return {};
-  const int64_t d = cfg_.dit.model.latent_dim;
-  std::vector<torch::Tensor> prompts(b);
-  std::vector<int64_t> prompt_frames(b, 0), total(b);
-  std::vector<std::string> texts(b);
-  for (int64_t i = 0; i < b; ++i) {
-    const GenerationRequest& r = requests[i];
-    texts[i] = r.text;
-    if (!r.prompt_audio.empty() && !model_->tts)
-      throw Error("generate: an audio prompt needs a TTS model (this one is " + cfg_.dit.task + ")");
-    if (model_->tts && !r.prompt_audio.empty()) {
-      // Training aligned each clip's whole transcript over all its frames, prompt included.
-      if (r.prompt_text.empty())
-        throw Error("generate: an audio prompt needs its transcript (--prompt-text)");
-      prompts[i] = encode_prompt(r.prompt_audio);
-      prompt_frames[i] = prompts[i].size(0);
-      texts[i] = r.prompt_text + " " + r.text;
-    }
-    total[i] = prompt_frames[i] + frames_for(r);
-  }
-  const int64_t t = *std::max_element(total.begin(), total.end());
-  const torch::Tensor mask =
-      (torch::arange(t).unsqueeze(0) < torch::tensor(total, torch::kLong).unsqueeze(1)).to(device_);
-  Condition c;
-  if (requests[0].condition.defined()) {
-    std::vector<torch::Tensor> emb;
-    for (const auto& r : requests) {
-      if (!r.condition.defined()) throw Error("generate: every request needs condition embeddings, or none");
-      emb.push_back(r.condition.to(torch::kFloat32).cpu());
-    }
-    c = embedding_condition(emb);
-  } else {
-    c = text_condition(texts, mask);
-  }
-  torch::Tensor prompt;
-  if (model_->tts) {
-    prompt = torch::zeros({b, t, d});
-    for (int64_t i = 0; i < b; ++i)
-      if (prompt_frames[i] > 0) prompt[i].narrow(0, 0, prompt_frames[i]).copy_(prompts[i].cpu());
-    prompt = prompt.to(device_);
-  }
-  // The unconditional half of classifier-free guidance: null condition, no text, no prompt.
-  const torch::Tensor drop_all = torch::ones({b}, torch::kBool);
-  const torch::Tensor cond_u = model_->drop_condition(c.cond, drop_all);
-  const bool guided = sampler.cfg_scale != 1.0;
-  const torch::Tensor mask2 = guided ? torch::cat({mask, mask}) : mask;
-  const torch::Tensor cond2 = guided ? torch::cat({c.cond, cond_u}) : c.cond;
-  const torch::Tensor cond_mask2 = guided ? torch::cat({c.cond_mask, c.cond_mask}) : c.cond_mask;
-  torch::Tensor prompt2, aligned2;
-  if (model_->tts) {
-    prompt2 = guided ? torch::cat({prompt, torch::zeros_like(prompt)}) : prompt;
-    aligned2 = guided ? torch::cat({c.aligned, torch::zeros_like(c.aligned)}) : c.aligned;
-  }
-  at::Generator gen = at::detail::createCPUGenerator(static_cast<uint64_t>(sampler.seed));
-  torch::Tensor x = torch::randn({b, t, d}, gen, torch::kFloat32).to(device_) * mask.unsqueeze(-1);
-  const auto velocity = [&](const torch::Tensor& xs, double sigma) {
-    const torch::Tensor x2 = guided ? torch::cat({xs, xs}) : xs;
-    const torch::Tensor s = torch::full({x2.size(0)}, sigma, x2.options());
-    const torch::Tensor v = model_->velocity(x2, s, mask2, cond2, cond_mask2, prompt2, aligned2);
-    if (!guided) return v;
-    return models::classifier_free_guidance(v.narrow(0, 0, b), v.narrow(0, b, b), sampler.cfg_scale);
-  };
-  x = models::euler_sample(x, models::sigma_schedule(sampler.steps, sampler.sway), velocity);
-  std::vector<torch::Tensor> out;
-  for (int64_t i = 0; i < b; ++i)
-    out.push_back(model_->denormalize(x[i].narrow(0, prompt_frames[i], total[i] - prompt_frames[i])).cpu());
-  return out;
-}
-
-std::vector<float> DiTPipeline::decode(const torch::Tensor& latents) {
-  if (!tokenizer()) throw Error("generate: decoding needs the tokenizer (dit.tokenizer_checkpoint)");
-  torch::NoGradGuard no_grad;
-  const torch::Tensor wave =
-      tokenizer()->decode(latents.to(device_, torch::kFloat32).unsqueeze(0))[0].to(torch::kCPU).contiguous();
-  return std::vector<float>(wave.data_ptr<float>(), wave.data_ptr<float>() + wave.numel());
+using config::check;
+StageRegistration dit_stage() {
+  return stage_registration<DiTStage, DiTStageConfig>(
+      "dit", "a DiT on cached tokenizer latents (text-to-audio, -music, -speech)");
 }
 
 // ---------------------------------------------------------------------------------------------
 // DiTStage
 
-DiTStage::DiTStage(const RootConfig& cfg, const torch::Device& device) : cfg_(cfg), device_(device) {
+DiTStage::DiTStage(const RootConfig& cfg, const torch::Device& device)
+    : cfg_(cfg), dit_(cfg.section<DiTStageConfig>()), device_(device) {
   if (cfg.data.cache_dir.empty())
     throw ConfigError("data.cache_dir",
                       "the dit stage trains on tokenizer latents: fill a cache with "
                       "`losatok extract --what latents --checkpoint TOKENIZER` and name it here");
   int cond_dim = 0;
-  if (cfg.dit.condition.source == "cache") {
-    const std::string& dir = cfg.dit.condition.cache_dir;
+  if (dit_.condition.source == "cache") {
+    const std::string& dir = dit_.condition.cache_dir;
     condition_cache_ = std::make_shared<data::FeatureCache>(dir, data::CacheProducer{});
     if (condition_cache_->producer().what != "condition")
       throw ConfigError("dit.condition.cache_dir", "'" + dir + "' holds " +
@@ -271,24 +84,24 @@ DiTStage::DiTStage(const RootConfig& cfg, const torch::Device& device) : cfg_(cf
     const auto keys = condition_cache_->keys();
     if (keys.empty()) throw ConfigError("dit.condition.cache_dir", "'" + dir + "' holds no clip");
     const auto first = condition_cache_->read(keys.front());
-    const auto it = first.find(cfg.dit.condition.tensor);
+    const auto it = first.find(dit_.condition.tensor);
     if (it == first.end())
       throw ConfigError("dit.condition.tensor",
-                        "'" + cfg.dit.condition.tensor + "' is not in the cache '" + dir + "'");
+                        "'" + dit_.condition.tensor + "' is not in the cache '" + dir + "'");
     if (it->second.dim() != 2)
-      throw ConfigError("dit.condition.tensor", "'" + cfg.dit.condition.tensor + "' in '" + dir +
-                                                    "' must be (length, width) per clip");
+      throw ConfigError("dit.condition.tensor",
+                        "'" + dit_.condition.tensor + "' in '" + dir + "' must be (length, width) per clip");
     cond_dim = static_cast<int>(it->second.size(1));
   }
-  pipeline_ = std::make_unique<DiTPipeline>(cfg, device, cond_dim);
-  if (!cfg.dit.tokenizer_checkpoint.empty())
-    pipeline_->load_tokenizer(cfg.dit.tokenizer_checkpoint);
+  pipeline_ = std::make_unique<gen::DiTPipeline>(cfg, device, cond_dim);
+  if (!dit_.tokenizer_checkpoint.empty())
+    pipeline_->load_tokenizer(dit_.tokenizer_checkpoint);
   else
     spdlog::warn(
         "dit.tokenizer_checkpoint is empty: the latents cache's producer is not checked and "
         "validation generates no audio");
   spdlog::info("DiT: {:.2f} M parameters ({} task, {} condition)",
-               models::count_parameters(pipeline_->model()) / 1e6, cfg.dit.task, cfg.dit.condition.source);
+               models::count_parameters(pipeline_->model()) / 1e6, dit_.task, dit_.condition.source);
   set_training(true);
 }
 
@@ -324,10 +137,10 @@ void DiTStage::ensure_statistics() {
                         "'" + cfg_.data.cache_dir +
                             "' holds none of the training clips of data.sources: extract them "
                             "first");
-    const std::size_t n = std::min<std::size_t>(present.size(), cfg_.dit.norm_max_clips);
+    const std::size_t n = std::min<std::size_t>(present.size(), dit_.norm_max_clips);
     for (std::size_t i = 0; i < n; ++i) chosen.push_back(present[i * present.size() / n]);
   }
-  const int64_t d = cfg_.dit.model.latent_dim;
+  const int64_t d = dit_.model.latent_dim;
   torch::Tensor sum = torch::zeros({d}, torch::kFloat64), sumsq = torch::zeros({d}, torch::kFloat64),
                 noise_var = torch::zeros({d}, torch::kFloat64);
   int64_t frames = 0, text_tokens = 0, text_frames = 0;
@@ -342,11 +155,11 @@ void DiTStage::ensure_statistics() {
                                                     "-d latents, the DiT is built for " + std::to_string(d));
     sum += mu.sum(0);
     sumsq += mu.pow(2).sum(0);
-    if (cfg_.dit.sample_latent)
+    if (dit_.sample_latent)
       if (const auto lv = t.find("logvar"); lv != t.end())
         noise_var += lv->second.to(torch::kFloat64).exp().sum(0);
     frames += mu.size(0);
-    if (cfg_.dit.task == "tts" && !c->entry.text.empty()) {
+    if (dit_.task == "tts" && !c->entry.text.empty()) {
       text_tokens += static_cast<int64_t>(pipeline_->tokens(c->entry.text).size());
       text_frames += mu.size(0);
     }
@@ -400,10 +213,10 @@ DiTStage::Inputs DiTStage::inputs(const data::Batch& batch, bool sample) {
     std::vector<torch::Tensor> emb;
     for (const auto& item : batch.items) {
       const auto t = condition_cache_->read(item.clip->key);
-      const auto c = t.find(cfg_.dit.condition.tensor);
+      const auto c = t.find(dit_.condition.tensor);
       if (c == t.end())
-        throw Error("condition cache '" + cfg_.dit.condition.cache_dir + "': clip " + item.clip->key +
-                    " has no '" + cfg_.dit.condition.tensor + "'");
+        throw Error("condition cache '" + dit_.condition.cache_dir + "': clip " + item.clip->key +
+                    " has no '" + dit_.condition.tensor + "'");
       emb.push_back(c->second.to(torch::kFloat32));
     }
     in.condition = pipeline_->embedding_condition(emb);
@@ -441,7 +254,7 @@ void DiTStage::apply_conditioning(Inputs& in, const data::Batch& batch, torch::T
   const torch::Tensor keep = drop.logical_not().to(device_).view({-1, 1, 1}).to(in.z.scalar_type());
   in.condition.aligned = in.condition.aligned * keep;  // dropped rows: no text at all
   const torch::Tensor infill =
-      infill_mask(batch.feature_lengths.cpu(), in.z.size(1), cfg_.dit.flow, random_span).to(device_);
+      infill_mask(batch.feature_lengths.cpu(), in.z.size(1), dit_.flow, random_span).to(device_);
   torch::Tensor prompt = in.z * infill.logical_not().unsqueeze(-1) * keep;
   if (prompt_keep.defined())
     prompt = prompt * prompt_keep.to(device_).view({-1, 1, 1}).to(in.z.scalar_type());
@@ -452,8 +265,8 @@ void DiTStage::apply_conditioning(Inputs& in, const data::Batch& batch, torch::T
 StepOutput DiTStage::train_step(std::size_t, const data::Batch& batch, int64_t) {
   ensure_statistics();
   auto& m = pipeline_->model();
-  const FlowConfig& flow = cfg_.dit.flow;
-  Inputs in = inputs(batch, cfg_.dit.sample_latent);
+  const FlowConfig& flow = dit_.flow;
+  Inputs in = inputs(batch, dit_.sample_latent);
   const int64_t b = in.z.size(0);
   // Random draws on the CPU generator in a fixed order: resumable bitwise.
   const torch::Tensor drop = torch::rand({b}, torch::kFloat64) < flow.cond_dropout;
@@ -476,10 +289,10 @@ std::map<std::string, double> DiTStage::validate(const std::function<bool(data::
   ensure_statistics();
   torch::NoGradGuard no_grad;
   auto& m = pipeline_->model();
-  const auto& sigmas = cfg_.dit.val_sigmas;
+  const auto& sigmas = dit_.val_sigmas;
   std::vector<double> per_sigma(sigmas.size(), 0.0);
   int64_t batches = 0;
-  std::vector<GenerationRequest> from_cache;  // cache-conditioned models generate for clips' embeddings
+  std::vector<gen::GenerationRequest> from_cache;  // cache-conditioned models generate for clips' embeddings
   // The same noise at every validation: the loss curve compares like with like.
   at::Generator gen = at::detail::createCPUGenerator(static_cast<uint64_t>(cfg_.seed) + 7919);
   data::Batch batch;
@@ -497,10 +310,10 @@ std::map<std::string, double> DiTStage::validate(const std::function<bool(data::
     }
     if (condition_cache_ && from_cache.size() < 2)
       for (int64_t i = 0; i < batch.size() && from_cache.size() < 2; ++i) {
-        GenerationRequest r;
+        gen::GenerationRequest r;
         const int64_t frames = batch.feature_lengths[i].item<int64_t>();
         r.seconds = static_cast<double>(frames * cfg_.samples_per_token()) / cfg_.audio.sample_rate;
-        r.condition = condition_cache_->read(batch.items[i].clip->key).at(cfg_.dit.condition.tensor);
+        r.condition = condition_cache_->read(batch.items[i].clip->key).at(dit_.condition.tensor);
         r.text = batch.items[i].clip->key;
         from_cache.push_back(r);
       }
@@ -516,17 +329,17 @@ std::map<std::string, double> DiTStage::validate(const std::function<bool(data::
   out["val/fm_loss"] = total / static_cast<double>(sigmas.size());
 
   // Generated samples of the fixed prompts.
-  std::vector<GenerationRequest> requests = from_cache;
+  std::vector<gen::GenerationRequest> requests = from_cache;
   if (!condition_cache_)
-    for (const auto& p : cfg_.dit.val_prompts) {
-      GenerationRequest r;
+    for (const auto& p : dit_.val_prompts) {
+      gen::GenerationRequest r;
       r.text = p.text;
       r.seconds = p.seconds;
       requests.push_back(r);
     }
   if (pipeline_->tokenizer() && !requests.empty() && !ctx.dir.empty()) {
     fs::create_directories(ctx.dir);
-    const auto latents = pipeline_->generate(requests, cfg_.dit.sample);
+    const auto latents = pipeline_->generate(requests, dit_.sample);
     audio::LogMel mel(pipeline_->tokenizer_checkpoint().config.frontend.vocos);
     const int sr = cfg_.audio.sample_rate;
     for (std::size_t i = 0; i < latents.size(); ++i) {

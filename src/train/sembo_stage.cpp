@@ -4,6 +4,7 @@
 
 #include <torch/torch.h>
 
+#include "losatok/core/config.h"
 #include "losatok/core/error.h"
 #include "losatok/core/logging.h"
 #include "losatok/data/extract.h"
@@ -47,6 +48,21 @@ struct ValidationSums {
 
 }  // namespace
 
+void SemBoLossConfig::validate() const {
+  config::check(lambda_rec >= 0, "lambda_rec", "must be >= 0");
+  config::check(lambda_rel >= 0, "lambda_rel", "must be >= 0");
+}
+
+void SemBoStageConfig::validate() const {
+  config::check(baseline_fit_steps >= 0, "baseline_fit_steps", "must be >= 0");
+}
+
+StageRegistration sembo_stage() {
+  return stage_registration<SemBoStage, SemBoStageConfig>(
+      "sembo", "SemBo: compress the frozen encoder's features to 128-d and restore them",
+      {{"loss.lambda_rec", "sembo.loss.lambda_rec"}, {"loss.lambda_rel", "sembo.loss.lambda_rel"}});
+}
+
 void load_semantic_encoder(models::DashengEncoderImpl& encoder, const std::string& path) {
   const std::string want = std::string(kPrefix) + "encoder.";
   const io::WeightSet weights = io::read_weights(path);
@@ -62,7 +78,10 @@ void load_semantic_encoder(models::DashengEncoderImpl& encoder, const std::strin
 }
 
 SemBoStage::SemBoStage(const RootConfig& cfg, const torch::Device& device)
-    : cfg_(cfg), device_(device), pca_fit_(cfg.model.encoder.embed_dim) {
+    : cfg_(cfg),
+      section_(cfg.section<SemBoStageConfig>()),
+      device_(device),
+      pca_fit_(cfg.model.encoder.embed_dim) {
   root_ = std::make_shared<torch::nn::Module>();
   model_ =
       root_->register_module("semantic_encoder", models::SemanticEncoder(cfg.model, cfg.frontend.dasheng));
@@ -77,7 +96,7 @@ SemBoStage::SemBoStage(const RootConfig& cfg, const torch::Device& device)
   }
   for (auto& p : model_->encoder->parameters()) p.set_requires_grad(false);
   const int dim = cfg.model.encoder.embed_dim;
-  if (cfg.sembo.baselines && dim % cfg.model.sembo.latent_dim == 0) {
+  if (section_.baselines && dim % cfg.model.sembo.latent_dim == 0) {
     SemBoConfig merge = cfg.model.sembo;
     merge.method = "channel_merge";
     channel_merge_ = models::SemanticBottleneck(dim, merge);
@@ -124,7 +143,7 @@ std::pair<torch::Tensor, torch::Tensor> SemBoStage::features(const data::Batch& 
 StepOutput SemBoStage::train_step(std::size_t, const data::Batch& batch, int64_t step) {
   auto [h, mask] = features(batch);
   const std::string& method = cfg_.model.sembo.method;
-  const bool fit = method == "pca" || (cfg_.sembo.baselines && step < cfg_.sembo.baseline_fit_steps);
+  const bool fit = method == "pca" || (section_.baselines && step < section_.baseline_fit_steps);
   if (fit && method != "channel_merge") pca_fit_.add(h.index({mask}));
   StepOutput out;
   if (method != "mlp") {
@@ -134,11 +153,11 @@ StepOutput SemBoStage::train_step(std::size_t, const data::Batch& batch, int64_t
   const torch::Tensor low = model_->bottleneck->compress(h);
   const torch::Tensor restored = model_->bottleneck->restore(low);
   const torch::Tensor rec = losses::reconstruction_loss(restored, h, mask);
-  torch::Tensor loss = cfg_.loss.lambda_rec * rec;
+  torch::Tensor loss = section_.loss.lambda_rec * rec;
   out.metrics["rec"] = rec.detach();
-  if (cfg_.loss.lambda_rel > 0) {
+  if (section_.loss.lambda_rel > 0) {
     const torch::Tensor rel = losses::time_relation_loss(low, h, mask);
-    loss = loss + cfg_.loss.lambda_rel * rel;
+    loss = loss + section_.loss.lambda_rel * rel;
     out.metrics["rel"] = rel.detach();
   }
   out.loss = loss;
@@ -161,7 +180,7 @@ std::map<std::string, double> SemBoStage::validate(const std::function<bool(data
   const std::string& method = cfg_.model.sembo.method;
   // The PCA baseline from the features seen in training so far (the model itself when it is PCA).
   models::SemanticBottleneck pca{nullptr};
-  if (cfg_.sembo.baselines && method != "pca" && pca_fit_.count() >= 2) {
+  if (section_.baselines && method != "pca" && pca_fit_.count() >= 2) {
     SemBoConfig c = cfg_.model.sembo;
     c.method = "pca";
     pca = models::SemanticBottleneck(cfg_.model.encoder.embed_dim, c);

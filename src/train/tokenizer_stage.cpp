@@ -7,6 +7,7 @@
 
 #include "losatok/audio/audio_io.h"
 #include "losatok/audio/spectrogram_image.h"
+#include "losatok/core/config.h"
 #include "losatok/core/error.h"
 #include "losatok/core/logging.h"
 #include "losatok/data/extract.h"
@@ -27,8 +28,7 @@ bool starts_with(const std::string& s, const std::string& prefix) {
 
 // Loads semantic_encoder.* (encoder + bottleneck) from a SemBo run into the tokenizer, checking
 // that the bottleneck method the run used is the one this config builds.
-void load_sembo(models::AudioVAEImpl& vae, const RootConfig& cfg) {
-  const std::string& path = cfg.tokenizer.sembo_checkpoint;
+void load_sembo(models::AudioVAEImpl& vae, const RootConfig& cfg, const std::string& path) {
   const io::WeightSet w = io::read_weights(path);
   if (const auto it = w.metadata.find(kConfigMetadataKey); it != w.metadata.end()) {
     try {
@@ -66,16 +66,63 @@ double mean_of(const std::vector<double>& v) {
 
 }  // namespace
 
+using config::check;
+
+void TokenizerLossConfig::validate() const {
+  for (const auto& [name, value] : {std::pair<const char*, double>{"lambda_sem", lambda_sem},
+                                    {"lambda_kl", lambda_kl},
+                                    {"kl_clamp", kl_clamp},
+                                    {"lambda_logvar", lambda_logvar},
+                                    {"lambda_mel", lambda_mel},
+                                    {"lambda_stft", lambda_stft}})
+    check(value >= 0, name, "must be >= 0");
+  check(semantic_mode == "both" || semantic_mode == "high_only" || semantic_mode == "low_only",
+        "semantic_mode", "must be both, high_only or low_only, got '" + semantic_mode + "'");
+  check(!mel_n_fft.empty() && mel_n_fft.size() == mel_n_mels.size(), "mel_n_mels",
+        "needs one entry per mel_n_fft entry");
+  check(!stft_n_fft.empty() && stft_n_fft.size() == stft_hop.size(), "stft_hop",
+        "needs one entry per stft_n_fft entry");
+  for (int n : mel_n_fft) check(n >= 16, "mel_n_fft", "entries must be >= 16");
+  for (int n : stft_n_fft) check(n >= 16, "stft_n_fft", "entries must be >= 16");
+  for (int n : stft_hop) check(n >= 1, "stft_hop", "entries must be >= 1");
+}
+
+void GanConfig::validate() const {
+  check(start_step >= 0, "start_step", "must be >= 0");
+  check(!periods.empty(), "periods", "must not be empty");
+  for (int p : periods) check(p >= 1, "periods", "entries must be >= 1");
+  check(mpd_channels.size() == 5, "mpd_channels", "must list the 5 convolutions' widths");
+  for (int c : mpd_channels) check(c >= 1, "mpd_channels", "entries must be >= 1");
+  check(!mrd_windows.empty(), "mrd_windows", "must not be empty");
+  for (int w : mrd_windows) check(w >= 64, "mrd_windows", "entries must be >= 64 (five bands need bins)");
+  check(mrd_channels >= 1, "mrd_channels", "must be >= 1");
+  check(mrd_weight >= 0 && lambda_adv >= 0 && lambda_fm >= 0, "mrd_weight", "weights must be >= 0");
+}
+
+void TokenizerStageConfig::validate() const {
+  check(demo_clips >= 0, "demo_clips", "must be >= 0");
+}
+
+StageRegistration tokenizer_stage() {
+  std::vector<std::pair<std::string, std::string>> moved = {{"gan", "tokenizer.gan"}};
+  for (const char* k : {"semantic_mode", "lambda_sem", "lambda_kl", "kl_clamp", "lambda_logvar", "lambda_mel",
+                        "mel_n_fft", "mel_n_mels", "lambda_stft", "stft_n_fft", "stft_hop"})
+    moved.emplace_back(std::string("loss.") + k, std::string("tokenizer.loss.") + k);
+  return stage_registration<TokenizerStage, TokenizerStageConfig>(
+      "tokenizer", "the LoSATok tokenizer (VAE) on a frozen encoder + SemBo", std::move(moved));
+}
+
 TokenizerStage::TokenizerStage(const RootConfig& cfg, const torch::Device& device)
     : cfg_(cfg),
+      section_(cfg.section<TokenizerStageConfig>()),
       device_(device),
-      mel_loss_(cfg.audio.sample_rate, cfg.loss.mel_n_fft, cfg.loss.mel_n_mels),
-      stft_loss_(cfg.loss.stft_n_fft, cfg.loss.stft_hop),
-      val_metrics_(cfg.frontend.vocos, cfg.loss.stft_n_fft, cfg.loss.stft_hop) {
+      mel_loss_(cfg.audio.sample_rate, section_.loss.mel_n_fft, section_.loss.mel_n_mels),
+      stft_loss_(section_.loss.stft_n_fft, section_.loss.stft_hop),
+      val_metrics_(cfg.frontend.vocos) {
   vae_ = models::AudioVAE(cfg.model, cfg.frontend.dasheng, cfg.frontend.vocos);
   if (vae_->semantic_encoder) {
-    if (!cfg.tokenizer.sembo_checkpoint.empty()) {
-      load_sembo(*vae_, cfg);
+    if (!section_.sembo_checkpoint.empty()) {
+      load_sembo(*vae_, cfg, section_.sembo_checkpoint);
     } else if (!cfg.train.encoder_weights.empty()) {
       load_semantic_encoder(*vae_->semantic_encoder->encoder, cfg.train.encoder_weights);
       spdlog::warn(
@@ -88,12 +135,12 @@ TokenizerStage::TokenizerStage(const RootConfig& cfg, const torch::Device& devic
     }
     for (auto& p : vae_->semantic_encoder->parameters()) p.set_requires_grad(false);
   }
-  if (cfg.gan.enabled) {
+  if (section_.gan.enabled) {
     disc_ = std::make_shared<torch::nn::Module>();
-    mpd_ = disc_->register_module("multiperioddisc",
-                                  models::MultiPeriodDiscriminator(cfg.gan.periods, cfg.gan.mpd_channels));
-    mrd_ = disc_->register_module(
-        "multiresddisc", models::MultiResolutionDiscriminator(cfg.gan.mrd_windows, cfg.gan.mrd_channels));
+    mpd_ = disc_->register_module(
+        "multiperioddisc", models::MultiPeriodDiscriminator(section_.gan.periods, section_.gan.mpd_channels));
+    mrd_ = disc_->register_module("multiresddisc", models::MultiResolutionDiscriminator(
+                                                       section_.gan.mrd_windows, section_.gan.mrd_channels));
     disc_->to(device_);
   }
   vae_->to(device_);
@@ -122,13 +169,13 @@ NamedTensors TokenizerStage::discriminator_parameters() {
 
 std::vector<OptimizerSpec> TokenizerStage::optimizers() {
   std::vector<OptimizerSpec> out;
-  if (cfg_.gan.enabled) out.push_back({"discriminator", discriminator_parameters(), cfg_.gan.optim});
+  if (section_.gan.enabled) out.push_back({"discriminator", discriminator_parameters(), section_.gan.optim});
   out.push_back({"generator", ema_parameters(), cfg_.train.optim});
   return out;
 }
 
 bool TokenizerStage::optimizer_active(std::size_t index, int64_t step) const {
-  const bool is_disc = cfg_.gan.enabled && index == 0;
+  const bool is_disc = section_.gan.enabled && index == 0;
   return !is_disc || gan_on(step);
 }
 
@@ -164,23 +211,23 @@ TokenizerStage::Forward TokenizerStage::forward(const data::Batch& batch, bool s
 
 StepOutput TokenizerStage::train_step(std::size_t index, const data::Batch& batch, int64_t step) {
   StepOutput out;
-  const bool is_disc = cfg_.gan.enabled && index == 0;
+  const bool is_disc = section_.gan.enabled && index == 0;
   if (is_disc) {
     Forward fw;
     {
       torch::NoGradGuard no_grad;
-      fw = forward(batch, cfg_.tokenizer.sample_latent);
+      fw = forward(batch, section_.sample_latent);
     }
     const torch::Tensor d_mpd =
         losses::discriminator_hinge_loss(mpd_->forward(fw.y), mpd_->forward(fw.y_hat));
     const torch::Tensor d_mrd =
         losses::discriminator_hinge_loss(mrd_->forward(fw.y), mrd_->forward(fw.y_hat));
-    out.loss = d_mpd + cfg_.gan.mrd_weight * d_mrd;
+    out.loss = d_mpd + section_.gan.mrd_weight * d_mrd;
     out.metrics = {{"d_loss", out.loss.detach()}, {"d_mpd", d_mpd.detach()}, {"d_mrd", d_mrd.detach()}};
     return out;
   }
-  const Forward fw = forward(batch, cfg_.tokenizer.sample_latent);
-  const LossConfig& L = cfg_.loss;
+  const Forward fw = forward(batch, section_.sample_latent);
+  const TokenizerLossConfig& L = section_.loss;
   const torch::Tensor mel = mel_loss_(fw.y_hat, fw.y);
   const auto [sc, mag] = stft_loss_(fw.y_hat, fw.y);
   torch::Tensor loss = L.lambda_mel * mel + L.lambda_stft * (sc + mag);
@@ -223,8 +270,9 @@ StepOutput TokenizerStage::train_step(std::size_t index, const data::Batch& batc
                         g_mrd = losses::generator_hinge_loss(fake_mrd);
     const torch::Tensor fm_mpd = losses::feature_matching_loss(real_mpd, fake_mpd);
     const torch::Tensor fm_mrd = losses::feature_matching_loss(real_mrd, fake_mrd);
-    const double w = cfg_.gan.mrd_weight;
-    loss = loss + cfg_.gan.lambda_adv * (g_mpd + w * g_mrd) + cfg_.gan.lambda_fm * (fm_mpd + w * fm_mrd);
+    const double w = section_.gan.mrd_weight;
+    loss =
+        loss + section_.gan.lambda_adv * (g_mpd + w * g_mrd) + section_.gan.lambda_fm * (fm_mpd + w * fm_mrd);
     out.metrics["g_mpd"] = g_mpd.detach();
     out.metrics["g_mrd"] = g_mrd.detach();
     out.metrics["fm_mpd"] = fm_mpd.detach();
@@ -254,7 +302,7 @@ std::map<std::string, double> TokenizerStage::validate(const std::function<bool(
       mel.push_back(s.mel_distance);
       stft.push_back(s.stft_distance);
       sdr.push_back(s.si_sdr);
-      if (demos < cfg_.tokenizer.demo_clips && !ctx.dir.empty()) {
+      if (demos < section_.demo_clips && !ctx.dir.empty()) {
         const torch::Tensor mel_y = val_metrics_.mel(y), mel_hat = val_metrics_.mel(y_hat);
         fs::create_directories(ctx.dir);
         const std::string stem = (fs::path(ctx.dir) / ("clip" + std::to_string(demos))).string();

@@ -129,7 +129,8 @@ Trainer::Trainer(const RootConfig& cfg, const YAML::Node& resolved, std::unique_
     : cfg_(cfg),
       resolved_(config::deep_copy(resolved)),
       dist_(DistributedEnv::from_environment()),
-      device_(training_device(cfg, dist_)) {
+      device_(training_device(cfg, dist_)),
+      scheduler_(cfg.train) {
   if (dist_.enabled()) {
     // Rank 0 speaks for the job; the others report warnings and errors only.
     if (dist_.rank != 0) {
@@ -153,7 +154,9 @@ Trainer::Trainer(const RootConfig& cfg, const YAML::Node& resolved, std::unique_
       ema_owners_.push_back(owns);
     }
   }
-  best_metric_ = cfg_.train.best_metric.empty() ? stage_->best_metric() : cfg_.train.best_metric;
+  state_.stage = stage_->name();
+  state_.world_size = dist_.world_size;
+  state_.best_metric = cfg_.train.best_metric.empty() ? stage_->best_metric() : cfg_.train.best_metric;
   if (cfg_.train.precision == "fp16") scaler_ = std::make_unique<LossScaler>(cfg_.train.loss_scale, device_);
   if (group_) {
     const auto bucket_bytes = static_cast<int64_t>(cfg_.train.distributed.bucket_mb * (1 << 20));
@@ -186,14 +189,14 @@ StepReport Trainer::step(const std::vector<data::Batch>& micro_batches) {
   torch::Tensor ema_ok;  // the updates of the optimizers whose weights the EMA averages
   for (std::size_t phase = 0; phase < phases; ++phase) {
     AdamW* opt = optimizers_.empty() ? nullptr : &optimizers_[phase];
-    if (opt && !stage_->optimizer_active(phase, step_)) continue;
+    if (opt && !stage_->optimizer_active(phase, state_.step)) continue;
     if (opt) opt->zero_grad();
     torch::Tensor loss_sum;
     for (const auto& batch : micro_batches) {
       StepOutput out;
       {
         const compat::AutocastGuard guard(autocast, autocast_dtype);
-        out = stage_->train_step(phase, batch, step_);
+        out = stage_->train_step(phase, batch, state_.step);
       }
       if (out.loss.defined() && opt) {
         torch::Tensor loss = out.loss.to(torch::kFloat32) * scale;
@@ -225,7 +228,7 @@ StepReport Trainer::step(const std::vector<data::Batch>& micro_batches) {
       group_->all_reduce(f, "min");
       ok = f.to(device_) > 0.5f;
     }
-    const double lr = opt->config().lr * lr_factor(opt->config().schedule, step_, cfg_.train.max_steps);
+    const double lr = opt->config().lr * lr_factor(opt->config().schedule, state_.step, cfg_.train.max_steps);
     opt->step(lr, ok);
     report.lr[opt->name()] = lr;
     report.applied[opt->name()] = ok;
@@ -249,23 +252,23 @@ StepReport Trainer::step(const std::vector<data::Batch>& micro_batches) {
   skip_total_ = skip_total_ + skipped;
   skip_worst_ = torch::maximum(skip_worst_, skip_run_);
   report.skipped = all_ok.logical_not();
-  ema_->update(step_, ema_ok.defined() ? ema_ok : all_ok);
-  ++step_;
-  samples_seen_ += report.samples * dist_.world_size;
-  audio_seconds_seen_ += report.audio_seconds * dist_.world_size;
+  ema_->update(state_.step, ema_ok.defined() ? ema_ok : all_ok);
+  ++state_.step;
+  state_.samples_seen += report.samples * dist_.world_size;
+  state_.audio_seconds_seen += report.audio_seconds * dist_.world_size;
   return report;
 }
 
 void Trainer::check_nonfinite() {
   const torch::Tensor v = torch::stack({skip_run_, skip_total_, skip_worst_}).cpu();
   const int64_t worst = v[2].item<int64_t>();
-  nonfinite_in_row_ = v[0].item<int64_t>();
-  nonfinite_total_ = v[1].item<int64_t>();
+  state_.nonfinite_in_row = v[0].item<int64_t>();
+  state_.nonfinite_total = v[1].item<int64_t>();
   skip_worst_ = skip_run_.clone();
   if (worst >= cfg_.train.max_nonfinite)
     throw Error(
         fmt::format("{} non-finite steps in a row (up to step {}): stopping; the last good checkpoint is {}",
-                    worst, step_, last_checkpoint_.empty() ? "none" : last_checkpoint_));
+                    worst, state_.step, last_checkpoint_.empty() ? "none" : last_checkpoint_));
 }
 
 bool Trainer::agree(bool flag) {
@@ -313,10 +316,10 @@ std::map<std::string, double> Trainer::validate() {
   std::map<std::string, double> out;
   try {
     ValidationContext context;
-    context.step = step_;
-    context.dir = (fs::path(cfg_.run_dir) / "samples" / ("step-" + std::to_string(step_))).string();
+    context.step = state_.step;
+    context.dir = (fs::path(cfg_.run_dir) / "samples" / ("step-" + std::to_string(state_.step))).string();
     context.audio = [this](const std::string& tag, const std::vector<float>& samples, int sr) {
-      if (metrics_) metrics_->audio(tag, samples, sr, step_);
+      if (metrics_) metrics_->audio(tag, samples, sr, state_.step);
     };
     out = stage_->validate(
         [&](data::Batch& b) {
@@ -334,28 +337,6 @@ std::map<std::string, double> Trainer::validate() {
   return out;
 }
 
-bool Trainer::is_better(double value) const {
-  if (!std::isfinite(value)) return false;
-  if (best_step_ < 0) return true;
-  return cfg_.train.best_mode == "min" ? value < best_value_ : value > best_value_;
-}
-
-std::string Trainer::progress_json() const {
-  nlohmann::json j;
-  j["step"] = step_;
-  j["stage"] = stage_->name();
-  j["samples_seen"] = samples_seen_;
-  j["audio_seconds_seen"] = audio_seconds_seen_;
-  j["nonfinite_steps"] = nonfinite_total_;
-  j["nonfinite_in_row"] = nonfinite_in_row_;
-  j["best"] = {{"metric", best_metric_}, {"value", best_value_}, {"step", best_step_}};
-  j["loader"] = loader_ ? nlohmann::json::parse(loader_->state().to_json()) : nlohmann::json(nullptr);
-  j["validation"] = last_validation_;
-  j["world_size"] = dist_.world_size;
-  j["torch_version"] = std::to_string(compat::kTorchMajor) + "." + std::to_string(compat::kTorchMinor);
-  return j.dump();
-}
-
 std::string Trainer::save_checkpoint(const std::string& why) {
   check_nonfinite();  // the progress file records the counters
   // Every rank's generator states (a collective: all ranks are here), written by rank 0.
@@ -371,13 +352,14 @@ std::string Trainer::save_checkpoint(const std::string& why) {
     }
   }
   if (!is_main_process()) {
-    if (!agree(true)) throw Error("rank 0 could not write the checkpoint of step " + std::to_string(step_));
-    last_saved_step_ = step_;
+    if (!agree(true))
+      throw Error("rank 0 could not write the checkpoint of step " + std::to_string(state_.step));
+    last_saved_step_ = state_.step;
     return last_checkpoint_;
   }
   const std::map<std::string, std::string> meta = {{kConfigMetadataKey, weights_config_yaml(cfg_)},
                                                    {"losatok.stage", stage_->name()},
-                                                   {"losatok.step", std::to_string(step_)}};
+                                                   {"losatok.step", std::to_string(state_.step)}};
   const TensorMap model = stage_->model_state(cfg_.train.checkpoint.include_frozen);
   std::vector<FileWriter> files;
   files.emplace_back(kModelFile, [&](const std::string& p) { io::save_safetensors(p, model, meta); });
@@ -391,7 +373,7 @@ std::string Trainer::save_checkpoint(const std::string& why) {
     TensorMap all;
     for (const auto& opt : optimizers_)
       for (const auto& [k, v] : opt.state()) all[opt.name() + "/" + k] = v;
-    io::save_safetensors(p, all, {{"losatok.step", std::to_string(step_)}});
+    io::save_safetensors(p, all, {{"losatok.step", std::to_string(state_.step)}});
   });
   files.emplace_back(kStateFile, [&](const std::string& p) {
     TensorMap state = rng;
@@ -405,15 +387,16 @@ std::string Trainer::save_checkpoint(const std::string& why) {
   const auto t0 = std::chrono::steady_clock::now();
   std::string error;
   try {
-    last_checkpoint_ = checkpointer_->save(step_, files, progress_json());
-    checkpointer_->prune(best_step_);
+    if (loader_) state_.loader = loader_->state();
+    last_checkpoint_ = checkpointer_->save(state_.step, files, state_.to_json());
+    checkpointer_->prune(state_.best_step);
   } catch (const std::exception& e) {
     error = e.what();
   }
   // The other ranks wait until the checkpoint is complete, and stop too when it failed.
   agree(error.empty());
   if (!error.empty()) throw Error(error);
-  last_saved_step_ = step_;
+  last_saved_step_ = state_.step;
   spdlog::info("checkpoint {} ({}, {:.1f} s)", last_checkpoint_, why,
                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   return last_checkpoint_;
@@ -423,12 +406,12 @@ void Trainer::restore(const std::string& dir) {
   const std::string why = Checkpointer::check(dir);
   if (!why.empty()) throw Error("checkpoint " + dir + " is incomplete: " + why);
   const auto path = [&](const char* f) { return (fs::path(dir) / f).string(); };
-  nlohmann::json progress;
   try {
-    progress = nlohmann::json::parse(read_file(path(kProgressFile)));
-    if (progress.value("stage", std::string()) != stage_->name())
-      throw Error("checkpoint " + dir + " is of the '" + progress.value("stage", std::string()) +
-                  "' stage, this run is '" + stage_->name() + "'");
+    const TrainingState saved =
+        TrainingState::from_json(read_file(path(kProgressFile)), path(kProgressFile), state_.best_metric);
+    if (saved.stage != stage_->name())
+      throw Error("checkpoint " + dir + " is of the '" + saved.stage + "' stage, this run is '" +
+                  stage_->name() + "'");
     stage_->load_model_state(io::load_safetensors(path(kModelFile)).tensors, path(kModelFile),
                              /*strict=*/true);
     if (ema_->enabled()) {
@@ -450,22 +433,17 @@ void Trainer::restore(const std::string& dir) {
       else
         scaler_->load_state(ls, path(kStateFile));
     }
-    step_ = progress.at("step").get<int64_t>();
-    samples_seen_ = progress.value("samples_seen", int64_t{0});
-    audio_seconds_seen_ = progress.value("audio_seconds_seen", 0.0);
-    nonfinite_total_ = progress.value("nonfinite_steps", int64_t{0});
-    nonfinite_in_row_ = progress.value("nonfinite_in_row", int64_t{0});
-    skip_run_.fill_(nonfinite_in_row_);
-    skip_total_.fill_(nonfinite_total_);
-    skip_worst_.fill_(nonfinite_in_row_);
-    const auto& best = progress.at("best");
-    if (best.value("metric", std::string()) == best_metric_) {
-      best_value_ = best.value("value", 0.0);
-      best_step_ = best.value("step", int64_t{-1});
-    }
-    const int saved_world = progress.value("world_size", 1);
-    if (progress.contains("loader") && !progress["loader"].is_null()) {
-      data::LoaderState ls = data::LoaderState::from_json(progress["loader"].dump());
+    // This run's process count and validation stay this run's.
+    const int saved_world = saved.world_size;
+    const std::map<std::string, double> validation = state_.validation;
+    state_ = saved;
+    state_.world_size = dist_.world_size;
+    state_.validation = validation;
+    skip_run_.fill_(state_.nonfinite_in_row);
+    skip_total_.fill_(state_.nonfinite_total);
+    skip_worst_.fill_(state_.nonfinite_in_row);
+    if (saved.loader) {
+      data::LoaderState ls = *saved.loader;
       if (saved_world != dist_.world_size) {
         // Same per-rank batch size: keep the number of clips the epoch has served.
         ls.batch = ls.batch * saved_world / dist_.world_size;
@@ -486,22 +464,20 @@ void Trainer::restore(const std::string& dir) {
     if (const auto it = state.find("rng.cpu" + mine); it != state.end())
       set_generator_state(at::kCPU, it->second);
     else
-      torch::manual_seed(static_cast<uint64_t>(cfg_.seed) + 1000003ULL * dist_.rank + step_);
+      torch::manual_seed(static_cast<uint64_t>(cfg_.seed) + 1000003ULL * dist_.rank + state_.step);
     if (device_.is_cuda()) {
       auto it =
           state.find(dist_.rank == 0 ? "rng.cuda." + std::to_string(device_.index()) : "rng.cuda" + mine);
       if (dist_.rank == 0 && it == state.end()) it = state.find("rng.cuda.0");
       if (it != state.end()) set_generator_state(device_, it->second);
     }
-  } catch (const nlohmann::json::exception& e) {
-    throw Error("checkpoint " + dir + ": " + kProgressFile + ": " + e.what());
   } catch (const std::out_of_range&) {
     throw Error("checkpoint " + dir + ": " + kStateFile + " has no CPU RNG state");
   }
-  last_saved_step_ = step_;
+  last_saved_step_ = state_.step;
   last_checkpoint_ = dir;
-  spdlog::info("resumed {} at step {} (epoch {}, {} samples seen)", dir, step_, loader_->state().epoch,
-               samples_seen_);
+  spdlog::info("resumed {} at step {} (epoch {}, {} samples seen)", dir, state_.step, loader_->state().epoch,
+               state_.samples_seen);
 }
 
 void Trainer::log_step(const StepReport& report, double seconds, int64_t steps) {
@@ -525,15 +501,15 @@ void Trainer::log_step(const StepReport& report, double seconds, int64_t steps) 
   values["perf/samples_per_s"] = per_step > 0 ? dist_.world_size * report.samples / per_step : 0;
   values["perf/audio_s_per_s"] = per_step > 0 ? dist_.world_size * report.audio_seconds / per_step : 0;
   values["perf/step_s"] = per_step;
-  values["train/nonfinite_steps"] = static_cast<double>(nonfinite_total_);
+  values["train/nonfinite_steps"] = static_cast<double>(state_.nonfinite_total);
   if (!metrics_) return;  // ranks other than 0
-  metrics_->log(step_, values);
-  std::string line = fmt::format("step {}/{}", step_, cfg_.train.max_steps);
+  metrics_->log(state_.step, values);
+  std::string line = fmt::format("step {}/{}", state_.step, cfg_.train.max_steps);
   for (const auto& [k, v] : report.metrics) line += fmt::format(" {} {:.4g}", k, values["train/" + k]);
   for (const auto& [k, v] : lr) line += fmt::format(" | lr{} {:.3g}", report.lr.size() > 1 ? "/" + k : "", v);
-  line +=
-      fmt::format(" | {:.1f} samples/s {:.1f} audio-s/s | ETA {}", values["perf/samples_per_s"],
-                  values["perf/audio_s_per_s"], format_duration(per_step * (cfg_.train.max_steps - step_)));
+  line += fmt::format(" | {:.1f} samples/s {:.1f} audio-s/s | ETA {}", values["perf/samples_per_s"],
+                      values["perf/audio_s_per_s"],
+                      format_duration(per_step * (cfg_.train.max_steps - state_.step)));
   spdlog::info("{}", line);
 }
 
@@ -586,10 +562,10 @@ TrainResult Trainer::run(const TrainStart& start) {
   }
   if (main)
     metrics_ = std::make_unique<MetricsLogger>(cfg_.run_dir, cfg_.train.tensorboard,
-                                               start.resume_checkpoint.empty() ? -1 : step_);
+                                               start.resume_checkpoint.empty() ? -1 : state_.step);
   if (cfg_.data.valid_sources.empty()) spdlog::warn("data.valid_sources is empty: no validation");
   spdlog::info("training {} in {}: steps {} -> {}, {} optimizer(s), {} batches per epoch{}, precision {}",
-               stage_->name(), cfg_.run_dir, step_, cfg_.train.max_steps, optimizers_.size(),
+               stage_->name(), cfg_.run_dir, state_.step, cfg_.train.max_steps, optimizers_.size(),
                loader_->batches_per_epoch(),
                group_ ? fmt::format(" per rank x {} ranks", group_->world_size()) : "", cfg_.train.precision);
 
@@ -599,12 +575,12 @@ TrainResult Trainer::run(const TrainStart& start) {
   int64_t steps_since_log = 0;
   // Validation runs on rank 0 alone; the others wait for its keep-best decision.
   const auto run_validation = [&] {
-    last_validated_step_ = step_;
+    last_validated_step_ = state_.step;
     bool save_best = false;
     std::string failed;
     if (main) {
       try {
-        last_validation_ = validate();
+        state_.validation = validate();
       } catch (const std::exception& e) {
         failed = e.what();
       }
@@ -612,22 +588,24 @@ TrainResult Trainer::run(const TrainStart& start) {
     // Rank 0's failure stops every rank instead of leaving them at the next collective.
     if (!agree(failed.empty())) throw Error(main ? failed : "validation failed on rank 0");
     if (main) {
-      if (!last_validation_.empty()) {
-        metrics_->log(step_, last_validation_);
-        std::string line = fmt::format("validation at step {}:", step_);
-        for (const auto& [k, v] : last_validation_) line += fmt::format(" {} {:.5g}", k, v);
+      if (!state_.validation.empty()) {
+        metrics_->log(state_.step, state_.validation);
+        std::string line = fmt::format("validation at step {}:", state_.step);
+        for (const auto& [k, v] : state_.validation) line += fmt::format(" {} {:.5g}", k, v);
         spdlog::info("{}", line);
-        const auto it = last_validation_.find(best_metric_);
-        if (it == last_validation_.end()) {
-          spdlog::warn("validation has no metric '{}' for keep-best (train.best_metric)", best_metric_);
-        } else if (step_ > 0 && is_better(it->second)) {  // step 0 is the untrained reference
-          best_value_ = it->second;
-          best_step_ = step_;
+        const auto it = state_.validation.find(state_.best_metric);
+        if (it == state_.validation.end()) {
+          spdlog::warn("validation has no metric '{}' for keep-best (train.best_metric)", state_.best_metric);
+        } else if (state_.step > 0 &&
+                   state_.is_better(it->second, cfg_.train.best_mode)) {  // step 0 is the untrained reference
+          state_.best_value = it->second;
+          state_.best_step = state_.step;
           save_best = true;
         }
       }
     }
-    if (agree(save_best)) save_checkpoint("best " + best_metric_ + fmt::format(" {:.5g}", best_value_));
+    if (agree(save_best))
+      save_checkpoint("best " + state_.best_metric + fmt::format(" {:.5g}", state_.best_value));
   };
   // In a multi-process job every rank must leave the loop at the same step: a signal to any
   // rank stops all (a CPU all-reduce over Gloo each step; it never waits for the GPU).
@@ -639,49 +617,42 @@ TrainResult Trainer::run(const TrainStart& start) {
   };
 
   // The untrained model's figures: the reference every later validation is read against.
-  if (start.resume_checkpoint.empty() && step_ == 0 && cfg_.train.max_steps > 0) run_validation();
-  while (step_ < cfg_.train.max_steps) {
-    if (stop_requested()) {
-      result.stop_reason = "signal";
-      break;
-    }
-    if (cfg_.train.stop_at_step > 0 && step_ >= cfg_.train.stop_at_step) {
-      result.stop_reason = "stop_at_step";
-      break;
-    }
+  if (start.resume_checkpoint.empty() && state_.step == 0 && cfg_.train.max_steps > 0) run_validation();
+  for (;;) {
+    result.stop_reason = scheduler_.stop_reason(state_.step, stop_requested());
+    if (!result.stop_reason.empty()) break;
     std::vector<data::Batch> micro;
     for (int i = 0; i < cfg_.train.grad_accum; ++i) micro.push_back(loader_->next());
     const StepReport report = step(micro);
     ++steps_since_log;
-    if (step_ % cfg_.train.log_every == 0 || step_ == cfg_.train.max_steps) {
-      const int64_t total_before = nonfinite_total_;
+    if (scheduler_.log(state_.step)) {
+      const int64_t total_before = state_.nonfinite_total;
       check_nonfinite();
-      if (nonfinite_total_ > total_before)
+      if (state_.nonfinite_total > total_before)
         spdlog::warn(
             "step {}: {} non-finite step(s) since the last log, updates skipped ({} in a row, {} in total)",
-            step_, nonfinite_total_ - total_before, nonfinite_in_row_, nonfinite_total_);
+            state_.step, state_.nonfinite_total - total_before, state_.nonfinite_in_row,
+            state_.nonfinite_total);
       const auto now = std::chrono::steady_clock::now();
       log_step(report, std::chrono::duration<double>(now - last_log).count(), steps_since_log);
       last_log = now;
       steps_since_log = 0;
     }
-    if (cfg_.train.val_every > 0 && step_ % cfg_.train.val_every == 0) run_validation();
-    if (cfg_.train.checkpoint.every > 0 && step_ % cfg_.train.checkpoint.every == 0 &&
-        last_saved_step_ != step_)
+    if (scheduler_.validate(state_.step)) run_validation();
+    if (scheduler_.save(state_.step) && last_saved_step_ != state_.step)
       save_checkpoint("every " + std::to_string(cfg_.train.checkpoint.every) + " steps");
   }
-  if (result.stop_reason.empty()) {
-    result.stop_reason = "max_steps";
+  if (result.stop_reason == "max_steps") {
     result.finished = true;
-    if (last_validated_step_ != step_) run_validation();
+    if (last_validated_step_ != state_.step) run_validation();
   }
-  if (last_saved_step_ != step_) save_checkpoint(result.stop_reason);
+  if (last_saved_step_ != state_.step) save_checkpoint(result.stop_reason);
   if (metrics_) metrics_->flush();
   spdlog::info("{} at step {}: {}", result.finished ? "finished" : "stopped (" + result.stop_reason + ")",
-               step_, last_checkpoint_);
-  result.step = step_;
+               state_.step, last_checkpoint_);
+  result.step = state_.step;
   result.checkpoint = last_checkpoint_;
-  result.validation = last_validation_;
+  result.validation = state_.validation;
   return result;
 }
 

@@ -3,6 +3,8 @@
 
 #include "losatok/core/config.h"
 #include "losatok/core/run_config.h"
+#include "losatok/train/sembo_stage.h"
+#include "losatok/train/tokenizer_stage.h"
 #include "test_util.h"
 
 using namespace losatok;
@@ -237,8 +239,38 @@ TEST(Config, ShippedConfigsResolve) {
   for (const auto& entry : std::filesystem::recursive_directory_iterator(dir)) {
     if (entry.path().extension() != ".yaml") continue;
     SCOPED_TRACE(entry.path().string());
-    EXPECT_NO_THROW(read<RootConfig>(compose(to_yaml(RootConfig{}), {entry.path().string()}, {})));
+    EXPECT_NO_THROW(read_root_config({entry.path().string()}, {}));
   }
+}
+
+TEST(Config, StageSectionsBelongToTheirStage) {
+  const std::string dir = std::string(LOSATOK_FIXTURES_DIR) + "/../../configs/";
+  // The chosen stage's section is read and typed; its defaults are there for overrides.
+  RootConfig sembo = read_root_config({dir + "sembo.yaml"}, {"sembo.loss.lambda_rel=0.5"});
+  EXPECT_EQ(sembo.section<train::SemBoStageConfig>().loss.lambda_rel, 0.5);
+  EXPECT_EQ(sembo.section<train::SemBoStageConfig>().loss.lambda_rec, 1000.0);
+  // Another stage's key is an error naming the key and both stages.
+  expect_error([&] { read_root_config({dir + "sembo.yaml"}, {"+tokenizer.loss.lambda_kl=0.1"}); },
+               {"tokenizer.loss.lambda_kl", "tokenizer stage", "sembo"});
+  // The flat layout's keys say where they moved, with the file they came from.
+  TempDir tmp;
+  write_text(tmp.path("old.yaml"), "defaults: [" + dir + "sembo]\nloss:\n  lambda_kl: 0.1\n");
+  expect_error([&] { read_root_config({tmp.path("old.yaml")}, {}); },
+               {"loss.lambda_kl", "moved to tokenizer.loss.lambda_kl", "old.yaml"});
+  expect_error([&] { read_root_config({dir + "sembo.yaml"}, {"loss.lambda_rec=5"}); },
+               {"loss.lambda_rec", "moved to sembo.loss.lambda_rec", "command line"});
+  write_text(tmp.path("gan.yaml"), "defaults: [" + dir + "tokenizer]\ngan:\n  start_step: 5\n");
+  expect_error([&] { read_root_config({tmp.path("gan.yaml")}, {}); },
+               {"gan.start_step", "moved to tokenizer.gan.start_step"});
+  // A stage override brings that stage's section defaults.
+  RootConfig tok =
+      read_root_config({dir + "model/tiny.yaml"}, {"stage=tokenizer", "tokenizer.gan.start_step=7"});
+  EXPECT_EQ(tok.section<train::TokenizerStageConfig>().gan.start_step, 7);
+  // The typed section of another stage is refused by name.
+  expect_error([&] { (void)tok.section<train::SemBoStageConfig>(); }, {"tokenizer"});
+  // Printed and read back, a config keeps its section.
+  const RootConfig back = read<RootConfig>(compose(to_yaml(tok), {}, {}));
+  EXPECT_EQ(back.section<train::TokenizerStageConfig>().gan.start_step, 7);
 }
 
 TEST(Config, SaveRunConfigWritesResolvedTreeAndOverrides) {

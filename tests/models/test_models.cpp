@@ -28,7 +28,7 @@ torch::Tensor noise_wave(int64_t batch, int64_t samples, uint64_t seed = 0) {
 }  // namespace
 
 TEST(Models, NamesAreTheReferenceCheckpointKeys) {
-  // SPEC section 2: our parameters + buffers are exactly the reference state dict minus the
+  // README.md, "Models and checkpoints": our parameters + buffers are exactly the reference state dict minus the
   // recomputed front-end / iSTFT buffers.
   const auto ref = io::read_weights(test::fixture("vae_tiny.pth"));
   std::set<std::string> want, got;

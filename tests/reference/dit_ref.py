@@ -1,6 +1,6 @@
-"""A PyTorch implementation of the DiT of SPEC section 1.4 (AdaLN-Zero time modulation,
+"""A PyTorch implementation of the DiT of docs/method.md, "DiT" (AdaLN-Zero time modulation,
 self-attention with rotate-half RoPE and q/k LayerNorm, cross-attention, GEGLU, U-ViT long skips)
-and its byte-level text encoder, written from the spec with the module names our checkpoints use,
+and its byte-level text encoder, written from docs/method.md with the module names our checkpoints use,
 for the C++ parity fixture and the PyTorch-eager step benchmark. Runs on Debian's
 python3-torch 1.13 (no scaled_dot_product_attention there: the math is spelt out).
 """

@@ -1,5 +1,5 @@
-"""A PyTorch implementation of the LoSATok tokenizer (SPEC section 1), written from the spec
-with the reference's module names (SPEC section 2), for the C++ parity fixtures. Runs on
+"""A PyTorch implementation of the LoSATok tokenizer (docs/method.md), written from docs/method.md
+with the reference's module names (README.md, "Models and checkpoints"), for the C++ parity fixtures. Runs on
 Debian's python3-torch 1.13 + python3-torchaudio 0.13.
 
 The front ends are torchaudio transforms held as submodules, so `state_dict()` carries their

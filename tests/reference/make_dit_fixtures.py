@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """Fixture for the DiT's numerical parity, computed with Debian's python3-torch 1.13 from
-dit_ref.py (written from SPEC section 1.4 with our checkpoint names):
+dit_ref.py (written from docs/method.md, "DiT" with our checkpoint names):
 
     /usr/bin/python3 tests/reference/make_dit_fixtures.py tests/fixtures
 

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Fixtures for the tokenizer stage's losses and discriminators, computed with Debian's
 python3-torch 1.13 / python3-torchaudio 0.13 from my own reading of Vocos (discriminators.py,
-loss.py), Parallel WaveGAN (multi-resolution STFT loss) and SPEC section 1.3 (KL, SI-SDR):
+loss.py), Parallel WaveGAN (multi-resolution STFT loss) and docs/method.md, "Tokenizer" (KL, SI-SDR):
 
     /usr/bin/python3 tests/reference/make_tokenizer_fixtures.py tests/fixtures
 

@@ -58,17 +58,15 @@ struct LatentCorpus {
 };
 
 RootConfig dit_config(const LatentCorpus& corpus, const std::string& run_dir, const std::string& task) {
-  RootConfig c = test::model_config("tiny");
-  const auto tree =
-      config::compose(config::to_yaml(c), {test::source_path("configs/model/dit_tiny.yaml")}, {});
-  c = config::read<RootConfig>(tree);
-  c.stage = "dit";
+  RootConfig c = read_root_config(
+      {test::source_path("configs/model/tiny.yaml"), test::source_path("configs/model/dit_tiny.yaml")},
+      {"stage=dit"});
   c.run_dir = run_dir;
   c.seed = 3;
-  c.dit.task = task;
-  c.dit.model.latent_dim = 8;
-  c.dit.sample_latent = true;  // one more random draw that resume must reproduce
-  c.dit.sample.steps = 4;
+  c.section<DiTStageConfig>().task = task;
+  c.section<DiTStageConfig>().model.latent_dim = 8;
+  c.section<DiTStageConfig>().sample_latent = true;  // one more random draw that resume must reproduce
+  c.section<DiTStageConfig>().sample.steps = 4;
   c.data.sources = {{corpus.train, 0.0}};
   c.data.valid_sources = {{corpus.valid, 0.0}};
   c.data.cache_dir = corpus.cache;
@@ -165,8 +163,8 @@ TEST(DiTStage, ConditionEmbeddingsFromACache) {
         writer.add(c.key, {{"cond_emb", torch::randn({5, 12})}});
   }
   RootConfig c = dit_config(corpus, dir.path("run"), "tta");
-  c.dit.condition.source = "cache";
-  c.dit.condition.cache_dir = dir.path("cond");
+  c.section<DiTStageConfig>().condition.source = "cache";
+  c.section<DiTStageConfig>().condition.cache_dir = dir.path("cond");
   c.train.max_steps = 2;
   EXPECT_EQ(train_run(c).step, 2);
   const auto model = io::load_safetensors(dir.path("run/checkpoints/step-2/model.safetensors"));
@@ -197,7 +195,7 @@ TEST(DiTStage, ConditionEmbeddingsFromACache) {
   // A cache of another kind is refused by name.
   RootConfig wrong = c;
   wrong.run_dir = dir.path("wrong");
-  wrong.dit.condition.cache_dir = corpus.cache;
+  wrong.section<DiTStageConfig>().condition.cache_dir = corpus.cache;
   test::expect_error([&] { DiTStage(wrong, torch::kCPU); }, {"dit.condition.cache_dir", "latents"});
 }
 
@@ -206,7 +204,7 @@ TEST(DiTStage, PhonemeTokensForTts) {
   LatentCorpus corpus;
   test::TempDir dir;
   RootConfig c = dit_config(corpus, dir.path("run"), "tts");
-  c.dit.text.tokens = "phonemes";
+  c.section<DiTStageConfig>().text.tokens = "phonemes";
   c.train.max_steps = 2;
   EXPECT_EQ(train_run(c).step, 2);
   // IPA bytes per frame differ from characters: the speaking rate is measured in phoneme bytes.
@@ -226,7 +224,7 @@ TEST(DiTStage, ConfigErrorsNameTheKey) {
   c.data.cache_dir = "";
   test::expect_error([&] { DiTStage(c, torch::kCPU); }, {"data.cache_dir", "--what latents"});
   c = dit_config(corpus, dir.path("run2"), "tta");
-  c.dit.model.latent_dim = 16;
+  c.section<DiTStageConfig>().model.latent_dim = 16;
   test::expect_error([&] { train_run(c); }, {"dit.model.latent_dim", "8-d"});
 }
 
@@ -249,11 +247,11 @@ TEST(DiTGenerate, ExtractTrainAndGenerateWavsOfTheRequestedDuration) {
   for (const std::string task : {"tta", "tts"}) {
     RootConfig c = dit_config(corpus, dir.path("dit_" + task), task);
     c.data.cache_dir = dir.path("latents");
-    c.dit.tokenizer_checkpoint = tok;
-    c.dit.val_prompts = {{"soft rain", 1.0}};
+    c.section<DiTStageConfig>().tokenizer_checkpoint = tok;
+    c.section<DiTStageConfig>().val_prompts = {{"soft rain", 1.0}};
     c.train.max_steps = 3;
-    c.dit.sample_latent = false;
-    if (task == "tts") c.dit.val_prompts = {{"a low hum number one", 0.0}};
+    c.section<DiTStageConfig>().sample_latent = false;
+    if (task == "tts") c.section<DiTStageConfig>().val_prompts = {{"a low hum number one", 0.0}};
     ASSERT_EQ(train_run(c).step, 3);
     // Validation generated the fixed prompts: WAV + spectrogram.
     EXPECT_TRUE(fs::exists(dir.path("dit_" + task + "/samples/step-3/gen0.wav")));
@@ -262,7 +260,7 @@ TEST(DiTGenerate, ExtractTrainAndGenerateWavsOfTheRequestedDuration) {
   // A cache made by another tokenizer is refused, naming both producers' folder.
   {
     RootConfig c = dit_config(corpus, dir.path("dit_wrong"), "tta");
-    c.dit.tokenizer_checkpoint = tok;  // corpus.cache was not made by it
+    c.section<DiTStageConfig>().tokenizer_checkpoint = tok;  // corpus.cache was not made by it
     test::expect_error([&] { train_run(c); }, {corpus.cache, "was made by"});
   }
   const std::string ckpt = dir.path("dit_tta/checkpoints/step-3");

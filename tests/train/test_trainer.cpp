@@ -24,30 +24,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// Twelve short clips of distinct noisy tones, split 9 train / 3 valid.
-struct TinyCorpus {
-  test::TempDir dir;
-  std::string train, valid;
-  TinyCorpus() {
-    std::string tr, va;
-    for (int i = 0; i < 12; ++i) {
-      const int64_t n = 16000 + 2000 * i;
-      std::vector<float> w(n);
-      uint32_t s = 1234 + i;
-      for (int64_t k = 0; k < n; ++k) {
-        s = s * 1664525u + 1013904223u;
-        w[k] = 0.2f * std::sin(0.003f * (i + 1) * k) + 0.05f * ((s >> 9) / 8388608.0f - 1.0f);
-      }
-      const std::string name = "c" + std::to_string(i) + ".wav";
-      audio::write_audio(dir.path(name), w.data(), n, 1, 16000, "pcm16");
-      (i < 9 ? tr : va) += "{\"audio\": \"" + name + "\"}\n";
-    }
-    train = dir.path("train.jsonl");
-    valid = dir.path("valid.jsonl");
-    test::write_text(train, tr);
-    test::write_text(valid, va);
-  }
-};
+using test::TinyCorpus;
 
 RootConfig sembo_config(const TinyCorpus& corpus, const std::string& run_dir) {
   RootConfig c = test::model_config("tiny");
@@ -67,7 +44,7 @@ RootConfig sembo_config(const TinyCorpus& corpus, const std::string& run_dir) {
   c.train.optim.schedule.warmup_steps = 2;
   c.train.ema.decay = 0.9;
   c.train.checkpoint.every = 3;
-  c.sembo.baseline_fit_steps = 3;
+  c.section<SemBoStageConfig>().baseline_fit_steps = 3;
   return c;
 }
 
@@ -98,7 +75,7 @@ std::string bin() {
 // A SemBo run that would go on for ever, its config written to `dir`/cfg.yaml.
 RootConfig endless_config(const TinyCorpus& corpus, const test::TempDir& dir) {
   RootConfig cfg = sembo_config(corpus, dir.path("run"));
-  cfg.sembo.baseline_fit_steps = 0;
+  cfg.section<SemBoStageConfig>().baseline_fit_steps = 0;
   cfg.train.max_steps = 1000000;
   cfg.train.val_every = 0;
   cfg.train.checkpoint.every = 0;
@@ -301,15 +278,15 @@ RootConfig tokenizer_config(const TinyCorpus& corpus, const std::string& run_dir
   c.train.max_steps = 6;
   c.train.val_every = 3;
   c.train.checkpoint.every = 2;
-  c.gan.start_step = 2;
-  c.gan.mpd_channels = {4, 4, 8, 8, 8};
-  c.gan.mrd_channels = 2;
-  c.gan.mrd_windows = {512, 256, 128};
-  c.loss.mel_n_fft = {256, 512};
-  c.loss.mel_n_mels = {20, 40};
-  c.loss.stft_n_fft = {256, 512};
-  c.loss.stft_hop = {64, 128};
-  c.tokenizer.demo_clips = 1;
+  c.section<TokenizerStageConfig>().gan.start_step = 2;
+  c.section<TokenizerStageConfig>().gan.mpd_channels = {4, 4, 8, 8, 8};
+  c.section<TokenizerStageConfig>().gan.mrd_channels = 2;
+  c.section<TokenizerStageConfig>().gan.mrd_windows = {512, 256, 128};
+  c.section<TokenizerStageConfig>().loss.mel_n_fft = {256, 512};
+  c.section<TokenizerStageConfig>().loss.mel_n_mels = {20, 40};
+  c.section<TokenizerStageConfig>().loss.stft_n_fft = {256, 512};
+  c.section<TokenizerStageConfig>().loss.stft_hop = {64, 128};
+  c.section<TokenizerStageConfig>().demo_clips = 1;
   return c;
 }
 
@@ -405,7 +382,7 @@ TEST(TokenizerStage, FrozenModulesGetNoGradientsAndTheGanSwitches) {
   // Before gan.start_step the generator sees spectral losses only.
   EXPECT_FALSE(stage.train_step(1, batch, 1).metrics.count("g_mpd"));
   // GAN off: one optimizer, no adversarial terms at any step.
-  cfg.gan.enabled = false;
+  cfg.section<TokenizerStageConfig>().gan.enabled = false;
   TokenizerStage plain(cfg, torch::kCPU);
   ASSERT_EQ(plain.optimizers().size(), 1u);
   EXPECT_EQ(plain.optimizers()[0].name, "generator");
@@ -419,7 +396,7 @@ TEST(TokenizerStage, BaselineVariantsTrainAndSaveTheirOwnKeys) {
   RootConfig a = tokenizer_config(corpus, dir.path("acoustic"));
   a.model.variant = "acoustic_only";
   a.train.max_steps = 2;
-  a.gan.enabled = false;
+  a.section<TokenizerStageConfig>().gan.enabled = false;
   const TrainResult ra = train_run(a);
   const auto wa = io::load_safetensors(ra.checkpoint + "/model.safetensors").tensors;
   EXPECT_TRUE(wa.count("fc_mu.weight"));
@@ -428,7 +405,7 @@ TEST(TokenizerStage, BaselineVariantsTrainAndSaveTheirOwnKeys) {
   RootConfig u = tokenizer_config(corpus, dir.path("unified"));
   u.model.variant = "unified_1280";
   u.train.max_steps = 2;
-  u.gan.enabled = false;
+  u.section<TokenizerStageConfig>().gan.enabled = false;
   const TrainResult ru = train_run(u);
   const auto wu = io::load_safetensors(ru.checkpoint + "/model.safetensors").tensors;
   EXPECT_FALSE(wu.count("fc_mu.weight"));
@@ -457,7 +434,7 @@ TEST(DemoCorpus, DISABLED_SemBoTokenizerAndDiTLossesFall) {
             0)
       << out;
   ASSERT_EQ(test::run_command(bin() + "train --config " + test::source_path("configs/sembo_tiny.yaml") +
-                                  " run_dir=" + dir.path("without") + " loss.lambda_rel=0" + common,
+                                  " run_dir=" + dir.path("without") + " sembo.loss.lambda_rel=0" + common,
                               &out),
             0)
       << out;
@@ -623,7 +600,7 @@ TEST(Distributed, TwoGlooProcessesMatchOneProcessWithTheSameGlobalBatchSemBo) {
   test::TempDir dir;
   RootConfig cfg = sembo_config(corpus, dir.path("unused"));
   cfg.model.sembo.dropout = 0;  // no randomness inside the step
-  cfg.sembo.baseline_fit_steps = 0;
+  cfg.section<SemBoStageConfig>().baseline_fit_steps = 0;
   cfg.data.batch_size = 2;
   cfg.train.max_steps = 4;  // crosses an epoch (4 global batches of 4 from 9 clips: 2 per epoch)
   expect_two_ranks_match_one_process(cfg, {"train/loss", "train/grad_norm"});
@@ -633,10 +610,10 @@ TEST(Distributed, TwoGlooProcessesMatchOneProcessWithTheSameGlobalBatchTokenizer
   TinyCorpus corpus;
   test::TempDir dir;
   RootConfig cfg = tokenizer_config(corpus, dir.path("unused"));
-  cfg.tokenizer.sample_latent = false;
+  cfg.section<TokenizerStageConfig>().sample_latent = false;
   // Spectral convergence is one norm ratio over the whole batch (ParallelWaveGAN): its gradient
   // depends on how the batch is split, in any data-parallel run. Everything else is per clip.
-  cfg.loss.lambda_stft = 0;
+  cfg.section<TokenizerStageConfig>().loss.lambda_stft = 0;
   cfg.data.batch_size = 1;
   cfg.train.max_steps = 4;  // the discriminator joins at step index 2: both optimizers sync
   expect_two_ranks_match_one_process(cfg,
@@ -692,7 +669,7 @@ TEST(Distributed, ResumeWithTheSameWorldSizeIsExactAndAnotherIsExplained) {
   test::TempDir dir;
   RootConfig cfg = sembo_config(corpus, dir.path("straight"));
   cfg.model.sembo.dropout = 0.1;  // each rank's random stream matters
-  cfg.sembo.baseline_fit_steps = 0;
+  cfg.section<SemBoStageConfig>().baseline_fit_steps = 0;
   cfg.data.valid_sources.clear();
   cfg.train.max_steps = 4;
   cfg.train.checkpoint.every = 2;

@@ -1,4 +1,4 @@
-// Log-mel front ends (SPEC section 1): the Dasheng encoder's dB mel and the Vocos log mel,
+// Log-mel front ends (docs/method.md): the Dasheng encoder's dB mel and the Vocos log mel,
 // numerically matching torchaudio 0.13's MelSpectrogram (+ AmplitudeToDB).
 #pragma once
 

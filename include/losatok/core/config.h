@@ -1,4 +1,4 @@
-// Config trees (SPEC section 3): YAML files composed through `defaults:`, command-line
+// Config trees (docs/configs.md): YAML files composed through `defaults:`, command-line
 // overrides (a.b=v, +a.b=v, ++a.b=v, ~a.b), ${a.b} interpolation, and typed config structs
 // read from the tree with errors naming the dotted path and the file the value came from.
 #pragma once
@@ -124,6 +124,14 @@ template <class T>
 struct is_string_map : std::false_type {};
 template <class T>
 struct is_string_map<std::map<std::string, T>> : std::true_type {};
+// A value that reads, writes and validates itself (read_config / write_config /
+// validate_config): the root config's stage section (core/stage_section.h).
+template <class T, class = void>
+struct is_custom : std::false_type {};
+template <class T>
+struct is_custom<T, std::void_t<decltype(std::declval<T&>().read_config(std::declval<const YAML::Node&>(),
+                                                                        std::declval<const std::string&>()))>>
+    : std::true_type {};
 
 std::string join_path(const std::string& parent, const std::string& key);
 std::string describe(const YAML::Node& node);
@@ -152,10 +160,15 @@ class Reader {
 
   // Rejects keys the struct did not ask for.
   void finish() const;
+  // The map being read and its dotted path (for structs that check their keys themselves).
+  const YAML::Node& node() const { return node_; }
+  const std::string& path() const { return path_; }
 
   template <class T>
   static void read_value(const YAML::Node& node, const std::string& path, T& value) {
-    if constexpr (detail::is_struct<T>::value) {
+    if constexpr (detail::is_custom<T>::value) {
+      value.read_config(node, path);
+    } else if constexpr (detail::is_struct<T>::value) {
       if (node.IsNull()) return;  // `key:` with nothing keeps the defaults
       if (!node.IsMap()) detail::fail_type(path, "a map", node);
       Reader sub(node, path);
@@ -226,7 +239,9 @@ class Writer {
 
   template <class T>
   static YAML::Node to_node(const T& value) {
-    if constexpr (detail::is_struct<T>::value) {
+    if constexpr (detail::is_custom<T>::value) {
+      return value.write_config();
+    } else if constexpr (detail::is_struct<T>::value) {
       YAML::Node n(YAML::NodeType::Map);
       Writer w(n);
       const_cast<T&>(value).visit(w);  // visit only reads through a Writer
@@ -265,7 +280,10 @@ class Validator {
   explicit Validator(std::string path) : path_(std::move(path)) {}
   template <class F>
   void operator()(const char* key, const F& field) {
-    if constexpr (is_struct<F>::value) validate_all(field, join_path(path_, key));
+    if constexpr (is_custom<F>::value)
+      field.validate_config(join_path(path_, key));
+    else if constexpr (is_struct<F>::value)
+      validate_all(field, join_path(path_, key));
   }
 
  private:

@@ -1,12 +1,17 @@
-// The root config every subcommand reads (SPEC section 3). Later stages add their sections
-// here; each section is a small struct with defaults, `visit` and `validate`.
+// The root config every subcommand reads (docs/configs.md): the shared sections (run,
+// runtime, audio, front ends, model, data, train) and the chosen stage's own section, which the
+// stage declares next to its code (core/stage_section.h). Each section is a small struct with
+// defaults, `visit` and `validate`.
 #pragma once
 
 #include <cstdint>
 #include <string>
+#include <type_traits>
+#include <vector>
 
 #include "losatok/audio/mel_config.h"
 #include "losatok/core/config.h"
+#include "losatok/core/stage_section.h"
 #include "losatok/data/data_config.h"
 #include "losatok/models/model_config.h"
 #include "losatok/train/train_config.h"
@@ -45,7 +50,7 @@ struct AudioConfig {
   void validate() const;
 };
 
-// The two log-mel front ends of SPEC section 1.
+// The two log-mel front ends of docs/method.md.
 struct FrontEndsConfig {
   MelConfig dasheng = MelConfig::dasheng();
   MelConfig vocos = MelConfig::vocos();
@@ -58,7 +63,7 @@ struct FrontEndsConfig {
 };
 
 struct RootConfig {
-  std::string stage;  // sembo | tokenizer | dit | probe (empty for tools)
+  std::string stage;  // a registered stage (stage_names()); empty for tools
   std::string run_dir = "runs/default";
   int64_t seed = 0;
   RuntimeConfig runtime;
@@ -67,11 +72,6 @@ struct RootConfig {
   ModelConfig model;  // sizes of the LoSATok modules (configs/model/*.yaml)
   DataConfig data;
   TrainConfig train;
-  LossConfig loss;
-  SemBoStageConfig sembo;  // the SemBo stage's own switches
-  GanConfig gan;           // the tokenizer's discriminators
-  TokenizerStageConfig tokenizer;
-  DiTStageConfig dit;  // the DiT stage and `losatok generate`
 
   template <class V>
   void visit(V& v) {
@@ -84,19 +84,56 @@ struct RootConfig {
     v("model", model);
     v("data", data);
     v("train", train);
-    v("loss", loss);
-    v("sembo", sembo);
-    v("gan", gan);
-    v("tokenizer", tokenizer);
-    v("dit", dit);
+    // `stage` is read first: its section is known by now.
+    if constexpr (std::is_same_v<V, config::Reader>) check_stage_keys(v.node(), v.path());
+    sync_stage_section();
+    if (!stage_section_.empty()) v(stage.c_str(), stage_section_);
   }
   void validate() const;
+
+  // The chosen stage's section, typed by the stage (`cfg.section<SemBoStageConfig>()`); an error
+  // naming the stage when this config's stage has another section type.
+  template <class T>
+  T& section() {
+    sync_stage_section();
+    if (T* p = stage_section_.as<T>()) return *p;
+    throw_wrong_section();
+  }
+  template <class T>
+  const T& section() const {
+    if (const T* p = stage_section_.as<T>()) return *p;
+    throw_wrong_section();
+  }
+  // Sets `stage` and gives it its section's defaults.
+  RootConfig& set_stage(const std::string& name);
+
   // Audio samples per 25 Hz token (the encoder's hop x patch): crops, cache frames, durations.
   int64_t samples_per_token() const { return 1LL * frontend.dasheng.hop_length * model.encoder.patch_frames; }
+
+ private:
+  // Keys of another stage's section, or of the old flat layout (`loss.*`, `gan.*`): one-line
+  // errors naming the key and where it belongs now.
+  void check_stage_keys(const YAML::Node& node, const std::string& path) const;
+  // Makes the section holder match `stage` (a registered stage's defaults; empty otherwise).
+  void sync_stage_section();
+  [[noreturn]] void throw_wrong_section() const;
+
+  StageSectionHolder stage_section_;
+  std::string section_stage_;  // the stage stage_section_ was made for
 };
 
+// The config tree a root config is read from: defaults (with the section of the stage the files
+// or overrides choose) -> `base` (sections a checkpoint carries; its stage section only when the
+// stage stays the same) -> files -> overrides -> interpolation.
+config::ConfigTree compose_root_config(const std::vector<std::string>& files,
+                                       const std::vector<std::string>& overrides,
+                                       const YAML::Node& base = {});
+// compose_root_config + read + validate.
+RootConfig read_root_config(const std::vector<std::string>& files, const std::vector<std::string>& overrides,
+                            const YAML::Node& base = {});
+
 // Safetensors metadata key under which our weight files carry the `frontend` and `model`
-// config sections (and `dit` for a DiT), so a checkpoint loads without repeating its sizes.
+// config sections, the stage and its section (a DiT generates without its training config).
 inline constexpr const char* kConfigMetadataKey = "losatok.config";
 // YAML of those sections.
 std::string weights_config_yaml(const RootConfig& cfg);

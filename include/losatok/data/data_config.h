@@ -1,4 +1,4 @@
-// The `data:` config section (SPEC section 4): which manifests, how clips are cropped and
+// The `data:` config section (README.md, "Data"): which manifests, how clips are cropped and
 // batched, the worker pool, bad-file tolerance and the feature cache. torch-free.
 #pragma once
 

@@ -1,4 +1,4 @@
-// The feature cache (SPEC section 4): frozen-encoder features or tokenizer latents per clip,
+// The feature cache (README.md, "Data"): frozen-encoder features or tokenizer latents per clip,
 // in sharded safetensors files plus an index that records what produced them. A reader
 // expecting another producer gets an error, never silently reused features.
 #pragma once

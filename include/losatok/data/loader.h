@@ -1,4 +1,4 @@
-// The audio loader (SPEC section 4): worker threads decode, resample and crop clips into
+// The audio loader (README.md, "Data"): worker threads decode, resample and crop clips into
 // padded batches ahead of the training step, in an order fixed by (seed, epoch, batch), with
 // bad files skipped, counted and listed, and a position that checkpoints and resumes exactly.
 #pragma once

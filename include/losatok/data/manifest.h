@@ -1,4 +1,4 @@
-// The JSON Lines manifest of SPEC section 4: one clip per line, only "audio" required,
+// The JSON Lines manifest of README.md, "Data": one clip per line, only "audio" required,
 // relative paths resolved against the manifest's folder.
 #pragma once
 

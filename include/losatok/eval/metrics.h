@@ -1,4 +1,4 @@
-// Evaluation metrics (SPEC section 7) on plain tensors: reconstruction distances and STOI,
+// Evaluation metrics (docs/method.md, "Evaluation") on plain tensors: reconstruction distances and STOI,
 // the Frechet distance and diversity of embedding sets, effective rank and PCA variance.
 #pragma once
 

@@ -1,4 +1,4 @@
-// The X-ARES probing protocol (SPEC section 1.5) on clip embeddings: a linear probe
+// The X-ARES probing protocol (docs/method.md, "Evaluation") on clip embeddings: a linear probe
 // (LayerNorm + Linear, Adam, cosine decay, best epoch on validation) and weighted kNN.
 #pragma once
 

@@ -1,4 +1,4 @@
-// The representations `eval probe` and `eval rank` compare (SPEC sections 1.5 and 1.6), all
+// The representations `eval probe` and `eval rank` compare (docs/method.md, "Evaluation"), all
 // computed from one tokenizer: its frozen encoder, SemBo, training-free baselines, latents.
 #pragma once
 

@@ -1,4 +1,4 @@
-// Model weights by name (SPEC section 2): reading every supported checkpoint layout, mapping
+// Model weights by name (README.md, "Models and checkpoints"): reading every supported checkpoint layout, mapping
 // external names onto ours, strict / lenient loading with a report, and export.
 #pragma once
 

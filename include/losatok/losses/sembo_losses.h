@@ -1,4 +1,4 @@
-// SemBo's losses (SPEC section 1.2) and the validation figures built from the same pieces.
+// SemBo's losses (docs/method.md, "SemBo") and the validation figures built from the same pieces.
 // Every function takes a (B, T) bool mask of valid tokens: padding never counts.
 #pragma once
 

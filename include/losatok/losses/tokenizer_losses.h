@@ -1,4 +1,4 @@
-// The tokenizer's losses (SPEC section 1.3): spectral reconstruction, KL, dual-level semantic
+// The tokenizer's losses (docs/method.md, "Tokenizer"): spectral reconstruction, KL, dual-level semantic
 // supervision, GAN hinge + feature matching, and the validation distances.
 #pragma once
 

@@ -1,4 +1,4 @@
-// The LoSATok tokenizer (`AudioVAE`, SPEC section 1.3) with the reference's parameter names:
+// The LoSATok tokenizer (`AudioVAE`, docs/method.md, "Tokenizer") with the reference's parameter names:
 // acoustic branch + upsampler + Vocos decoder under `dasheng_tokenizer`, the frozen encoder
 // and SemBo under `semantic_encoder`, and the `fc_a` / `fc_mu` / `fc_logvar` heads.
 #pragma once
@@ -41,7 +41,7 @@ struct VaeFeatures {
   torch::Tensor unified_emb, unified_emb_low;    // acoustic + semantic, at both widths
   torch::Tensor mu, logvar, z;                   // z = mu unless sampled
   torch::Tensor mask;                            // (B, T) bool valid tokens; undefined = all
-  // The SPEC section 5 names in a fixed order (mask excluded; tensors a baseline variant lacks
+  // The `encode` output names (README.md, "The command line") in a fixed order (mask excluded; tensors a baseline variant lacks
   // are left out).
   std::vector<std::pair<std::string, torch::Tensor>> named() const;
 };

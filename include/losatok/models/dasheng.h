@@ -1,4 +1,4 @@
-// The frozen semantic encoder of SPEC section 1: a Dasheng / MiDashengLM audio ViT on the
+// The frozen semantic encoder of docs/method.md: a Dasheng / MiDashengLM audio ViT on the
 // dB log-mel, parameter names as the MiDashengLM checkpoints' `audio_encoder.*`.
 #pragma once
 

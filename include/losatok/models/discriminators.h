@@ -1,4 +1,4 @@
-// The tokenizer's GAN discriminators (SPEC section 1.3, after Vocos): a multi-period
+// The tokenizer's GAN discriminators (docs/method.md, "Tokenizer", after Vocos): a multi-period
 // discriminator (HiFi-GAN periods 2, 3, 5, 7, 11) and a multi-resolution discriminator (complex
 // STFT at three window lengths, five frequency sub-bands), all convolutions weight-normalised
 // with PyTorch's `weight_g` / `weight_v` parameter names.

@@ -1,4 +1,4 @@
-// The generation model of SPEC section 1.4: a DiT over 1-D tokenizer latents (AdaLN time
+// The generation model of docs/method.md, "DiT": a DiT over 1-D tokenizer latents (AdaLN time
 // modulation, self-attention with RoPE and q/k LayerNorm, cross-attention to the condition
 // sequence, GEGLU MLP, optional U-ViT long skips, zero-initialised gates and output), the
 // built-in text encoder, and the root module that holds both with the latent statistics.

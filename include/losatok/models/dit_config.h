@@ -1,4 +1,4 @@
-// Sizes of the generation models (SPEC section 1.4): the DiT over LoSATok latents and its
+// Sizes of the generation models (docs/method.md, "DiT"): the DiT over LoSATok latents and its
 // built-in text encoder. torch-free; configs/model/dit_*.yaml set the paper's width sweep.
 #pragma once
 
@@ -69,7 +69,7 @@ struct TextEncoderConfig {
   void validate() const;
 };
 
-// Flow matching of the DiT stage (SPEC section 1.4): noise at sigma = 1,
+// Flow matching of the DiT stage (docs/method.md, "DiT"): noise at sigma = 1,
 // x = (1 - sigma) z + sigma e, target e - z, sigma drawn logit-normal (or uniform).
 struct FlowConfig {
   std::string sigma_sampling = "logit_normal";  // logit_normal | uniform
@@ -106,6 +106,69 @@ struct SamplerConfig {
     v("sway", sway);
     v("cfg_scale", cfg_scale);
     v("seed", seed);
+  }
+  void validate() const;
+};
+
+// A fixed prompt validation generates (and `losatok generate` reads from a prompts file).
+struct PromptConfig {
+  std::string text;
+  double seconds = 0.0;  // 0 = estimated (TTS: from the text length)
+
+  template <class V>
+  void visit(V& v) {
+    v("text", text);
+    v("seconds", seconds);
+  }
+  void validate() const;
+};
+
+// The condition sequence: the built-in text encoder over the manifest's `text`, or embeddings
+// made elsewhere (T5, CLAP) read per clip from a feature cache whose producer is `condition`.
+struct ConditionConfig {
+  std::string source = "text";  // text | cache
+  std::string cache_dir;        // source cache: the cache folder
+  std::string tensor = "cond_emb";
+
+  template <class V>
+  void visit(V& v) {
+    v("source", source);
+    v("cache_dir", cache_dir);
+    v("tensor", tensor);
+  }
+  void validate() const;
+};
+
+// The `dit:` section (the DiT stage and generation): flow matching on tokenizer latents read from the feature
+// cache (data.cache_dir, `losatok extract --what latents`), for text-to-audio / music / speech.
+struct DiTStageConfig {
+  std::string task = "tta";  // tta | ttm | tts
+  // The tokenizer whose latents the cache holds: checks the cache's producer and decodes
+  // generated latents to audio. "" = accept any latents cache, and no audio at validation.
+  std::string tokenizer_checkpoint;
+  bool sample_latent = false;     // train on z ~ N(mu, exp(logvar)) instead of mu
+  int64_t norm_max_clips = 2000;  // training clips the per-dimension latent statistics read
+  DiTConfig model;
+  TextEncoderConfig text;
+  ConditionConfig condition;
+  FlowConfig flow;
+  SamplerConfig sample;
+  std::vector<double> val_sigmas = {0.1, 0.3, 0.5, 0.7, 0.9};  // validation loss at these sigmas
+  std::vector<PromptConfig> val_prompts;  // generated at each validation (WAV, PNG, TensorBoard)
+
+  template <class V>
+  void visit(V& v) {
+    v("task", task);
+    v("tokenizer_checkpoint", tokenizer_checkpoint);
+    v("sample_latent", sample_latent);
+    v("norm_max_clips", norm_max_clips);
+    v("model", model);
+    v("text", text);
+    v("condition", condition);
+    v("flow", flow);
+    v("sample", sample);
+    v("val_sigmas", val_sigmas);
+    v("val_prompts", val_prompts);
   }
   void validate() const;
 };

@@ -1,4 +1,4 @@
-// Rectified flow as SPEC section 1.4 (the UniFlow-Audio convention, noise at sigma = 1):
+// Rectified flow as docs/method.md, "DiT" (the UniFlow-Audio convention, noise at sigma = 1):
 // x_sigma = (1 - sigma) z + sigma e, target v = e - z; the Euler ODE sampler from sigma = 1
 // to 0 with optional sway sampling, and classifier-free guidance.
 #pragma once

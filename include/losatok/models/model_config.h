@@ -1,4 +1,4 @@
-// Sizes of the LoSATok modules (SPEC section 1). torch-free so configs need not include torch.
+// Sizes of the LoSATok modules (docs/method.md). torch-free so configs need not include torch.
 // The defaults are the paper's; configs/model/tiny.yaml shrinks them for tests.
 #pragma once
 

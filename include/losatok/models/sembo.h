@@ -1,4 +1,4 @@
-// SemBo, the semantic bottleneck (SPEC section 1.2), and the semantic side of the tokenizer:
+// SemBo, the semantic bottleneck (docs/method.md, "SemBo"), and the semantic side of the tokenizer:
 // frozen encoder + SemBo under the checkpoint names `semantic_encoder.{encoder,bottleneck}`.
 #pragma once
 

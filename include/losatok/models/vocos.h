@@ -1,4 +1,4 @@
-// The Vocos decoder (SPEC section 1.3): ConvNeXt backbone and iSTFT head, named as the
+// The Vocos decoder (docs/method.md, "Tokenizer"): ConvNeXt backbone and iSTFT head, named as the
 // reference's `dasheng_tokenizer.decoder.{backbone,head}`.
 #pragma once
 

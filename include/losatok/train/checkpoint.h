@@ -1,4 +1,4 @@
-// The checkpointer (SPEC section 6): `run_dir/checkpoints/step-N/` folders written under a
+// The checkpointer (README.md, "Training"; docs/run-directory.md): `run_dir/checkpoints/step-N/` folders written under a
 // temporary name and renamed when complete, so a crash mid-write never produces a folder that
 // looks valid; keep-last-k and keep-best pruning; finding the latest valid checkpoint.
 #pragma once

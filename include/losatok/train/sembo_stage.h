@@ -1,5 +1,5 @@
-// The SemBo stage (SPEC section 1.2): the frozen semantic encoder's features (computed on the
-// fly or read from the feature cache) compressed to latent_dim and restored, trained with
+// The SemBo stage (docs/method.md, "SemBo"): the frozen semantic encoder's features (computed
+// on the fly or read from the feature cache) compressed to latent_dim and restored, trained with
 // lambda_rec L_rec + lambda_rel L_rel; or one of the training-free baselines (`pca` fitted by
 // streaming the features through, `channel_merge`), saved as a checkpoint all the same.
 #pragma once
@@ -8,6 +8,36 @@
 #include "losatok/train/stage.h"
 
 namespace losatok::train {
+
+// sembo.loss: L = lambda_rec L_rec + lambda_rel L_rel.
+struct SemBoLossConfig {
+  double lambda_rec = 1e3;
+  double lambda_rel = 1.0;  // 0 = no time-relation loss
+
+  template <class V>
+  void visit(V& v) {
+    v("lambda_rec", lambda_rec);
+    v("lambda_rel", lambda_rel);
+  }
+  void validate() const;
+};
+
+// The `sembo:` section.
+struct SemBoStageConfig {
+  // Validation also reports the training-free baselines (channel merge, and PCA fitted on the
+  // features of the first `baseline_fit_steps` training steps).
+  bool baselines = true;
+  int64_t baseline_fit_steps = 100;
+  SemBoLossConfig loss;
+
+  template <class V>
+  void visit(V& v) {
+    v("baselines", baselines);
+    v("baseline_fit_steps", baseline_fit_steps);
+    v("loss", loss);
+  }
+  void validate() const;
+};
 
 // Loads frozen encoder weights from any file read_weights understands (our checkpoints,
 // MiDashengLM / Dasheng files, HF folders), strictly; errors name the file.
@@ -38,6 +68,7 @@ class SemBoStage : public Stage {
   void apply_pca_fit();  // method pca: the fitted projection into the bottleneck's buffers
 
   RootConfig cfg_;
+  SemBoStageConfig section_;
   torch::Device device_;
   std::shared_ptr<torch::nn::Module> root_;  // registers `semantic_encoder` for reference names
   models::SemanticEncoder model_{nullptr};

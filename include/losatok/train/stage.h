@@ -1,7 +1,7 @@
-// A stage (SemBo, tokenizer, DiT, probe) owns its models, losses and optimizers' parameters,
-// and exposes one training step, its validation and its state. The trainer owns the loop
-// (train/trainer.h); neither knows the other's insides. A new stage is one file plus one line
-// in make_stage().
+// A stage (SemBo, tokenizer, DiT, MAE) owns its config section, models, losses and optimizers'
+// parameters, and exposes one training step, its validation and its state. The trainer owns the
+// loop (train/trainer.h); neither knows the other's insides. A new stage is its own files plus
+// one entry in src/train/stages.cpp (docs/architecture.md, "Adding a stage").
 #pragma once
 
 #include <torch/types.h>
@@ -65,7 +65,7 @@ class Stage {
   // The validation metric keep-best watches when train.best_metric is empty (lower is better).
   virtual std::string best_metric() const = 0;
 
-  // Weights for model.safetensors under the reference names (SPEC section 2). With
+  // Weights for model.safetensors under the reference names (README.md, "Models and checkpoints"). With
   // `include_frozen` false, trained and fitted tensors only.
   virtual TensorMap model_state(bool include_frozen) = 0;
   // Loads weights by name (a resumed run strictly; --init-from leniently, with a report).
@@ -82,6 +82,25 @@ class Stage {
   // False when a stage reading the cache uses no audio at all: the loader then skips decoding.
   virtual bool needs_audio() const { return true; }
 };
+
+// A stage's registration: what the config layer knows of it (name, summary, its section's type
+// and the old keys that moved there) and how to build it.
+struct StageRegistration {
+  StageInfo info;
+  std::function<std::unique_ptr<Stage>(const RootConfig&, const torch::Device&)> make;
+};
+
+// What a stage's `<name>_stage()` function returns: Section is the stage's config struct.
+template <class S, class Section>
+StageRegistration stage_registration(std::string name, std::string summary,
+                                     std::vector<std::pair<std::string, std::string>> moved_keys = {}) {
+  return {
+      {std::move(name), std::move(summary), section_of<Section>(), std::move(moved_keys)},
+      [](const RootConfig& cfg, const torch::Device& device) { return std::make_unique<S>(cfg, device); }};
+}
+
+// Every stage of this build (src/train/stages.cpp).
+const std::vector<StageRegistration>& stage_registry();
 
 // The stage named by cfg.stage, its models built on `device` (frozen weights loaded).
 std::unique_ptr<Stage> make_stage(const RootConfig& cfg, const torch::Device& device);

@@ -1,4 +1,4 @@
-// The tokenizer stage (SPEC section 1.3): frozen semantic encoder + SemBo (from a SemBo run),
+// The tokenizer stage (docs/method.md, "Tokenizer"): frozen semantic encoder + SemBo (from a SemBo run),
 // trainable acoustic branch, fc_a / fc_mu / fc_logvar and decoder, trained with multi-scale
 // mel, multi-resolution STFT, KL, dual-level semantic supervision and (optionally delayed)
 // MPD + MRD GAN losses; or one of the paper's baselines (`model.variant`).
@@ -9,8 +9,92 @@
 #include "losatok/models/audio_vae.h"
 #include "losatok/models/discriminators.h"
 #include "losatok/train/stage.h"
+#include "losatok/train/train_config.h"
 
 namespace losatok::train {
+
+// tokenizer.loss (docs/method.md, "Tokenizer losses"): L_G = lambda_mel L_mel + lambda_stft
+// (SC + log-mag) + lambda_kl KL + lambda_logvar mean(logvar^2) + lambda_sem L_sem + GAN terms
+// (tokenizer.gan).
+struct TokenizerLossConfig {
+  std::string semantic_mode = "both";  // both | high_only | low_only: which levels L_sem compares
+  double lambda_sem = 1.0;
+  double lambda_kl = 1e-2;
+  double kl_clamp = 0.0;       // > 0: each KL term clamped from below ("free bits")
+  double lambda_logvar = 0.0;  // penalty on logvar^2 (keeps the posterior variance from drifting)
+  double lambda_mel = 45.0;    // Vocos
+  std::vector<int> mel_n_fft = {512, 1024, 2048};  // multi-scale mel: hop = n_fft / 4
+  std::vector<int> mel_n_mels = {40, 80, 128};
+  double lambda_stft = 1.0;
+  std::vector<int> stft_n_fft = {512, 1024, 2048};
+  std::vector<int> stft_hop = {128, 256, 512};
+
+  template <class V>
+  void visit(V& v) {
+    v("semantic_mode", semantic_mode);
+    v("lambda_sem", lambda_sem);
+    v("lambda_kl", lambda_kl);
+    v("kl_clamp", kl_clamp);
+    v("lambda_logvar", lambda_logvar);
+    v("lambda_mel", lambda_mel);
+    v("mel_n_fft", mel_n_fft);
+    v("mel_n_mels", mel_n_mels);
+    v("lambda_stft", lambda_stft);
+    v("stft_n_fft", stft_n_fft);
+    v("stft_hop", stft_hop);
+  }
+  void validate() const;
+};
+
+// tokenizer.gan: the discriminators and their optimizer (Vocos defaults).
+struct GanConfig {
+  bool enabled = true;
+  int64_t start_step = 0;  // spectral losses only before this step (discriminator idle too)
+  std::vector<int> periods = {2, 3, 5, 7, 11};
+  std::vector<int> mpd_channels = {32, 128, 512, 1024, 1024};  // HiFi-GAN; narrower for CPU runs
+  std::vector<int> mrd_windows = {2048, 1024, 512};
+  int mrd_channels = 32;
+  double mrd_weight = 0.1;  // MRD adversarial + feature-matching terms, and its D loss
+  double lambda_adv = 1.0;
+  double lambda_fm = 1.0;
+  OptimConfig optim{5e-4, {0.8, 0.9}, 1e-8, 0.01, {}};
+
+  template <class V>
+  void visit(V& v) {
+    v("enabled", enabled);
+    v("start_step", start_step);
+    v("periods", periods);
+    v("mpd_channels", mpd_channels);
+    v("mrd_windows", mrd_windows);
+    v("mrd_channels", mrd_channels);
+    v("mrd_weight", mrd_weight);
+    v("lambda_adv", lambda_adv);
+    v("lambda_fm", lambda_fm);
+    v("optim", optim);
+  }
+  void validate() const;
+};
+
+// The `tokenizer:` section.
+struct TokenizerStageConfig {
+  // A SemBo run's checkpoint (or its export) holding semantic_encoder.* (encoder + bottleneck);
+  // "" = train.encoder_weights for the encoder and a random bottleneck (smoke runs only).
+  std::string sembo_checkpoint;
+  bool sample_latent = true;  // decode z = mu + sigma eps while training (mu at validation)
+  int demo_clips = 3;         // validation clips written as WAV + spectrogram PNG + TensorBoard audio
+  TokenizerLossConfig loss;
+  GanConfig gan;
+
+  template <class V>
+  void visit(V& v) {
+    v("sembo_checkpoint", sembo_checkpoint);
+    v("sample_latent", sample_latent);
+    v("demo_clips", demo_clips);
+    v("loss", loss);
+    v("gan", gan);
+  }
+  void validate() const;
+};
 
 class TokenizerStage : public Stage {
  public:
@@ -31,7 +115,7 @@ class TokenizerStage : public Stage {
   std::optional<data::CacheProducer> cache_producer() override;
 
   models::AudioVAE& vae() { return vae_; }
-  // Parameters of the discriminators (empty when gan.enabled is false).
+  // Parameters of the discriminators (empty when tokenizer.gan.enabled is false).
   NamedTensors discriminator_parameters();
 
  private:
@@ -40,9 +124,10 @@ class TokenizerStage : public Stage {
     torch::Tensor y, y_hat, mask;  // (B, L) target, reconstruction, valid samples
   };
   Forward forward(const data::Batch& batch, bool sample);
-  bool gan_on(int64_t step) const { return cfg_.gan.enabled && step >= cfg_.gan.start_step; }
+  bool gan_on(int64_t step) const { return section_.gan.enabled && step >= section_.gan.start_step; }
 
   RootConfig cfg_;
+  TokenizerStageConfig section_;
   torch::Device device_;
   models::AudioVAE vae_{nullptr};
   std::shared_ptr<torch::nn::Module> disc_;  // `multiperioddisc`, `multiresddisc`

@@ -1,4 +1,4 @@
-// The trainer (SPEC section 6): one loop for every stage. It owns the device, precision,
+// The trainer (README.md, "Training"; docs/run-directory.md): one loop for every stage. It owns the device, precision,
 // gradient accumulation, clipping, optimizers and their schedules, EMA, validation, logging,
 // checkpoints, signals and non-finite losses; the stage owns the models and the losses.
 #pragma once
@@ -18,6 +18,7 @@
 #include "losatok/train/loss_scaler.h"
 #include "losatok/train/optimizer.h"
 #include "losatok/train/stage.h"
+#include "losatok/train/training_state.h"
 
 namespace losatok::train {
 
@@ -68,7 +69,8 @@ class Trainer {
   std::map<std::string, double> validate();
 
   Stage& stage() { return *stage_; }
-  int64_t global_step() const { return step_; }
+  int64_t global_step() const { return state_.step; }
+  const TrainingState& state() const { return state_; }
   const torch::Device& device() const { return device_; }
   const DistributedEnv& distributed() const { return dist_; }
   bool is_main_process() const { return dist_.rank == 0; }
@@ -79,9 +81,7 @@ class Trainer {
  private:
   void restore(const std::string& checkpoint_dir);
   std::string save_checkpoint(const std::string& why);
-  std::string progress_json() const;
   void log_step(const StepReport& report, double seconds_since_log, int64_t steps_since_log);
-  bool is_better(double value) const;
   // Reads the device's non-finite counters back (a sync point) and stops the run when too
   // many steps in a row were skipped.
   void check_nonfinite();
@@ -106,17 +106,12 @@ class Trainer {
   std::unique_ptr<class MetricsLogger> metrics_;
   std::unique_ptr<Checkpointer> checkpointer_;
 
-  int64_t step_ = 0, samples_seen_ = 0;
-  double audio_seconds_seen_ = 0;
-  int64_t nonfinite_in_row_ = 0, nonfinite_total_ = 0;  // as of the last check_nonfinite()
+  TrainingState state_;  // what progress.json records
+  Scheduler scheduler_;
   // On the device: skipped steps in a row, in total, and the longest run since the last check.
   torch::Tensor skip_run_, skip_total_, skip_worst_;
-  std::string best_metric_;
-  double best_value_ = 0;
-  int64_t best_step_ = -1;
   int64_t last_saved_step_ = -1, last_validated_step_ = -1;
   std::string last_checkpoint_;
-  std::map<std::string, double> last_validation_;
 };
 
 }  // namespace losatok::train

@@ -1,0 +1,88 @@
+// Generation with a DiT (docs/method.md, "DiT"): conditioning, the Euler sampler with CFG,
+// durations, de-normalisation and decoding with the tokenizer. A sibling of training: the DiT
+// stage's validation, `losatok generate` and the evaluation commands share it.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "losatok/core/run_config.h"
+#include "losatok/data/text.h"
+#include "losatok/io/weights.h"
+#include "losatok/models/dit.h"
+#include "losatok/models/dit_config.h"
+#include "losatok/models/tokenizer_checkpoint.h"
+
+namespace losatok::gen {
+
+// One clip to generate.
+struct GenerationRequest {
+  std::string text;                 // caption (TTA / TTM) or transcript (TTS)
+  double seconds = 0;               // 0 = estimated (TTS); the prompt is not counted
+  std::vector<float> prompt_audio;  // TTS: audio prompt at audio.sample_rate (may be empty)
+  std::string prompt_text;          // its transcript
+  torch::Tensor condition;          // (L, C) embeddings, for models conditioned on a cache
+};
+
+// The generation model with its conditioning and the tokenizer that decodes its latents.
+class DiTPipeline {
+ public:
+  // cond_dim: width of cached condition embeddings (dit.condition.source cache), else unused.
+  DiTPipeline(const RootConfig& cfg, const torch::Device& device, int cond_dim = 0);
+  models::DiTModelImpl& model() { return *model_; }
+  const RootConfig& config() const { return cfg_; }
+  const DiTStageConfig& dit_config() const { return dit_; }
+  // Loads a tokenizer checkpoint to decode (and encode prompts) with.
+  void load_tokenizer(const std::string& path);
+  models::AudioVAEImpl* tokenizer() { return tokenizer_.vae ? tokenizer_.vae.get() : nullptr; }
+  const models::LoadedTokenizer& tokenizer_checkpoint() const { return tokenizer_; }
+
+  struct Condition {
+    torch::Tensor cond, cond_mask;  // (B, L, C), (B, L) bool
+    torch::Tensor aligned;          // TTS: (B, T, C) text stretched to the frames with the filler
+  };
+  // The text condition of a batch; frame_mask (B, T) bool gives the TTS alignment length.
+  Condition text_condition(const std::vector<std::string>& texts, const torch::Tensor& frame_mask);
+  // Condition from per-clip embeddings (L_i, C).
+  Condition embedding_condition(const std::vector<torch::Tensor>& embeddings);
+  // Text tokens of one text (their count sets the TTS duration).
+  std::vector<int64_t> tokens(const std::string& text) { return text_tokens_->encode(text); }
+
+  // Latent frames to generate for a request (without the prompt).
+  int64_t frames_for(const GenerationRequest& r);
+  // Normalised prompt latents (P, D) of an audio prompt.
+  torch::Tensor encode_prompt(const std::vector<float>& audio);
+  // Euler + CFG: the de-normalised latents (T_i, D) of each request, on the CPU.
+  std::vector<torch::Tensor> generate(const std::vector<GenerationRequest>& requests,
+                                      const SamplerConfig& sampler);
+  // Waveform of de-normalised latents (T, D).
+  std::vector<float> decode(const torch::Tensor& latents);
+
+ private:
+  RootConfig cfg_;
+  DiTStageConfig dit_;
+  torch::Device device_;
+  models::DiTModel model_{nullptr};
+  std::unique_ptr<data::TextTokenizer> text_tokens_;
+  models::LoadedTokenizer tokenizer_;
+};
+
+// A DiT checkpoint ready to generate: its config and the pipeline with its weights loaded
+// (eval mode), and the tokenizer that decodes its latents when one is known.
+struct LoadedDiT {
+  RootConfig config;
+  std::unique_ptr<DiTPipeline> pipeline;
+  std::string source;
+};
+// Reads a DiT checkpoint (a file or a checkpoint folder) whose metadata carries `stage: dit` and
+// its section. `config` is the config to build with (the checkpoint's own when null: a command
+// composes files and overrides over it); `strict` refuses missing / unexpected weights;
+// `tokenizer` overrides dit.tokenizer_checkpoint ("" = that one; no decoding when both are empty).
+LoadedDiT load_dit_checkpoint(const io::WeightSet& weights, const RootConfig& config,
+                              const torch::Device& device, bool strict = true,
+                              const std::string& tokenizer = "");
+// The checkpoint's own config, checked to be a DiT's (an error naming the file otherwise).
+RootConfig dit_checkpoint_config(const io::WeightSet& weights);
+
+}  // namespace losatok::gen

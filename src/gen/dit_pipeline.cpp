@@ -1,0 +1,242 @@
+// The generation pipeline of a DiT and loading a DiT checkpoint.
+#include "losatok/gen/dit_pipeline.h"
+
+#include <torch/torch.h>
+
+#include "losatok/core/error.h"
+#include "losatok/core/logging.h"
+#include "losatok/models/flow_matching.h"
+#include "losatok/models/init.h"
+
+namespace losatok::gen {
+
+namespace {
+
+// Zero-padded (B, longest) int64 tokens and their (B, longest) mask.
+std::pair<torch::Tensor, torch::Tensor> pad_tokens(const std::vector<std::vector<int64_t>>& rows,
+                                                   int64_t fill, int64_t min_length) {
+  int64_t longest = min_length;
+  for (const auto& r : rows) longest = std::max<int64_t>(longest, static_cast<int64_t>(r.size()));
+  torch::Tensor tokens = torch::full({static_cast<int64_t>(rows.size()), longest}, fill, torch::kLong);
+  torch::Tensor mask = torch::zeros({static_cast<int64_t>(rows.size()), longest}, torch::kBool);
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    const int64_t n = std::min<int64_t>(longest, static_cast<int64_t>(rows[i].size()));
+    if (n == 0) continue;
+    tokens[i].narrow(0, 0, n).copy_(
+        torch::tensor(std::vector<int64_t>(rows[i].begin(), rows[i].begin() + n)));
+    mask[i].narrow(0, 0, n).fill_(true);
+  }
+  return {tokens, mask};
+}
+
+}  // namespace
+
+DiTPipeline::DiTPipeline(const RootConfig& cfg, const torch::Device& device, int cond_dim)
+    : cfg_(cfg), dit_(cfg.section<DiTStageConfig>()), device_(device) {
+  const bool text = dit_.condition.source == "text";
+  model_ = models::DiTModel(dit_.model, dit_.text, text, cond_dim, dit_.task == "tts");
+  model_->to(device_);
+  if (text) text_tokens_ = std::make_unique<data::TextTokenizer>(dit_.text);
+}
+
+void DiTPipeline::load_tokenizer(const std::string& path) {
+  tokenizer_ = models::load_tokenizer_checkpoint(path, device_);
+  const int dim = tokenizer_.config.model.latent_dim();
+  if (dim != dit_.model.latent_dim)
+    throw ConfigError("dit.model.latent_dim", "the tokenizer " + tokenizer_.source + " makes " +
+                                                  std::to_string(dim) + "-d latents, the DiT is built for " +
+                                                  std::to_string(dit_.model.latent_dim));
+}
+
+DiTPipeline::Condition DiTPipeline::text_condition(const std::vector<std::string>& texts,
+                                                   const torch::Tensor& frames) {
+  if (!text_tokens_) throw Error("dit: this model is conditioned on cached embeddings, not on text");
+  std::vector<std::vector<int64_t>> rows;
+  for (const auto& t : texts) rows.push_back(text_tokens_->encode(t));
+  Condition c;
+  if (model_->tts) {
+    // F5-TTS: the transcript stretched to the latent length with the filler token; the frames'
+    // mask is the text's.
+    const int64_t t = frames.size(1);
+    for (auto& r : rows) r.resize(t, kTextFiller);  // cut, or filled
+    torch::Tensor tokens = pad_tokens(rows, kTextPad, t).first.to(device_);
+    c.cond_mask = frames.to(device_);
+    c.cond = model_->text_encoder->forward(tokens, c.cond_mask);
+    c.aligned = c.cond;
+    return c;
+  }
+  auto [tokens, mask] = pad_tokens(rows, kTextPad, 1);
+  c.cond_mask = mask.to(device_);
+  c.cond = model_->text_encoder->forward(tokens.to(device_), c.cond_mask);
+  return c;
+}
+
+DiTPipeline::Condition DiTPipeline::embedding_condition(const std::vector<torch::Tensor>& embeddings) {
+  int64_t longest = 1;
+  for (const auto& e : embeddings) longest = std::max(longest, e.size(0));
+  const int64_t b = static_cast<int64_t>(embeddings.size());
+  Condition c;
+  c.cond = torch::zeros({b, longest, model_->cond_dim});
+  c.cond_mask = torch::zeros({b, longest}, torch::kBool);
+  for (int64_t i = 0; i < b; ++i) {
+    const torch::Tensor& e = embeddings[i];
+    if (e.dim() != 2 || e.size(1) != model_->cond_dim) {
+      std::string shape;
+      for (int64_t s : e.sizes()) shape += (shape.empty() ? "" : ", ") + std::to_string(s);
+      throw Error("dit: condition embeddings must be (length, " + std::to_string(model_->cond_dim) +
+                  "), got (" + shape + ")");
+    }
+    c.cond[i].narrow(0, 0, e.size(0)).copy_(e);
+    c.cond_mask[i].narrow(0, 0, std::max<int64_t>(e.size(0), 1)).fill_(true);
+  }
+  c.cond = c.cond.to(device_);
+  c.cond_mask = c.cond_mask.to(device_);
+  return c;
+}
+
+int64_t DiTPipeline::frames_for(const GenerationRequest& r) {
+  const double rate = static_cast<double>(cfg_.audio.sample_rate) / cfg_.samples_per_token();
+  if (r.seconds > 0) return std::max<int64_t>(1, std::llround(r.seconds * rate));
+  if (!model_->tts || !text_tokens_)
+    throw Error("generate: give a duration in seconds for \"" + r.text.substr(0, 40) + "\"");
+  const double tokens = static_cast<double>(text_tokens_->encode(r.text).size());
+  double per_token = model_->frames_per_token.item<double>();
+  if (!r.prompt_audio.empty() && !r.prompt_text.empty()) {
+    // The prompt's own speaking rate (F5-TTS).
+    const double prompt_frames = static_cast<double>(r.prompt_audio.size()) / cfg_.samples_per_token();
+    per_token = prompt_frames / static_cast<double>(text_tokens_->encode(r.prompt_text).size());
+  }
+  return std::max<int64_t>(1, std::llround(tokens * per_token));
+}
+
+torch::Tensor DiTPipeline::encode_prompt(const std::vector<float>& audio) {
+  if (!tokenizer()) throw Error("generate: an audio prompt needs the tokenizer (dit.tokenizer_checkpoint)");
+  const int64_t spt = tokenizer()->samples_per_token();
+  if (static_cast<int64_t>(audio.size()) < spt)
+    throw Error("generate: the audio prompt is shorter than one token");
+  torch::NoGradGuard no_grad;
+  const torch::Tensor wave = torch::from_blob(const_cast<float*>(audio.data()),
+                                              {1, static_cast<int64_t>(audio.size())}, torch::kFloat32)
+                                 .clone()
+                                 .to(device_);
+  const torch::Tensor lengths = torch::tensor({static_cast<int64_t>(audio.size())}, torch::kLong).to(device_);
+  const models::VaeFeatures f = tokenizer()->encode(wave, lengths);
+  const int64_t frames = static_cast<int64_t>(audio.size()) / spt;
+  return model_->normalize(f.mu[0].narrow(0, 0, std::min(frames, f.mu.size(1))));
+}
+
+std::vector<torch::Tensor> DiTPipeline::generate(const std::vector<GenerationRequest>& requests,
+                                                 const SamplerConfig& sampler) {
+  torch::NoGradGuard no_grad;
+  const int64_t b = static_cast<int64_t>(requests.size());
+  if (b == 0) return {};
+  const int64_t d = dit_.model.latent_dim;
+  std::vector<torch::Tensor> prompts(b);
+  std::vector<int64_t> prompt_frames(b, 0), total(b);
+  std::vector<std::string> texts(b);
+  for (int64_t i = 0; i < b; ++i) {
+    const GenerationRequest& r = requests[i];
+    texts[i] = r.text;
+    if (!r.prompt_audio.empty() && !model_->tts)
+      throw Error("generate: an audio prompt needs a TTS model (this one is " + dit_.task + ")");
+    if (model_->tts && !r.prompt_audio.empty()) {
+      // Training aligned each clip's whole transcript over all its frames, prompt included.
+      if (r.prompt_text.empty())
+        throw Error("generate: an audio prompt needs its transcript (--prompt-text)");
+      prompts[i] = encode_prompt(r.prompt_audio);
+      prompt_frames[i] = prompts[i].size(0);
+      texts[i] = r.prompt_text + " " + r.text;
+    }
+    total[i] = prompt_frames[i] + frames_for(r);
+  }
+  const int64_t t = *std::max_element(total.begin(), total.end());
+  const torch::Tensor mask =
+      (torch::arange(t).unsqueeze(0) < torch::tensor(total, torch::kLong).unsqueeze(1)).to(device_);
+  Condition c;
+  if (requests[0].condition.defined()) {
+    std::vector<torch::Tensor> emb;
+    for (const auto& r : requests) {
+      if (!r.condition.defined()) throw Error("generate: every request needs condition embeddings, or none");
+      emb.push_back(r.condition.to(torch::kFloat32).cpu());
+    }
+    c = embedding_condition(emb);
+  } else {
+    c = text_condition(texts, mask);
+  }
+  torch::Tensor prompt;
+  if (model_->tts) {
+    prompt = torch::zeros({b, t, d});
+    for (int64_t i = 0; i < b; ++i)
+      if (prompt_frames[i] > 0) prompt[i].narrow(0, 0, prompt_frames[i]).copy_(prompts[i].cpu());
+    prompt = prompt.to(device_);
+  }
+  // The unconditional half of classifier-free guidance: null condition, no text, no prompt.
+  const torch::Tensor drop_all = torch::ones({b}, torch::kBool);
+  const torch::Tensor cond_u = model_->drop_condition(c.cond, drop_all);
+  const bool guided = sampler.cfg_scale != 1.0;
+  const torch::Tensor mask2 = guided ? torch::cat({mask, mask}) : mask;
+  const torch::Tensor cond2 = guided ? torch::cat({c.cond, cond_u}) : c.cond;
+  const torch::Tensor cond_mask2 = guided ? torch::cat({c.cond_mask, c.cond_mask}) : c.cond_mask;
+  torch::Tensor prompt2, aligned2;
+  if (model_->tts) {
+    prompt2 = guided ? torch::cat({prompt, torch::zeros_like(prompt)}) : prompt;
+    aligned2 = guided ? torch::cat({c.aligned, torch::zeros_like(c.aligned)}) : c.aligned;
+  }
+  at::Generator gen = at::detail::createCPUGenerator(static_cast<uint64_t>(sampler.seed));
+  torch::Tensor x = torch::randn({b, t, d}, gen, torch::kFloat32).to(device_) * mask.unsqueeze(-1);
+  const auto velocity = [&](const torch::Tensor& xs, double sigma) {
+    const torch::Tensor x2 = guided ? torch::cat({xs, xs}) : xs;
+    const torch::Tensor s = torch::full({x2.size(0)}, sigma, x2.options());
+    const torch::Tensor v = model_->velocity(x2, s, mask2, cond2, cond_mask2, prompt2, aligned2);
+    if (!guided) return v;
+    return models::classifier_free_guidance(v.narrow(0, 0, b), v.narrow(0, b, b), sampler.cfg_scale);
+  };
+  x = models::euler_sample(x, models::sigma_schedule(sampler.steps, sampler.sway), velocity);
+  std::vector<torch::Tensor> out;
+  for (int64_t i = 0; i < b; ++i)
+    out.push_back(model_->denormalize(x[i].narrow(0, prompt_frames[i], total[i] - prompt_frames[i])).cpu());
+  return out;
+}
+
+std::vector<float> DiTPipeline::decode(const torch::Tensor& latents) {
+  if (!tokenizer()) throw Error("generate: decoding needs the tokenizer (dit.tokenizer_checkpoint)");
+  torch::NoGradGuard no_grad;
+  const torch::Tensor wave =
+      tokenizer()->decode(latents.to(device_, torch::kFloat32).unsqueeze(0))[0].to(torch::kCPU).contiguous();
+  return std::vector<float>(wave.data_ptr<float>(), wave.data_ptr<float>() + wave.numel());
+}
+
+RootConfig dit_checkpoint_config(const io::WeightSet& weights) {
+  const YAML::Node base = models::checkpoint_config(weights);
+  if (!base.IsMap() || !base["stage"] || base["stage"].as<std::string>() != "dit" || !base["dit"])
+    throw Error("checkpoint '" + weights.source + "' is not a DiT (its metadata carries no dit config)");
+  return read_root_config({}, {}, base);
+}
+
+LoadedDiT load_dit_checkpoint(const io::WeightSet& weights, const RootConfig& config,
+                              const torch::Device& device, bool strict, const std::string& tokenizer) {
+  LoadedDiT out;
+  out.config = config;
+  out.source = weights.source;
+  const DiTStageConfig& dit = out.config.section<DiTStageConfig>();
+  int cond_dim = 0;
+  if (dit.condition.source == "cache") {
+    const auto it = weights.tensors.find("null_cond");
+    if (it == weights.tensors.end()) throw Error("checkpoint '" + weights.source + "' has no null_cond");
+    cond_dim = static_cast<int>(it->second.size(1));
+  }
+  {
+    const models::SkipInit skip;  // every weight comes from the checkpoint
+    out.pipeline = std::make_unique<DiTPipeline>(out.config, device, cond_dim);
+  }
+  io::LoadOptions lo;
+  lo.strict = strict;
+  const io::LoadReport report = io::load_weights(out.pipeline->model(), weights.tensors, weights.source, lo);
+  io::log_load_report(weights.source, report);
+  out.pipeline->model().eval();
+  const std::string tok = tokenizer.empty() ? dit.tokenizer_checkpoint : tokenizer;
+  if (!tok.empty()) out.pipeline->load_tokenizer(tok);
+  return out;
+}
+
+}  // namespace losatok::gen
