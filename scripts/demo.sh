@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The README's first command: set-up, build, the demo corpus from Debian packages, then the
-# whole method on tiny configs: SemBo (with its PCA / channel-merge baselines) -> tokenizer
+# whole method on tiny configs: MAE pretraining of the semantic encoder -> SemBo on it (with its
+# PCA / channel-merge baselines) -> tokenizer
 # (LoSATok and an acoustic-only baseline) -> latent extraction -> DiT (TTA, TTS) ->
 # generation -> eval recon / probe / gen / rank, plots, and one summary table whose every
 # number comes from this run.
@@ -72,13 +73,23 @@ train() {  # config, run name, extra overrides...
 data_all=("data.sources=[{manifest: $m/all.train.jsonl}]" "data.valid_sources=[{manifest: $m/all.valid.jsonl}]")
 data_speech=("data.sources=[{manifest: $m/speech.train.jsonl}]" "data.valid_sources=[{manifest: $m/speech.valid.jsonl}]")
 
-section "SemBo (validation also scores the PCA and channel-merge baselines)"
-train "sembo$sfx" sembo "${data_all[@]}"
+section "MAE: Dasheng-style pretraining of the semantic encoder, and its untrained twin"
+train "mae$sfx" mae "${data_all[@]}"
+# The same encoder (same seed) with no training: the probe's reference for what MAE learned.
+train "mae$sfx" mae_untrained train.max_steps=0 "${data_all[@]}"
+mae="$runs/mae/checkpoints/best"
+# configs/mae.yaml pretrains a Dasheng-base-sized encoder: the paper-size stages built on it take
+# its sizes (the tiny configs share one encoder size).
+enc=()
+[ "$SIZE" = paper ] && enc=(model.encoder.embed_dim=768 model.encoder.depth=12 model.encoder.num_heads=12)
+
+section "SemBo on the MAE encoder (validation also scores the PCA and channel-merge baselines)"
+train "sembo$sfx" sembo train.encoder_weights="$mae" ${enc[@]+"${enc[@]}"} "${data_all[@]}"
 
 section "tokenizers: LoSATok, and the acoustic-only baseline"
 gan_fast=()
-[ "$FAST" = 1 ] && gan_fast=(gan.start_step=20)
-train "tokenizer$sfx" tokenizer tokenizer.sembo_checkpoint="$runs/sembo/checkpoints/best" "${data_all[@]}" \
+[ "$FAST" = 1 ] && gan_fast=(tokenizer.gan.start_step=20)
+train "tokenizer$sfx" tokenizer tokenizer.sembo_checkpoint="$runs/sembo/checkpoints/best" ${enc[@]+"${enc[@]}"} "${data_all[@]}" \
   ${gan_fast[@]+"${gan_fast[@]}"}
 train "tokenizer$sfx" tokenizer_acoustic_only model.variant=acoustic_only 'tokenizer.sembo_checkpoint=""' \
   "${data_all[@]}" ${gan_fast[@]+"${gan_fast[@]}"}
@@ -119,6 +130,14 @@ probe_data=(--train "$m/all.train.jsonl" --valid "$m/all.valid.jsonl" --test "$m
   --representation semantic,sembo,pca,channel_merge,latent,acoustic --out "$ev/probe.json"
 "$bin" --log-level warn eval probe --checkpoint "$tok_ac" --device "$DEVICE" "${probe_data[@]}" \
   --representation latent --out "$ev/probe_acoustic_only.json"
+# The encoder alone, MAE-pretrained and untrained (--lenient: an MAE checkpoint also holds its
+# decoder, and has no tokenizer).
+for r in mae mae_untrained; do
+  ckpt="$runs/$r/checkpoints/best"
+  [ $r = mae_untrained ] && ckpt="$runs/$r/checkpoints/step-0"
+  "$bin" --log-level error eval probe --checkpoint "$ckpt" --lenient --device "$DEVICE" "${probe_data[@]}" \
+    --representation semantic --out "$ev/probe_$r.json"
+done
 
 section "eval gen: Frechet distance in the frozen encoder's space, diversity, WER"
 "$bin" --log-level warn eval gen --checkpoint "$tok" --device "$DEVICE" --generated "$OUT/generated/tta" \
@@ -131,7 +150,7 @@ section "eval rank: effective rank and PCA variance, 1280-d vs 128-d"
   --representation semantic,sembo,pca,latent --out "$ev/rank.json"
 
 section "plots"
-for r in sembo tokenizer tokenizer_acoustic_only dit_tta dit_tts; do
+for r in mae sembo tokenizer tokenizer_acoustic_only dit_tta dit_tts; do
   "$bin" --log-level warn plot "$runs/$r" | sed 's/^/  /'
 done
 
@@ -147,6 +166,12 @@ f3() { [ -n "$1" ] && [ "$1" != null ] && printf '%.3f' "$1" || printf -- '-'; }
 {
   row "what" "value" "from"
   printf '%s\n' "----------------------------------------------------------------------------------------------------"
+  row "MAE val masked-patch MSE (start -> end)" "$(f3 "$(first_val mae val/mae_loss)") -> $(f3 "$(last_val mae val/mae_loss)")" "runs/mae/metrics.jsonl"
+  for r in mae mae_untrained; do
+    name="MAE-pretrained encoder"; [ $r = mae_untrained ] && name="same encoder, untrained"
+    row "probe domain, $name: linear / kNN" \
+      "$(f3 "$(jq .representations.semantic.tasks.domain.linear_accuracy "$ev/probe_$r.json")") / $(f3 "$(jq .representations.semantic.tasks.domain.knn_accuracy "$ev/probe_$r.json")")" "eval/probe_$r.json"
+  done
   row "SemBo val rec. cosine error (start -> end)" "$(f3 "$(first_val sembo val/rec_cos_err)") -> $(f3 "$(last_val sembo val/rec_cos_err)")" "runs/sembo/metrics.jsonl"
   row "  PCA baseline rec. cosine error" "$(f3 "$(last_val sembo val/pca/rec_cos_err)")" "same validation"
   row "  channel-merge baseline rec. cosine error" "$(f3 "$(last_val sembo val/channel_merge/rec_cos_err)")" "same validation"
@@ -178,6 +203,8 @@ for check in "$ev/recon.json:.overall.mel_distance,.overall.si_sdr,.overall.stoi
   "$ev/recon_acoustic_only.json:.overall.mel_distance" \
   "$ev/probe.json:.representations.semantic.tasks.domain.linear_accuracy,.representations.latent.tasks.domain.knn_accuracy,.representations.pca.tasks.domain.linear_accuracy" \
   "$ev/probe_acoustic_only.json:.representations.latent.tasks.domain.linear_accuracy" \
+  "$ev/probe_mae.json:.representations.semantic.tasks.domain.knn_accuracy" \
+  "$ev/probe_mae_untrained.json:.representations.semantic.tasks.domain.knn_accuracy" \
   "$ev/gen_tta.json:.frechet_distance,.diversity_generated" "$ev/gen_tts.json:.frechet_distance" \
   "$ev/rank.json:.features.semantic.effective_rank,.features.latent.effective_rank"; do
   file="${check%%:*}"

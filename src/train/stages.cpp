@@ -3,7 +3,7 @@
 #include "losatok/core/error.h"
 #include "losatok/train/stage.h"
 
-#define LOSATOK_STAGES(X) X(sembo) X(tokenizer) X(dit)
+#define LOSATOK_STAGES(X) X(sembo) X(tokenizer) X(dit) X(mae)
 
 namespace losatok {
 namespace train {
