@@ -13,6 +13,7 @@
 #include "losatok/audio/audio_io.h"
 #include "losatok/core/config.h"
 #include "losatok/core/file_util.h"
+#include "losatok/io/safetensors.h"
 
 namespace losatok::test {
 
@@ -42,6 +43,23 @@ TinyCorpus::TinyCorpus() {
   valid = dir.path("valid.jsonl");
   write_text(train, tr);
   write_text(valid, va);
+}
+
+train::TrainResult train_run(const RootConfig& cfg, const std::string& resume,
+                             std::unique_ptr<train::Stage> stage) {
+  train::Trainer t(cfg, config::to_yaml(cfg), std::move(stage));
+  train::TrainStart s;
+  s.resume_checkpoint = resume;
+  return t.run(s);
+}
+
+void expect_same_tensors(const std::string& a, const std::string& b) {
+  const auto ta = io::load_safetensors(a).tensors, tb = io::load_safetensors(b).tensors;
+  ASSERT_EQ(ta.size(), tb.size()) << a;
+  for (const auto& [k, v] : ta) {
+    ASSERT_TRUE(tb.count(k)) << k;
+    EXPECT_TRUE(torch::equal(v, tb.at(k))) << a << ": " << k;
+  }
 }
 
 std::vector<nlohmann::json> read_jsonl(const std::string& path) {

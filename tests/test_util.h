@@ -12,6 +12,7 @@
 
 #include "losatok/core/error.h"
 #include "losatok/core/run_config.h"
+#include "losatok/train/trainer.h"
 
 namespace losatok::test {
 
@@ -51,6 +52,13 @@ struct TinyCorpus {
   std::string train, valid;
   TinyCorpus();
 };
+
+// A training run of `cfg` as `losatok train` runs it, resuming the checkpoint folder `resume`
+// when given; `stage` replaces the one cfg.stage names.
+train::TrainResult train_run(const RootConfig& cfg, const std::string& resume = "",
+                             std::unique_ptr<train::Stage> stage = nullptr);
+// Expects two safetensors files to hold the same tensors, bit for bit.
+void expect_same_tensors(const std::string& a, const std::string& b);
 
 double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b);
 // ||a - b|| / ||b||

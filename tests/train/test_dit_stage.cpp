@@ -85,12 +85,7 @@ RootConfig dit_config(const LatentCorpus& corpus, const std::string& run_dir, co
 
 using test::lines_with;
 
-TrainResult train_run(const RootConfig& cfg, const std::string& resume = "") {
-  Trainer t(cfg, config::to_yaml(cfg));
-  TrainStart s;
-  s.resume_checkpoint = resume;
-  return t.run(s);
-}
+using test::train_run;
 
 std::string bin() {
   return std::string(LOSATOK_BINARY) + " --threads 1 ";

@@ -42,12 +42,7 @@ RootConfig mae_config(const test::TinyCorpus& corpus, const std::string& run_dir
   return c;
 }
 
-TrainResult train_run(const RootConfig& cfg, const std::string& resume = "") {
-  Trainer t(cfg, config::to_yaml(cfg));
-  TrainStart s;
-  s.resume_checkpoint = resume;
-  return t.run(s);
-}
+using test::train_run;
 
 // Two clips: 24 valid patches and 10 valid patches (the rest padding).
 data::Batch two_clips() {

@@ -51,22 +51,8 @@ RootConfig sembo_config(const TinyCorpus& corpus, const std::string& run_dir) {
 using test::lines_with;
 using test::read_jsonl;
 
-TrainResult train_run(const RootConfig& cfg, const std::string& resume = "",
-                      std::unique_ptr<Stage> stage = nullptr) {
-  Trainer t(cfg, config::to_yaml(cfg), std::move(stage));
-  TrainStart s;
-  s.resume_checkpoint = resume;
-  return t.run(s);
-}
-
-void expect_same_tensors(const std::string& a, const std::string& b) {
-  const auto ta = io::load_safetensors(a).tensors, tb = io::load_safetensors(b).tensors;
-  ASSERT_EQ(ta.size(), tb.size()) << a;
-  for (const auto& [k, v] : ta) {
-    ASSERT_TRUE(tb.count(k)) << k;
-    EXPECT_TRUE(torch::equal(v, tb.at(k))) << a << ": " << k;
-  }
-}
+using test::expect_same_tensors;
+using test::train_run;
 
 std::string bin() {
   return std::string(LOSATOK_BINARY) + " --threads 1 ";
