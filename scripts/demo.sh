@@ -155,49 +155,10 @@ for r in mae sembo tokenizer tokenizer_acoustic_only dit_tta dit_tts; do
 done
 
 section "summary"
-last_val() {  # run, metric: the metric at the run's last validation
-  jq -s --arg k "$2" '[.[] | select(has($k))] | last | .[$k] // empty' "$runs/$1/metrics.jsonl"
-}
-first_val() {
-  jq -s --arg k "$2" '[.[] | select(has($k))] | first | .[$k] // empty' "$runs/$1/metrics.jsonl"
-}
-row() { printf '%-52s %16s   %s\n' "$1" "$2" "$3"; }
-f3() { [ -n "$1" ] && [ "$1" != null ] && printf '%.3f' "$1" || printf -- '-'; }
-{
-  row "what" "value" "from"
-  printf '%s\n' "----------------------------------------------------------------------------------------------------"
-  row "MAE val masked-patch MSE (start -> end)" "$(f3 "$(first_val mae val/mae_loss)") -> $(f3 "$(last_val mae val/mae_loss)")" "runs/mae/metrics.jsonl"
-  for r in mae mae_untrained; do
-    name="MAE-pretrained encoder"; [ $r = mae_untrained ] && name="same encoder, untrained"
-    row "probe domain, $name: linear / kNN" \
-      "$(f3 "$(jq .representations.semantic.tasks.domain.linear_accuracy "$ev/probe_$r.json")") / $(f3 "$(jq .representations.semantic.tasks.domain.knn_accuracy "$ev/probe_$r.json")")" "eval/probe_$r.json"
-  done
-  row "SemBo val rec. cosine error (start -> end)" "$(f3 "$(first_val sembo val/rec_cos_err)") -> $(f3 "$(last_val sembo val/rec_cos_err)")" "runs/sembo/metrics.jsonl"
-  row "  PCA baseline rec. cosine error" "$(f3 "$(last_val sembo val/pca/rec_cos_err)")" "same validation"
-  row "  channel-merge baseline rec. cosine error" "$(f3 "$(last_val sembo val/channel_merge/rec_cos_err)")" "same validation"
-  row "SemBo val time-relation error" "$(f3 "$(last_val sembo val/rel_err)")" "(PCA $(f3 "$(last_val sembo val/pca/rel_err)"))"
-  for t in tokenizer tokenizer_acoustic_only; do
-    j="$ev/recon.json"; [ $t = tokenizer_acoustic_only ] && j="$ev/recon_acoustic_only.json"
-    name=LoSATok; [ $t = tokenizer_acoustic_only ] && name="acoustic-only"
-    row "$name recon: mel distance / STFT distance" "$(f3 "$(jq .overall.mel_distance "$j")") / $(f3 "$(jq .overall.stft_distance "$j")")" "eval/$(basename "$j")"
-    row "$name recon: SI-SDR dB / STOI" "$(f3 "$(jq .overall.si_sdr "$j")") / $(f3 "$(jq .overall.stoi "$j")")" "test split, $(jq .overall.clips "$j") clips"
-    row "$name recon: real-time factor" "$(f3 "$(jq '.overall.real_time_factor // empty' "$j")")" "$DEVICE"
-  done
-  for r in semantic sembo pca channel_merge latent acoustic; do
-        row "probe domain, $r ($(jq ".representations.$r.dim" "$ev/probe.json")-d): linear / kNN" \
-      "$(f3 "$(jq ".representations.$r.tasks.domain.linear_accuracy" "$ev/probe.json")") / $(f3 "$(jq ".representations.$r.tasks.domain.knn_accuracy" "$ev/probe.json")")" "eval/probe.json"
-  done
-  row "probe domain, acoustic-only latent: linear / kNN" \
-    "$(f3 "$(jq .representations.latent.tasks.domain.linear_accuracy "$ev/probe_acoustic_only.json")") / $(f3 "$(jq .representations.latent.tasks.domain.knn_accuracy "$ev/probe_acoustic_only.json")")" "eval/probe_acoustic_only.json"
-  row "DiT TTA val flow-matching loss (start -> end)" "$(f3 "$(first_val dit_tta val/fm_loss)") -> $(f3 "$(last_val dit_tta val/fm_loss)")" "runs/dit_tta/metrics.jsonl"
-  row "DiT TTS val flow-matching loss (start -> end)" "$(f3 "$(first_val dit_tts val/fm_loss)") -> $(f3 "$(last_val dit_tts val/fm_loss)")" "runs/dit_tts/metrics.jsonl"
-  row "TTA generated: Frechet distance / diversity" "$(f3 "$(jq .frechet_distance "$ev/gen_tta.json")") / $(f3 "$(jq .diversity_generated "$ev/gen_tta.json")")" "reference diversity $(f3 "$(jq .diversity_reference "$ev/gen_tta.json")")"
-  row "TTS generated: Frechet distance / diversity" "$(f3 "$(jq .frechet_distance "$ev/gen_tts.json")") / $(f3 "$(jq .diversity_generated "$ev/gen_tts.json")")" "reference diversity $(f3 "$(jq .diversity_reference "$ev/gen_tts.json")")"
-    row "TTS WER generated / reference audio (first $(jq '.wer.generated_clips // 0' "$ev/gen_tts.json"))" "$(f3 "$(jq '.wer.generated // null' "$ev/gen_tts.json")") / $(f3 "$(jq '.wer.reference // null' "$ev/gen_tts.json")")" "$(jq -r '.wer.recognizer // .wer.skipped // "-"' "$ev/gen_tts.json")"
-  for r in semantic sembo pca latent; do
-    row "effective rank, $r ($(jq ".features.$r.dim" "$ev/rank.json")-d)" "$(f3 "$(jq ".features.$r.effective_rank" "$ev/rank.json")")" "PCs for 90 %: $(jq ".features.$r.components_90" "$ev/rank.json")"
-  done
-} | tee "$OUT/summary.txt"
+# One table, written by the program from the runs' metrics.jsonl and the eval JSONs.
+"$bin" --log-level warn report "$runs"/{mae,mae_untrained,sembo,tokenizer,tokenizer_acoustic_only,dit_tta,dit_tts} \
+  "$ev"/{probe_mae,probe_mae_untrained,recon,recon_acoustic_only,probe,probe_acoustic_only,gen_tta,gen_tts,rank}.json \
+  --out "$OUT/summary.txt"
 # Every number the method must produce is there (the WER only where pocketsphinx is installed).
 for check in "$ev/recon.json:.overall.mel_distance,.overall.si_sdr,.overall.stoi,.overall.real_time_factor" \
   "$ev/recon_acoustic_only.json:.overall.mel_distance" \

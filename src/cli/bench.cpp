@@ -161,16 +161,12 @@ int run_bench(const BenchOptions& o, const Context& ctx) {
 void add_bench_command(CLI::App& app, Context& ctx) {
   auto* sub = app.add_subcommand("bench", "time the training step of a config's stage on synthetic batches");
   auto o = std::make_shared<BenchOptions>();
-  add_config_options(*sub, o->config);
   sub->add_option("--steps", o->steps, "timed steps")->capture_default_str();
   sub->add_option("--warmup", o->warmup, "untimed steps first")->capture_default_str();
   sub->add_flag(
       "--from-features", o->from_features,
       "feed features shaped like the feature cache's (skips the frozen encoder, as data.cache_dir does)");
-  sub->callback([&ctx, o] {
-    ctx.config_driven = true;
-    ctx.action = [&ctx, o] { return run_bench(*o, ctx); };
-  });
+  on_config_command(*sub, ctx, o->config, [&ctx, o] { return run_bench(*o, ctx); });
 }
 
 }  // namespace losatok::cli

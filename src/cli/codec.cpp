@@ -186,20 +186,16 @@ CLI::App* add_codec_command(CLI::App& app, Context& ctx, const std::string& name
   auto* sub = app.add_subcommand(name, help);
   add_model_options(*sub, o->model);
   add_io_options(*sub, o->io, in_what, out_what);
-  add_config_options(*sub, o->config);
-  sub->callback([&ctx, o, extension, job] {
-    ctx.config_driven = true;
-    ctx.action = [&ctx, o, extension, job]() {
-      LoadedVae m = load_vae(o->model, o->config, ctx);
-      if (o->config.print_config) return 0;
-      torch::manual_seed(static_cast<uint64_t>(m.config.seed));
-      torch::NoGradGuard no_grad;
-      const CodecRun run{m, *o,
-                         static_cast<int64_t>(o->io.chunk_seconds * m.config.audio.sample_rate /
-                                              m.vae->samples_per_token())};
-      return run_jobs(plan_jobs(o->io.input, o->io.output, o->io.manifest, o->io.output_dir, extension),
-                      [&](const Job& j) { job(run, j); });
-    };
+  on_config_command(*sub, ctx, o->config, [&ctx, o, extension, job]() {
+    LoadedVae m = load_vae(o->model, o->config, ctx);
+    if (o->config.print_config) return 0;
+    torch::manual_seed(static_cast<uint64_t>(m.config.seed));
+    torch::NoGradGuard no_grad;
+    const CodecRun run{
+        m, *o,
+        static_cast<int64_t>(o->io.chunk_seconds * m.config.audio.sample_rate / m.vae->samples_per_token())};
+    return run_jobs(plan_jobs(o->io.input, o->io.output, o->io.manifest, o->io.output_dir, extension),
+                    [&](const Job& j) { job(run, j); });
   });
   return sub;
 }

@@ -23,13 +23,17 @@ struct Context {
 };
 
 // --config FILE (repeatable), key=value overrides, --print-config: the config options every
-// config-driven subcommand shares.
+// config-driven subcommand shares (added by on_config_command).
 struct ConfigOptions {
   std::vector<std::string> files;
   std::vector<std::string> overrides;
   bool print_config = false;
 };
-void add_config_options(CLI::App& sub, ConfigOptions& opts);
+// The one way to register a config-driven subcommand: adds the config options (`config`, kept
+// alive by the caller's shared options) after the command's own, and makes `run` its action;
+// the runtime and logging then come from the resolved config (resolve_root_config), not from
+// main's flags.
+void on_config_command(CLI::App& sub, Context& ctx, ConfigOptions& config, std::function<int()> run);
 // Composes and validates the root config (files, then overrides, then the global runtime
 // flags), sets up logging and the runtime from it, and prints it when --print-config.
 // `base` (a map of top-level sections, e.g. the model config a checkpoint carries) replaces
@@ -48,5 +52,6 @@ void add_generate_command(CLI::App& app, Context& ctx);
 void add_launch_command(CLI::App& app, Context& ctx);  // multi-process jobs on one machine
 void add_eval_command(CLI::App& app, Context& ctx);    // eval recon | probe | gen | rank
 void add_plot_command(CLI::App& app, Context& ctx);
+void add_report_command(CLI::App& app, Context& ctx);  // summary table of runs and eval JSONs
 
 }  // namespace losatok::cli

@@ -5,11 +5,13 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <limits>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <sstream>
 
 #include "losatok/audio/audio_io.h"
 #include "losatok/core/error.h"
@@ -98,24 +100,31 @@ struct ReconOptions {
   double chunk_seconds = 30.0;
 };
 
+// The reconstruction family's means (eval::recon_metrics()), the audio and the tokenizer's time.
 struct ReconSums {
-  int64_t clips = 0, stoi_clips = 0;
-  double mel = 0, stft = 0, sdr = 0, stoi = 0, audio_seconds = 0, seconds = 0;
+  eval::ReconMeans means;
+  double audio_seconds = 0, seconds = 0;
   void add(const eval::ReconScores& s, double audio, double wall) {
-    ++clips;
-    mel += s.mel_distance, stft += s.stft_distance, sdr += s.si_sdr;
-    if (std::isfinite(s.stoi)) stoi += s.stoi, ++stoi_clips;
+    means.add(s);
     audio_seconds += audio, seconds += wall;
   }
   json to_json() const {
-    return {{"clips", clips},
-            {"mel_distance", mel / clips},
-            {"stft_distance", stft / clips},
-            {"si_sdr", sdr / clips},
-            {"stoi", finite_or_null(stoi_clips ? stoi / stoi_clips : NAN)},
-            {"stoi_clips", stoi_clips},
-            {"audio_seconds", audio_seconds},
-            {"real_time_factor", seconds / audio_seconds}};
+    json j = {{"clips", means.clips()}};
+    const auto& metrics = eval::recon_metrics();
+    for (std::size_t i = 0; i < metrics.size(); ++i) {
+      j[metrics[i].key] = finite_or_null(means.mean(i));
+      if (!metrics[i].in_validation) j[std::string(metrics[i].key) + "_clips"] = means.count(i);
+    }
+    j["audio_seconds"] = audio_seconds;
+    j["real_time_factor"] = seconds / audio_seconds;
+    return j;
+  }
+  std::vector<std::string> row(const std::string& name) const {
+    std::vector<std::string> r = {name, std::to_string(means.clips()), num(audio_seconds, 1)};
+    const auto& metrics = eval::recon_metrics();
+    for (std::size_t i = 0; i < metrics.size(); ++i) r.push_back(num(means.mean(i), metrics[i].digits));
+    r.push_back(num(seconds / audio_seconds, 4));
+    return r;
   }
 };
 
@@ -173,28 +182,20 @@ int run_recon(const ReconOptions& o, const Context& ctx) {
     const std::string domain = e.domain.empty() ? "unknown" : e.domain;
     by_domain[domain].add(s, audio_s, wall);
     all.add(s, audio_s, wall);
-    clips.push_back({{"audio", e.audio},
-                     {"domain", domain},
-                     {"seconds", audio_s},
-                     {"mel_distance", s.mel_distance},
-                     {"stft_distance", s.stft_distance},
-                     {"si_sdr", s.si_sdr},
-                     {"stoi", finite_or_null(s.stoi)}});
+    json clip = {{"audio", e.audio}, {"domain", domain}, {"seconds", audio_s}};
+    for (const auto& metric : eval::recon_metrics()) clip[metric.key] = finite_or_null(s.*metric.field);
+    clips.push_back(clip);
   }
-  if (all.clips == 0) throw Error("eval recon: no clip of '" + o.manifest + "' could be scored");
-  std::vector<std::vector<std::string>> rows = {
-      {"domain", "clips", "audio_s", "mel_dist", "stft_dist", "si_sdr_dB", "stoi", "rtf"}};
+  if (all.means.clips() == 0) throw Error("eval recon: no clip of '" + o.manifest + "' could be scored");
+  std::vector<std::vector<std::string>> rows = {{"domain", "clips", "audio_s"}};
+  for (const auto& metric : eval::recon_metrics()) rows[0].push_back(metric.column);
+  rows[0].push_back("rtf");
   json domains = json::object();
-  auto row = [&](const std::string& name, const ReconSums& r) {
-    rows.push_back({name, std::to_string(r.clips), num(r.audio_seconds, 1), num(r.mel / r.clips),
-                    num(r.stft / r.clips), num(r.sdr / r.clips, 2),
-                    num(r.stoi_clips ? r.stoi / r.stoi_clips : NAN), num(r.seconds / r.audio_seconds, 4)});
-  };
   for (const auto& [d, r] : by_domain) {
-    row(d, r);
+    rows.push_back(r.row(d));
     domains[d] = r.to_json();
   }
-  row("overall", all);
+  rows.push_back(all.row("overall"));
   print_table(rows);
   write_json(o.out, {{"command", "eval recon"},
                      {"checkpoint", o.model.checkpoint},
@@ -536,10 +537,7 @@ int run_rank(const RankOptions& o, const Context& ctx) {
 template <class Options>
 void register_action(CLI::App* sub, Context& ctx, const std::shared_ptr<Options>& o,
                      int (*run)(const Options&, const Context&)) {
-  sub->callback([&ctx, o, run] {
-    ctx.config_driven = true;
-    ctx.action = [&ctx, o, run]() { return run(*o, ctx); };
-  });
+  on_config_command(*sub, ctx, o->config, [&ctx, o, run]() { return run(*o, ctx); });
 }
 
 }  // namespace
@@ -560,7 +558,6 @@ void add_eval_command(CLI::App& app, Context& ctx) {
     sub->add_flag("--no-stoi", o->no_stoi, "skip STOI");
     sub->add_option("--chunk-seconds", o->chunk_seconds, "decode long inputs in windows of this length")
         ->capture_default_str();
-    add_config_options(*sub, o->config);
     register_action(sub, ctx, o, run_recon);
   }
   {
@@ -588,7 +585,6 @@ void add_eval_command(CLI::App& app, Context& ctx) {
     sub->add_option("--seed", o->probe.seed, "probe initialisation and shuffling")->capture_default_str();
     sub->add_option("--batch-size", o->batch_size, "clips per encoder pass")->capture_default_str();
     sub->add_option("--out", o->out, "JSON results")->capture_default_str();
-    add_config_options(*sub, o->config);
     register_action(sub, ctx, o, run_probe_command);
   }
   {
@@ -610,7 +606,6 @@ void add_eval_command(CLI::App& app, Context& ctx) {
         ->capture_default_str();
     sub->add_option("--batch-size", o->batch_size, "clips per encoder pass")->capture_default_str();
     sub->add_option("--out", o->out, "JSON results")->capture_default_str();
-    add_config_options(*sub, o->config);
     register_action(sub, ctx, o, run_gen);
   }
   {
@@ -628,7 +623,6 @@ void add_eval_command(CLI::App& app, Context& ctx) {
     sub->add_option("--batch-size", o->batch_size, "clips per encoder pass")->capture_default_str();
     sub->add_option("--out", o->out, "JSON results")->capture_default_str();
     sub->add_option("--plot", o->plot, "PNG of the explained-variance curves (default: --out with .png)");
-    add_config_options(*sub, o->config);
     register_action(sub, ctx, o, run_rank);
   }
 }
@@ -643,6 +637,112 @@ void add_plot_command(CLI::App& app, Context& ctx) {
       const auto pngs = eval::plot_run(*dir);
       for (const auto& p : pngs) std::cout << p << "\n";
       if (pngs.empty()) std::cout << "no PNG written (gnuplot missing); data in " << *dir << "/plots/*.tsv\n";
+      return 0;
+    };
+  });
+}
+
+// ----------------------------------------------------------------------------------- report
+
+namespace {
+
+// The numeric leaves of an eval JSON (lists and per-clip detail left out), as dotted paths.
+void numeric_leaves(const json& j, const std::string& path,
+                    std::vector<std::pair<std::string, double>>& out) {
+  if (j.is_object()) {
+    for (const auto& [k, v] : j.items())
+      if (k != "clips" || !v.is_array()) numeric_leaves(v, path.empty() ? k : path + "." + k, out);
+  } else if (j.is_number()) {
+    out.emplace_back(path, j.get<double>());
+  }
+}
+
+// Rows of one run folder: every validation metric from its first to its last validation.
+void run_rows(const std::string& dir, std::vector<std::vector<std::string>>& rows) {
+  const std::string path = (fs::path(dir) / "metrics.jsonl").string();
+  std::ifstream in(path);
+  if (!in) throw Error("report: " + path + " cannot be read (not a run folder?)");
+  std::map<std::string, std::pair<int64_t, double>> first, last;
+  std::string line;
+  int64_t n = 0;
+  while (std::getline(in, line)) {
+    ++n;
+    if (line.empty()) continue;
+    json j;
+    try {
+      j = json::parse(line);
+    } catch (const json::exception& e) {
+      throw Error("report: " + path + " line " + std::to_string(n) + ": " + first_line(e.what()));
+    }
+    const int64_t step = j.value("step", int64_t{-1});
+    for (const auto& [k, v] : j.items()) {
+      if (k.rfind("val/", 0) != 0 || k.find("/sigma_") != std::string::npos || !v.is_number()) continue;
+      first.emplace(k, std::make_pair(step, v.get<double>()));
+      last[k] = {step, v.get<double>()};
+    }
+  }
+  const std::string name = fs::path(dir).filename().string();
+  if (first.empty()) rows.push_back({name, "(no validation yet)", "-"});
+  for (const auto& [k, f] : first) {
+    const auto& l = last.at(k);
+    rows.push_back({name, k + fmt::format(" (step {} -> {})", f.first, l.first),
+                    fmt::format("{:.4g} -> {:.4g}", f.second, l.second)});
+  }
+}
+
+// Rows of one eval JSON: the reconstruction family by its record, anything else by its numbers.
+void eval_rows(const std::string& path, std::vector<std::vector<std::string>>& rows) {
+  json j;
+  try {
+    std::ifstream in(path);
+    if (!in) throw Error("cannot be read");
+    j = json::parse(in);
+  } catch (const std::exception& e) {
+    throw Error("report: " + path + ": " + first_line(e.what()));
+  }
+  const std::string name = fs::path(path).filename().string();
+  if (j.value("command", std::string()) == "eval recon") {
+    std::vector<std::pair<std::string, json>> parts = {{"overall", j.value("overall", json::object())}};
+    const json domains = j.value("domains", json::object());
+    for (const auto& [d, v] : domains.items()) parts.emplace_back(d, v);
+    for (const auto& [scope, r] : parts) {
+      if (!r.is_object()) throw Error("report: " + path + ": '" + scope + "' is not an object");
+      for (const auto& metric : eval::recon_metrics()) {
+        const auto it = r.find(metric.key);
+        rows.push_back({name, scope + " " + metric.key,
+                        it != r.end() && it->is_number() ? num(it->get<double>(), metric.digits) : "-"});
+      }
+      const auto rtf = r.find("real_time_factor");
+      rows.push_back({name, scope + " real_time_factor",
+                      rtf != r.end() && rtf->is_number() ? num(rtf->get<double>(), 4) : "-"});
+    }
+    return;
+  }
+  std::vector<std::pair<std::string, double>> leaves;
+  numeric_leaves(j, "", leaves);
+  for (const auto& [k, v] : leaves) rows.push_back({name, k, fmt::format("{:.4g}", v)});
+}
+
+}  // namespace
+
+void add_report_command(CLI::App& app, Context& ctx) {
+  auto* sub = app.add_subcommand(
+      "report", "one summary table of run folders (validation metrics, first -> last) and eval JSONs");
+  auto paths = std::make_shared<std::vector<std::string>>();
+  auto out = std::make_shared<std::string>();
+  sub->add_option("paths", *paths, "run folders (RUN_DIR with metrics.jsonl) and eval JSON files")
+      ->required();
+  sub->add_option("--out,-o", *out, "also write the table to this file");
+  sub->callback([&ctx, paths, out] {
+    ctx.action = [paths, out]() {
+      std::vector<std::vector<std::string>> rows = {{"from", "what", "value"}};
+      for (const auto& p : *paths) fs::is_directory(p) ? run_rows(p, rows) : eval_rows(p, rows);
+      std::ostringstream text;
+      std::streambuf* old = std::cout.rdbuf(text.rdbuf());
+      print_table(rows);
+      std::cout.rdbuf(old);
+      std::cout << text.str();
+      if (!out->empty()) write_file_atomic(*out, text.str());
       return 0;
     };
   });

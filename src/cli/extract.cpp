@@ -34,26 +34,21 @@ void add_extract_command(CLI::App& app, Context& ctx) {
   sub->add_option("--shard-mb", o->shard_mb, "features per shard file, MB")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
-  add_config_options(*sub, o->config);
-  sub->callback([&ctx, o] {
-    ctx.config_driven = true;
-    ctx.action = [&ctx, o]() {
-      LoadedVae m = load_vae(o->model, o->config, ctx, /*encoder_only_ok=*/o->what == "semantic");
-      if (o->config.print_config) return 0;
-      const auto t0 = std::chrono::steady_clock::now();
-      const data::CacheProducer producer = data::cache_producer(o->what, *m.vae, m.config);
-      data::FeatureCacheWriter writer(o->out, producer, o->shard_mb);
-      const auto clips = data::read_sources({{o->manifest, 0.0}});
-      const auto r =
-          data::extract_features(*m.vae, m.config, clips, o->what, writer, o->batch_size, m.device);
-      const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      spdlog::info(
-          "extract {} -> {}: {} clips written ({:.1f} s of audio, {:.1f}x real time), {} already there, {} "
-          "bad",
-          o->manifest, o->out, r.written, r.audio_seconds, r.audio_seconds / s, r.skipped_existing,
-          r.bad.size());
-      return 0;
-    };
+  on_config_command(*sub, ctx, o->config, [&ctx, o]() {
+    LoadedVae m = load_vae(o->model, o->config, ctx, /*encoder_only_ok=*/o->what == "semantic");
+    if (o->config.print_config) return 0;
+    const auto t0 = std::chrono::steady_clock::now();
+    const data::CacheProducer producer = data::cache_producer(o->what, *m.vae, m.config);
+    data::FeatureCacheWriter writer(o->out, producer, o->shard_mb);
+    const auto clips = data::read_sources({{o->manifest, 0.0}});
+    const auto r = data::extract_features(*m.vae, m.config, clips, o->what, writer, o->batch_size, m.device);
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    spdlog::info(
+        "extract {} -> {}: {} clips written ({:.1f} s of audio, {:.1f}x real time), {} already there, {} "
+        "bad",
+        o->manifest, o->out, r.written, r.audio_seconds, r.audio_seconds / s, r.skipped_existing,
+        r.bad.size());
+    return 0;
   });
 }
 

@@ -21,29 +21,25 @@ void add_features_command(CLI::App& app, Context& ctx) {
       ->capture_default_str();
   sub->add_option("input", o->input, "audio file (any format libsndfile reads)")->required();
   sub->add_option("output", o->output, "output .safetensors")->required();
-  add_config_options(*sub, o->config);
-  sub->callback([&ctx, o] {
-    ctx.config_driven = true;
-    ctx.action = [&ctx, o]() {
-      const RootConfig cfg = resolve_root_config(o->config, ctx);
-      if (o->config.print_config) return 0;
-      const MelConfig& mc = o->frontend == "dasheng" ? cfg.frontend.dasheng : cfg.frontend.vocos;
-      const std::vector<float> wave =
-          audio::load_audio(o->input, cfg.audio.sample_rate, 0.0, -1.0, cfg.audio.resample_quality);
-      const audio::LogMel frontend(mc);
-      torch::NoGradGuard no_grad;
-      const torch::Tensor x = torch::from_blob(const_cast<float*>(wave.data()),
-                                               {static_cast<int64_t>(wave.size())}, torch::kFloat32);
-      const torch::Tensor mel = frontend(x);
-      io::save_safetensors(o->output, {{"mel", mel}},
-                           {{"frontend", o->frontend},
-                            {"source", o->input},
-                            {"sample_rate", std::to_string(mc.sample_rate)},
-                            {"hop_length", std::to_string(mc.hop_length)}});
-      spdlog::info("{}: {} mel {} x {} frames ({:.2f} s) -> {}", o->input, o->frontend, mel.size(0),
-                   mel.size(1), wave.size() / static_cast<double>(mc.sample_rate), o->output);
-      return 0;
-    };
+  on_config_command(*sub, ctx, o->config, [&ctx, o]() {
+    const RootConfig cfg = resolve_root_config(o->config, ctx);
+    if (o->config.print_config) return 0;
+    const MelConfig& mc = o->frontend == "dasheng" ? cfg.frontend.dasheng : cfg.frontend.vocos;
+    const std::vector<float> wave =
+        audio::load_audio(o->input, cfg.audio.sample_rate, 0.0, -1.0, cfg.audio.resample_quality);
+    const audio::LogMel frontend(mc);
+    torch::NoGradGuard no_grad;
+    const torch::Tensor x = torch::from_blob(const_cast<float*>(wave.data()),
+                                             {static_cast<int64_t>(wave.size())}, torch::kFloat32);
+    const torch::Tensor mel = frontend(x);
+    io::save_safetensors(o->output, {{"mel", mel}},
+                         {{"frontend", o->frontend},
+                          {"source", o->input},
+                          {"sample_rate", std::to_string(mc.sample_rate)},
+                          {"hop_length", std::to_string(mc.hop_length)}});
+    spdlog::info("{}: {} mel {} x {} frames ({:.2f} s) -> {}", o->input, o->frontend, mel.size(0),
+                 mel.size(1), wave.size() / static_cast<double>(mc.sample_rate), o->output);
+    return 0;
   });
 }
 

@@ -209,11 +209,7 @@ void add_generate_command(CLI::App& app, Context& ctx) {
   sub->add_option("--batch-size", o->batch_size, "clips per sampling batch")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
-  add_config_options(*sub, o->config);
-  sub->callback([&ctx, o] {
-    ctx.config_driven = true;
-    ctx.action = [&ctx, o]() { return run_generate(*o, ctx); };
-  });
+  on_config_command(*sub, ctx, o->config, [&ctx, o]() { return run_generate(*o, ctx); });
 }
 
 }  // namespace losatok::cli

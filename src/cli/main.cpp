@@ -31,6 +31,7 @@ int main(int argc, char** argv) {
   cli::add_launch_command(app, ctx);
   cli::add_eval_command(app, ctx);
   cli::add_plot_command(app, ctx);
+  cli::add_report_command(app, ctx);
 
   try {
     app.parse(argc, argv);

@@ -84,7 +84,6 @@ void add_train_command(CLI::App& app, Context& ctx) {
   auto* sub =
       app.add_subcommand("train", "train the stage a config names into its run_dir; stages:" + stages);
   auto o = std::make_shared<TrainOptions>();
-  add_config_options(*sub, o->config);
   auto* resume =
       sub->add_option("--resume", o->resume_dir,
                       "continue the latest valid checkpoint exactly: of RUN_DIR, or of the config's "
@@ -92,17 +91,14 @@ void add_train_command(CLI::App& app, Context& ctx) {
                       "config")
           ->expected(0, 1);
   sub->add_option("--init-from", o->init_from, "a fresh run whose weights come from this checkpoint or file");
-  sub->callback([&ctx, o, resume] {
-    ctx.config_driven = true;
-    ctx.action = [&ctx, o, resume] {
-      // `--resume a.b=v`: CLI11 hands the first override to --resume's optional value.
-      if (!o->resume_dir.empty() && o->resume_dir.find('=') != std::string::npos &&
-          !fs::is_directory(o->resume_dir)) {
-        o->config.overrides.insert(o->config.overrides.begin(), o->resume_dir);
-        o->resume_dir.clear();
-      }
-      return run_train(*o, resume->count() > 0, ctx);
-    };
+  on_config_command(*sub, ctx, o->config, [&ctx, o, resume] {
+    // `--resume a.b=v`: CLI11 hands the first override to --resume's optional value.
+    if (!o->resume_dir.empty() && o->resume_dir.find('=') != std::string::npos &&
+        !fs::is_directory(o->resume_dir)) {
+      o->config.overrides.insert(o->config.overrides.begin(), o->resume_dir);
+      o->resume_dir.clear();
+    }
+    return run_train(*o, resume->count() > 0, ctx);
   });
 }
 

@@ -64,39 +64,35 @@ void add_weights_commands(CLI::App& app, Context& ctx) {
         ->required();
     sub->add_option("--out", o->out, "our checkpoint (.safetensors)")->required();
     sub->add_flag("--lenient", o->model.lenient, "write what matches and list the rest instead of failing");
-    add_config_options(*sub, o->config);
-    sub->callback([&ctx, o] {
-      ctx.config_driven = true;
-      ctx.action = [&ctx, o]() {
-        const io::WeightSet weights = io::read_weights(o->model.checkpoint);
-        const RootConfig cfg = resolve_root_config(o->config, ctx);
-        if (o->config.print_config) return 0;
-        const io::MappedWeights mapped = io::map_to_vae_names(weights.tensors);
-        if (!mapped.scope.empty()) check_hf_encoder_config(o->model.checkpoint, cfg.model.encoder);
-        const models::SkipInit skip;  // only loaded entries are written out
-        models::AudioVAE vae(cfg.model, cfg.frontend.dasheng, cfg.frontend.vocos);
-        io::LoadOptions lo;
-        lo.strict = !o->model.lenient;
-        lo.scope = mapped.scope;
-        const io::LoadReport report = io::load_weights(*vae, mapped.tensors, weights.source, lo);
-        // Only what the source provided and the model accepted, in the model's dtype.
-        const io::TensorMap state = io::module_state(*vae);
-        io::TensorMap out;
-        for (const auto& name : report.loaded) out[name] = state.at(name);
-        std::map<std::string, std::string> meta = {{"format", "losatok"},
-                                                   {kConfigMetadataKey, weights_config_yaml(cfg)},
-                                                   {"imported_from", weights.source}};
-        if (!mapped.scope.empty()) meta["scope"] = mapped.scope;
-        io::save_weights(o->out, out, "safetensors", meta);
-        spdlog::info("{} ({}) -> {}: {}{}", weights.source, weights.format, o->out, report.summary(),
-                     (mapped.dropped.empty() && weights.unread == 0)
-                         ? ""
-                         : "; " + std::to_string(mapped.dropped.size() + weights.unread) +
-                               " non-encoder tensors skipped");
-        if (!report.clean())
-          spdlog::warn("imported leniently: the model has entries this file did not provide");
-        return 0;
-      };
+    on_config_command(*sub, ctx, o->config, [&ctx, o]() {
+      const io::WeightSet weights = io::read_weights(o->model.checkpoint);
+      const RootConfig cfg = resolve_root_config(o->config, ctx);
+      if (o->config.print_config) return 0;
+      const io::MappedWeights mapped = io::map_to_vae_names(weights.tensors);
+      if (!mapped.scope.empty()) check_hf_encoder_config(o->model.checkpoint, cfg.model.encoder);
+      const models::SkipInit skip;  // only loaded entries are written out
+      models::AudioVAE vae(cfg.model, cfg.frontend.dasheng, cfg.frontend.vocos);
+      io::LoadOptions lo;
+      lo.strict = !o->model.lenient;
+      lo.scope = mapped.scope;
+      const io::LoadReport report = io::load_weights(*vae, mapped.tensors, weights.source, lo);
+      // Only what the source provided and the model accepted, in the model's dtype.
+      const io::TensorMap state = io::module_state(*vae);
+      io::TensorMap out;
+      for (const auto& name : report.loaded) out[name] = state.at(name);
+      std::map<std::string, std::string> meta = {{"format", "losatok"},
+                                                 {kConfigMetadataKey, weights_config_yaml(cfg)},
+                                                 {"imported_from", weights.source}};
+      if (!mapped.scope.empty()) meta["scope"] = mapped.scope;
+      io::save_weights(o->out, out, "safetensors", meta);
+      spdlog::info("{} ({}) -> {}: {}{}", weights.source, weights.format, o->out, report.summary(),
+                   (mapped.dropped.empty() && weights.unread == 0)
+                       ? ""
+                       : "; " + std::to_string(mapped.dropped.size() + weights.unread) +
+                             " non-encoder tensors skipped");
+      if (!report.clean())
+        spdlog::warn("imported leniently: the model has entries this file did not provide");
+      return 0;
     });
   }
   {

@@ -161,6 +161,34 @@ ReconScores ReconMetrics::operator()(const torch::Tensor& y_hat, const torch::Te
   return s;
 }
 
+const std::vector<ReconMetric>& recon_metrics() {
+  static const std::vector<ReconMetric> metrics = {
+      {"mel_distance", "mel_dist", 3, true, &ReconScores::mel_distance},
+      {"stft_distance", "stft_dist", 3, true, &ReconScores::stft_distance},
+      {"si_sdr", "si_sdr_dB", 2, true, &ReconScores::si_sdr},
+      {"stoi", "stoi", 3, false, &ReconScores::stoi},
+  };
+  return metrics;
+}
+
+ReconMeans::ReconMeans() : sum_(recon_metrics().size(), 0.0), count_(recon_metrics().size(), 0) {}
+
+void ReconMeans::add(const ReconScores& s) {
+  ++clips_;
+  const auto& metrics = recon_metrics();
+  for (std::size_t i = 0; i < metrics.size(); ++i) {
+    const double v = s.*metrics[i].field;
+    if (!std::isfinite(v)) continue;
+    sum_[i] += v;
+    ++count_[i];
+  }
+}
+
+double ReconMeans::mean(std::size_t metric) const {
+  return count_[metric] > 0 ? sum_[metric] / static_cast<double>(count_[metric])
+                            : std::numeric_limits<double>::quiet_NaN();
+}
+
 double frechet_distance(const torch::Tensor& mu1, const torch::Tensor& sigma1, const torch::Tensor& mu2,
                         const torch::Tensor& sigma2) {
   const torch::Tensor m1 = mu1.to(torch::kCPU, torch::kFloat64), m2 = mu2.to(torch::kCPU, torch::kFloat64);

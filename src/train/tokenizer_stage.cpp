@@ -58,12 +58,6 @@ void load_sembo(models::AudioVAEImpl& vae, const RootConfig& cfg, const std::str
                  w.source);
 }
 
-double mean_of(const std::vector<double>& v) {
-  double s = 0;
-  for (double x : v) s += x;
-  return v.empty() ? 0.0 : s / static_cast<double>(v.size());
-}
-
 }  // namespace
 
 using config::check;
@@ -286,7 +280,7 @@ StepOutput TokenizerStage::train_step(std::size_t index, const data::Batch& batc
 std::map<std::string, double> TokenizerStage::validate(const std::function<bool(data::Batch&)>& next,
                                                        const ValidationContext& ctx) {
   torch::NoGradGuard no_grad;
-  std::vector<double> mel, stft, sdr;
+  eval::ReconMeans recon;
   double kl = 0, sem_high = 0, sem_low = 0;
   int64_t batches = 0, demos = 0;
   data::Batch batch;
@@ -298,10 +292,7 @@ std::map<std::string, double> TokenizerStage::validate(const std::function<bool(
       const int64_t n = valid[i].item<int64_t>();
       if (n < eval::ReconMetrics::kMinSamples) continue;  // too short for the spectral distances
       const torch::Tensor y = fw.y[i].narrow(0, 0, n), y_hat = fw.y_hat[i].narrow(0, 0, n);
-      const eval::ReconScores s = val_metrics_(y_hat, y, /*with_stoi=*/false);
-      mel.push_back(s.mel_distance);
-      stft.push_back(s.stft_distance);
-      sdr.push_back(s.si_sdr);
+      recon.add(val_metrics_(y_hat, y, /*with_stoi=*/false));
       if (demos < section_.demo_clips && !ctx.dir.empty()) {
         const torch::Tensor mel_y = val_metrics_.mel(y), mel_hat = val_metrics_.mel(y_hat);
         fs::create_directories(ctx.dir);
@@ -326,11 +317,13 @@ std::map<std::string, double> TokenizerStage::validate(const std::function<bool(
     }
     ++batches;
   }
-  if (mel.empty())
+  if (recon.clips() == 0)
     throw Error("tokenizer: the validation set gave no clip of at least " +
                 std::to_string(eval::ReconMetrics::kMinSamples) + " samples");
-  std::map<std::string, double> out = {
-      {"val/mel_distance", mean_of(mel)}, {"val/stft_distance", mean_of(stft)}, {"val/si_sdr", mean_of(sdr)}};
+  std::map<std::string, double> out;
+  const auto& metrics = eval::recon_metrics();
+  for (std::size_t i = 0; i < metrics.size(); ++i)
+    if (metrics[i].in_validation) out[std::string("val/") + metrics[i].key] = recon.mean(i);
   if (cfg_.model.is_variational()) out["val/kl"] = kl / batches;
   if (cfg_.model.variant == "losatok") {
     out["val/sem_high"] = sem_high / batches;

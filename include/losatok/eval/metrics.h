@@ -35,6 +35,35 @@ struct ReconScores {
   double stoi = 0;           // NaN when not computed
 };
 
+// One metric of the reconstruction family, declared once in recon_metrics(): its ReconScores
+// field, the key `eval recon` writes (and the tokenizer's validation reports as `val/<key>`),
+// the table column and its decimals. A new reconstruction metric is a field, its computation in
+// ReconMetrics and one entry there (docs/architecture.md, "Adding a metric").
+struct ReconMetric {
+  const char* key;
+  const char* column;
+  int digits;
+  bool in_validation;  // cheap enough for every validation (STOI is not): optional elsewhere
+  double ReconScores::*field;
+};
+const std::vector<ReconMetric>& recon_metrics();
+
+// Per-metric means of the reconstruction family over clips; a NaN score (not computed) is left
+// out of its metric's mean.
+class ReconMeans {
+ public:
+  ReconMeans();
+  void add(const ReconScores& s);
+  int64_t clips() const { return clips_; }
+  int64_t count(std::size_t metric) const { return count_[metric]; }
+  double mean(std::size_t metric) const;  // NaN when no clip had it
+
+ private:
+  std::vector<double> sum_;
+  std::vector<int64_t> count_;
+  int64_t clips_ = 0;
+};
+
 // The reconstruction metrics the tokenizer's validation and `losatok eval recon` share.
 class ReconMetrics {
  public:
