@@ -28,8 +28,8 @@ torch::Tensor noise_wave(int64_t batch, int64_t samples, uint64_t seed = 0) {
 }  // namespace
 
 TEST(Models, NamesAreTheReferenceCheckpointKeys) {
-  // README.md, "Models and checkpoints": our parameters + buffers are exactly the reference state dict minus the
-  // recomputed front-end / iSTFT buffers.
+  // README.md, "Models and checkpoints": our parameters + buffers are exactly the reference state dict minus
+  // the recomputed front-end / iSTFT buffers.
   const auto ref = io::read_weights(test::fixture("vae_tiny.pth"));
   std::set<std::string> want, got;
   for (const auto& kv : ref.tensors)

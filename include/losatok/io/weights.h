@@ -1,5 +1,5 @@
-// Model weights by name (README.md, "Models and checkpoints"): reading every supported checkpoint layout, mapping
-// external names onto ours, strict / lenient loading with a report, and export.
+// Model weights by name (README.md, "Models and checkpoints"): reading every supported checkpoint layout,
+// mapping external names onto ours, strict / lenient loading with a report, and export.
 #pragma once
 
 #include <torch/nn/module.h>

@@ -41,8 +41,8 @@ struct VaeFeatures {
   torch::Tensor unified_emb, unified_emb_low;    // acoustic + semantic, at both widths
   torch::Tensor mu, logvar, z;                   // z = mu unless sampled
   torch::Tensor mask;                            // (B, T) bool valid tokens; undefined = all
-  // The `encode` output names (README.md, "The command line") in a fixed order (mask excluded; tensors a baseline variant lacks
-  // are left out).
+  // The `encode` output names (README.md, "The command line") in a fixed order (mask excluded; tensors a
+  // baseline variant lacks are left out).
   std::vector<std::pair<std::string, torch::Tensor>> named() const;
 };
 

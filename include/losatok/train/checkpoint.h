@@ -1,5 +1,5 @@
-// The checkpointer (README.md, "Training"; docs/run-directory.md): `run_dir/checkpoints/step-N/` folders written under a
-// temporary name and renamed when complete, so a crash mid-write never produces a folder that
+// The checkpointer (README.md, "Training"; docs/run-directory.md): `run_dir/checkpoints/step-N/` folders
+// written under a temporary name and renamed when complete, so a crash mid-write never produces a folder that
 // looks valid; keep-last-k and keep-best pruning; finding the latest valid checkpoint.
 #pragma once
 

@@ -1,6 +1,6 @@
-// Multi-process training over c10d (README.md, "Training"; docs/run-directory.md): where this process sits (torchrun or Slurm
-// environment), a process group (NCCL on CUDA, Gloo on CPU) behind our own small interface,
-// and the bucketed gradient all-reduce. c10d itself stays inside distributed.cpp.
+// Multi-process training over c10d (README.md, "Training"; docs/run-directory.md): where this process sits
+// (torchrun or Slurm environment), a process group (NCCL on CUDA, Gloo on CPU) behind our own small
+// interface, and the bucketed gradient all-reduce. c10d itself stays inside distributed.cpp.
 #pragma once
 
 #include <torch/types.h>

@@ -1,6 +1,6 @@
-// The shared `train:` config section (docs/configs.md, docs/run-directory.md): steps, schedules, optimizers, EMA,
-// checkpoints, validation and logging for every stage. A stage's own switches and loss weights
-// live in its section, next to its code. torch-free.
+// The shared `train:` config section (docs/configs.md, docs/run-directory.md): steps, schedules, optimizers,
+// EMA, checkpoints, validation and logging for every stage. A stage's own switches and loss weights live in
+// its section, next to its code. torch-free.
 #pragma once
 
 #include <cstdint>

@@ -1,5 +1,5 @@
-// The trainer (README.md, "Training"; docs/run-directory.md): one loop for every stage. It owns the device, precision,
-// gradient accumulation, clipping, optimizers and their schedules, EMA, validation, logging,
+// The trainer (README.md, "Training"; docs/run-directory.md): one loop for every stage. It owns the device,
+// precision, gradient accumulation, clipping, optimizers and their schedules, EMA, validation, logging,
 // checkpoints, signals and non-finite losses; the stage owns the models and the losses.
 #pragma once
 
