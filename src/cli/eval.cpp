@@ -39,7 +39,7 @@ double seconds_since(Clock::time_point t0) {
 }
 
 // A plain text table: the first row is the header.
-void print_table(const std::vector<std::vector<std::string>>& rows) {
+void print_table(const std::vector<std::vector<std::string>>& rows, std::ostream& out = std::cout) {
   std::vector<std::size_t> width;
   for (const auto& r : rows)
     for (std::size_t i = 0; i < r.size(); ++i) {
@@ -51,10 +51,10 @@ void print_table(const std::vector<std::vector<std::string>>& rows) {
     for (std::size_t i = 0; i < rows[k].size(); ++i)
       line += (i ? "  " : "") + (i == 0 ? rows[k][i] + std::string(width[i] - rows[k][i].size(), ' ')
                                         : std::string(width[i] - rows[k][i].size(), ' ') + rows[k][i]);
-    std::cout << line << "\n";
-    if (k == 0) std::cout << std::string(line.size(), '-') << "\n";
+    out << line << "\n";
+    if (k == 0) out << std::string(line.size(), '-') << "\n";
   }
-  std::cout.flush();
+  out.flush();
 }
 
 std::string num(double v, int digits = 3) {
@@ -738,9 +738,7 @@ void add_report_command(CLI::App& app, Context& ctx) {
       std::vector<std::vector<std::string>> rows = {{"from", "what", "value"}};
       for (const auto& p : *paths) fs::is_directory(p) ? run_rows(p, rows) : eval_rows(p, rows);
       std::ostringstream text;
-      std::streambuf* old = std::cout.rdbuf(text.rdbuf());
-      print_table(rows);
-      std::cout.rdbuf(old);
+      print_table(rows, text);
       std::cout << text.str();
       if (!out->empty()) write_file_atomic(*out, text.str());
       return 0;

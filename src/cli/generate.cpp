@@ -82,8 +82,7 @@ std::vector<Job> read_prompt_file(const std::string& path, const RootConfig& cfg
 
 int run_generate(const GenerateOptions& o, const Context& ctx) {
   const io::WeightSet weights = io::read_weights(o.model.checkpoint);
-  (void)gen::dit_checkpoint_config(weights);  // a DiT's, or an error naming the file
-  const YAML::Node base = models::checkpoint_config(weights);
+  const YAML::Node base = gen::dit_checkpoint_config(weights);
   ConfigOptions options = o.config;
   if (!o.model.device.empty()) options.overrides.push_back("runtime.device=" + o.model.device);
   const RootConfig cfg = resolve_root_config(options, ctx, base);

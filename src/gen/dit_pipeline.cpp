@@ -206,11 +206,11 @@ std::vector<float> DiTPipeline::decode(const torch::Tensor& latents) {
   return std::vector<float>(wave.data_ptr<float>(), wave.data_ptr<float>() + wave.numel());
 }
 
-RootConfig dit_checkpoint_config(const io::WeightSet& weights) {
+YAML::Node dit_checkpoint_config(const io::WeightSet& weights) {
   const YAML::Node base = models::checkpoint_config(weights);
   if (!base.IsMap() || !base["stage"] || base["stage"].as<std::string>() != "dit" || !base["dit"])
     throw Error("checkpoint '" + weights.source + "' is not a DiT (its metadata carries no dit config)");
-  return read_root_config({}, {}, base);
+  return base;
 }
 
 LoadedDiT load_dit_checkpoint(const io::WeightSet& weights, const RootConfig& config,

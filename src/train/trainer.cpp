@@ -6,7 +6,6 @@
 #include <atomic>
 #include <csignal>
 #include <filesystem>
-#include <nlohmann/json.hpp>
 #include <set>
 
 #include "losatok/core/compat.h"

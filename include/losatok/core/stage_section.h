@@ -75,7 +75,6 @@ class StageSectionHolder {
 
   explicit StageSectionHolder(std::unique_ptr<StageSection> s) : section_(std::move(s)) {}
   bool empty() const { return !section_; }
-  const StageSection* get() const { return section_.get(); }
 
   // Config visitor hooks.
   void read_config(const YAML::Node& node, const std::string& path) {

@@ -82,7 +82,8 @@ struct LoadedDiT {
 LoadedDiT load_dit_checkpoint(const io::WeightSet& weights, const RootConfig& config,
                               const torch::Device& device, bool strict = true,
                               const std::string& tokenizer = "");
-// The checkpoint's own config, checked to be a DiT's (an error naming the file otherwise).
-RootConfig dit_checkpoint_config(const io::WeightSet& weights);
+// The config sections the checkpoint carries (stage, dit, model, frontend), checked to be a
+// DiT's (an error naming the file otherwise): the base a command composes its config over.
+YAML::Node dit_checkpoint_config(const io::WeightSet& weights);
 
 }  // namespace losatok::gen
