@@ -4,11 +4,8 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
 
-#include <cmath>
-
 #include "losatok/core/config.h"
 #include "losatok/core/error.h"
-#include "losatok/core/logging.h"
 #include "losatok/io/weights.h"
 #include "losatok/models/init.h"
 #include "losatok/train/sembo_stage.h"
@@ -176,9 +173,13 @@ MaeStage::Output MaeStage::reconstruct(const data::Batch& batch, bool train_bn,
                               valid.logical_not().to(torch::kFloat32) * 2;
   const torch::Tensor shuffle = torch::argsort(noise, int64_t{1}),
                       restore = torch::argsort(shuffle, int64_t{1});
-  const torch::Tensor keep_n =
-      ((1.0 - section_.mask_ratio) * valid.sum(1).to(torch::kFloat64)).round().clamp_min(1).to(torch::kLong);
-  const int64_t k = std::min<int64_t>(t, keep_n.max().item<int64_t>());
+  // Patches kept per clip, from the lengths on the host: no device read-back in the step.
+  const torch::Tensor valid_n =
+      torch::div(batch.lengths.cpu(), encoder_->samples_per_token(), "floor").clamp_max(t);  // = valid.sum(1)
+  const torch::Tensor keep_cpu =
+      ((1.0 - section_.mask_ratio) * valid_n.to(torch::kFloat64)).round().clamp_min(1).to(torch::kLong);
+  const int64_t k = std::min<int64_t>(t, keep_cpu.max().item<int64_t>());
+  const torch::Tensor keep_n = keep_cpu.to(device_);
   const torch::Tensor kept =
       torch::arange(k, keep_n.options()).unsqueeze(0) < keep_n.unsqueeze(1);  // (B, K): a row's own share
   torch::Tensor visible =
@@ -190,12 +191,12 @@ MaeStage::Output MaeStage::reconstruct(const data::Batch& batch, bool train_bn,
   const torch::Tensor is_kept = restore < keep_n.unsqueeze(1);  // (B, T) in time order
   const torch::Tensor pred = decoder_->forward(visible, kept, restore, valid);
   const torch::Tensor err = (pred.to(torch::kFloat32) - target).pow(2).mean(-1);  // (B, T)
-  const torch::Tensor masked = valid & is_kept.logical_not();
+  const torch::Tensor masked = valid & is_kept.logical_not(), shown = valid & is_kept;
   Output out;
   out.masked_mse = masked_mean(err, masked);
-  out.visible_mse = masked_mean(err, valid & is_kept);
+  out.visible_mse = masked_mean(err, shown);
   out.masked_count = masked.sum().to(torch::kFloat64);
-  out.visible_count = (valid & is_kept).sum().to(torch::kFloat64);
+  out.visible_count = shown.sum().to(torch::kFloat64);
   return out;
 }
 
