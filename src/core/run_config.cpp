@@ -35,7 +35,9 @@ void MelConfig::validate() const {
   check(effective_f_max() > f_min && effective_f_max() <= sample_rate / 2.0, "f_max",
         "must be in (f_min, sample_rate/2]");
   check(power == 1.0 || power == 2.0, "power", "must be 1 (magnitude) or 2 (power)");
-  check(scale == "db" || scale == "log", "scale", "must be db or log");
+  check(scale == "db" || scale == "log" || scale == "log10", "scale", "must be db, log or log10");
+  check(mel_scale == "htk" || mel_scale == "slaney", "mel_scale", "must be htk or slaney");
+  check(mel_norm == "none" || mel_norm == "slaney", "mel_norm", "must be none or slaney");
   check(floor > 0, "floor", "must be positive");
 }
 

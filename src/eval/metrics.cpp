@@ -135,6 +135,8 @@ double stoi(const torch::Tensor& clean, const torch::Tensor& processed, int samp
 ReconMetrics::ReconMetrics(const MelConfig& mel, const std::vector<int>& stft_n_fft,
                            const std::vector<int>& stft_hop)
     : mel_(std::make_unique<audio::LogMel>(mel)),
+      mel_dac_("dac", mel.sample_rate, losses::MultiScaleMelLoss::dac_n_ffts(),
+               losses::MultiScaleMelLoss::dac_n_mels()),
       stft_(stft_n_fft, stft_hop),
       sample_rate_(mel.sample_rate) {}
 
@@ -154,6 +156,7 @@ ReconScores ReconMetrics::operator()(const torch::Tensor& y_hat, const torch::Te
                 std::to_string(kMinSamples));
   ReconScores s;
   s.mel_distance = (mel(y_hat) - mel(y)).abs().mean().item<double>();
+  s.mel_dac = mel_dac_(y_hat, y).item<double>();
   const auto [sc, mag] = stft_(y_hat.unsqueeze(0), y.unsqueeze(0));
   s.stft_distance = (sc + mag).item<double>();
   s.si_sdr = losses::si_sdr(y_hat.unsqueeze(0), y.unsqueeze(0))[0].item<double>();
@@ -164,6 +167,7 @@ ReconScores ReconMetrics::operator()(const torch::Tensor& y_hat, const torch::Te
 const std::vector<ReconMetric>& recon_metrics() {
   static const std::vector<ReconMetric> metrics = {
       {"mel_distance", "mel_dist", 3, true, &ReconScores::mel_distance},
+      {"mel_dac", "mel_dac", 3, true, &ReconScores::mel_dac},
       {"stft_distance", "stft_dist", 3, true, &ReconScores::stft_distance},
       {"si_sdr", "si_sdr_dB", 2, true, &ReconScores::si_sdr},
       {"stoi", "stoi", 3, false, &ReconScores::stoi},

@@ -8,19 +8,36 @@
 
 namespace losatok::losses {
 
-MultiScaleMelLoss::MultiScaleMelLoss(int sample_rate, const std::vector<int>& n_ffts,
+MultiScaleMelLoss::MultiScaleMelLoss(const std::string& kind, int sample_rate, const std::vector<int>& n_ffts,
                                      const std::vector<int>& n_mels) {
+  if (kind != "dac" && kind != "vocos") throw Error("mel loss: unknown kind '" + kind + "' (dac or vocos)");
   if (n_ffts.size() != n_mels.size() || n_ffts.empty())
     throw Error("mel loss: n_ffts and n_mels must be non-empty lists of the same length");
+  sum_ = kind == "dac";
   for (std::size_t i = 0; i < n_ffts.size(); ++i) {
-    MelConfig c = MelConfig::vocos();
-    c.sample_rate = sample_rate;
-    c.n_fft = c.win_length = n_ffts[i];
-    c.hop_length = n_ffts[i] / 4;
-    c.n_mels = n_mels[i];
-    c.f_max = 0.0;
+    MelConfig c;
+    if (sum_) {
+      c = MelConfig::dac(sample_rate, n_ffts[i], n_mels[i]);
+    } else {
+      c = MelConfig::vocos();
+      c.sample_rate = sample_rate;
+      c.n_fft = c.win_length = n_ffts[i];
+      c.hop_length = n_ffts[i] / 4;
+      c.n_mels = n_mels[i];
+      c.f_max = 0.0;
+    }
     mels_.push_back(std::make_unique<audio::LogMel>(c));
   }
+}
+
+const std::vector<int>& MultiScaleMelLoss::dac_n_ffts() {
+  static const std::vector<int> v = {32, 64, 128, 256, 512, 1024, 2048};
+  return v;
+}
+
+const std::vector<int>& MultiScaleMelLoss::dac_n_mels() {
+  static const std::vector<int> v = {5, 10, 20, 40, 80, 160, 320};
+  return v;
 }
 
 torch::Tensor MultiScaleMelLoss::operator()(const torch::Tensor& y_hat, const torch::Tensor& y) const {
@@ -29,7 +46,7 @@ torch::Tensor MultiScaleMelLoss::operator()(const torch::Tensor& y_hat, const to
     const torch::Tensor l = ((*mel)(y_hat) - (*mel)(y)).abs().mean();
     total = total.defined() ? total + l : l;
   }
-  return total / static_cast<double>(mels_.size());
+  return sum_ ? total : total / static_cast<double>(mels_.size());
 }
 
 MultiResolutionStftLoss::MultiResolutionStftLoss(const std::vector<int>& n_ffts, const std::vector<int>& hops)
@@ -59,6 +76,13 @@ torch::Tensor kl_loss(const torch::Tensor& mu, const torch::Tensor& logvar, cons
   torch::Tensor terms = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp());  // (B, T, D)
   if (clamp > 0) terms = terms.clamp_min(clamp);
   const torch::Tensor per_token = terms.sum(-1);  // (B, T)
+  if (!mask.defined()) return per_token.mean();
+  const torch::Tensor m = mask.to(per_token.scalar_type());
+  return (per_token * m).sum() / m.sum().clamp_min(1);
+}
+
+torch::Tensor logvar_penalty(const torch::Tensor& logvar, const torch::Tensor& mask) {
+  const torch::Tensor per_token = logvar.pow(2).sum(-1);  // (B, T)
   if (!mask.defined()) return per_token.mean();
   const torch::Tensor m = mask.to(per_token.scalar_type());
   return (per_token * m).sum() / m.sum().clamp_min(1);

@@ -53,7 +53,7 @@ void load_sembo(models::AudioVAEImpl& vae, const RootConfig& cfg, const std::str
   const io::LoadReport report = io::load_weights(vae, kept, w.source, o);
   spdlog::info("frozen semantic encoder{} from {}: {}", has_bottleneck ? " + SemBo" : "", w.source,
                report.summary());
-  if (!has_bottleneck && cfg.model.variant == "losatok")
+  if (!has_bottleneck && cfg.model.variant == "losatok" && cfg.model.sembo.method == "mlp")
     spdlog::warn("{} has no SemBo bottleneck: semantic_emb_low comes from a random, frozen compressor",
                  w.source);
 }
@@ -72,11 +72,13 @@ void TokenizerLossConfig::validate() const {
     check(value >= 0, name, "must be >= 0");
   check(semantic_mode == "both" || semantic_mode == "high_only" || semantic_mode == "low_only",
         "semantic_mode", "must be both, high_only or low_only, got '" + semantic_mode + "'");
+  check(mel_loss == "dac" || mel_loss == "vocos", "mel_loss", "must be dac or vocos, got '" + mel_loss + "'");
   check(!mel_n_fft.empty() && mel_n_fft.size() == mel_n_mels.size(), "mel_n_mels",
         "needs one entry per mel_n_fft entry");
   check(!stft_n_fft.empty() && stft_n_fft.size() == stft_hop.size(), "stft_hop",
         "needs one entry per stft_n_fft entry");
   for (int n : mel_n_fft) check(n >= 16, "mel_n_fft", "entries must be >= 16");
+  for (int m : mel_n_mels) check(m >= 1, "mel_n_mels", "entries must be >= 1");
   for (int n : stft_n_fft) check(n >= 16, "stft_n_fft", "entries must be >= 16");
   for (int n : stft_hop) check(n >= 1, "stft_hop", "entries must be >= 1");
 }
@@ -100,7 +102,7 @@ void TokenizerStageConfig::validate() const {
 StageRegistration tokenizer_stage() {
   std::vector<std::pair<std::string, std::string>> moved = {{"gan", "tokenizer.gan"}};
   for (const char* k : {"semantic_mode", "lambda_sem", "lambda_kl", "kl_clamp", "lambda_logvar", "lambda_mel",
-                        "mel_n_fft", "mel_n_mels", "lambda_stft", "stft_n_fft", "stft_hop"})
+                        "mel_loss", "mel_n_fft", "mel_n_mels", "lambda_stft", "stft_n_fft", "stft_hop"})
     moved.emplace_back(std::string("loss.") + k, std::string("tokenizer.loss.") + k);
   return stage_registration<TokenizerStage, TokenizerStageConfig>(
       "tokenizer", "the LoSATok tokenizer (VAE) on a frozen encoder + SemBo", std::move(moved));
@@ -110,7 +112,8 @@ TokenizerStage::TokenizerStage(const RootConfig& cfg, const torch::Device& devic
     : cfg_(cfg),
       section_(cfg.section<TokenizerStageConfig>()),
       device_(device),
-      mel_loss_(cfg.audio.sample_rate, section_.loss.mel_n_fft, section_.loss.mel_n_mels),
+      mel_loss_(section_.loss.mel_loss, cfg.audio.sample_rate, section_.loss.mel_n_fft,
+                section_.loss.mel_n_mels),
       stft_loss_(section_.loss.stft_n_fft, section_.loss.stft_hop),
       val_metrics_(cfg.frontend.vocos) {
   vae_ = models::AudioVAE(cfg.model, cfg.frontend.dasheng, cfg.frontend.vocos);
@@ -223,16 +226,21 @@ StepOutput TokenizerStage::train_step(std::size_t index, const data::Batch& batc
   const Forward fw = forward(batch, section_.sample_latent);
   const TokenizerLossConfig& L = section_.loss;
   const torch::Tensor mel = mel_loss_(fw.y_hat, fw.y);
-  const auto [sc, mag] = stft_loss_(fw.y_hat, fw.y);
-  torch::Tensor loss = L.lambda_mel * mel + L.lambda_stft * (sc + mag);
-  out.metrics = {{"mel", mel.detach()}, {"stft_sc", sc.detach()}, {"stft_mag", mag.detach()}};
+  torch::Tensor loss = L.lambda_mel * mel;
+  out.metrics = {{"mel", mel.detach()}};
+  if (L.lambda_stft > 0) {
+    const auto [sc, mag] = stft_loss_(fw.y_hat, fw.y);
+    loss = loss + L.lambda_stft * (sc + mag);
+    out.metrics["stft_sc"] = sc.detach();
+    out.metrics["stft_mag"] = mag.detach();
+  }
   const models::VaeFeatures& f = fw.f;
   if (cfg_.model.is_variational()) {
     const torch::Tensor kl = losses::kl_loss(f.mu, f.logvar, f.mask, L.kl_clamp);
     loss = loss + L.lambda_kl * kl;
     out.metrics["kl"] = kl.detach();
     if (L.lambda_logvar > 0) {
-      const torch::Tensor pen = losses::masked_mse(f.logvar, torch::zeros_like(f.logvar), f.mask);
+      const torch::Tensor pen = losses::logvar_penalty(f.logvar, f.mask);
       loss = loss + L.lambda_logvar * pen;
       out.metrics["logvar_penalty"] = pen.detach();
     }

@@ -144,7 +144,7 @@ class AcousticEncoder(nn.Module):
         super().__init__()
         self.front_end = VocosMel()
         self.patch_embed = nn.Conv2d(1, dim, kernel_size=(128, 4), stride=(128, 4))
-        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.norm = nn.LayerNorm(dim)  # PyTorch's default eps, as the released model
 
     def forward(self, wav):
         x = self.patch_embed(self.front_end(wav).unsqueeze(1))  # (B, D, 1, T)

@@ -34,6 +34,33 @@ def multi_scale_mel(y_hat, y, n_ffts, n_mels):
     return total / len(n_ffts)
 
 
+DAC_WINDOWS, DAC_MELS = [32, 64, 128, 256, 512, 1024, 2048], [5, 10, 20, 40, 80, 160, 320]
+
+
+def slaney_fbanks(window, n_mels):
+    """librosa.filters.mel's default (Slaney scale, Slaney area norm), as (n_freqs, n_mels)."""
+    return torchaudio.functional.melscale_fbanks(window // 2 + 1, 0.0, SR / 2, n_mels, SR,
+                                                 norm="slaney", mel_scale="slaney")
+
+
+def dac_mel(y_hat, y):
+    """DAC's MelSpectrogramLoss as descript-audio-codec's conf/base.yml sets it (my reading of
+    dac/nn/loss.py and audiotools' AudioSignal.stft / mel_spectrogram): per window w, a periodic
+    Hann STFT with hop w / 4, centred reflect padding (match_stride off), magnitude, Slaney mel
+    0..sr/2, L1 of log10(clamp(mel, 1e-5)); mag_weight 0; summed over the scales."""
+    total = 0.0
+    for w, m in zip(DAC_WINDOWS, DAC_MELS):
+        fb = slaney_fbanks(w, m)
+
+        def mel(x):
+            s = torch.stft(x, w, w // 4, w, torch.hann_window(w), center=True, pad_mode="reflect",
+                           return_complex=True).abs()
+            return s.transpose(-1, -2) @ fb
+
+        total = total + (mel(y_hat).clamp(min=1e-5).log10() - mel(y).clamp(min=1e-5).log10()).abs().mean()
+    return total
+
+
 def mr_stft(y_hat, y, n_ffts, hops):
     sc = mag = 0.0
     for n_fft, hop in zip(n_ffts, hops):
@@ -141,6 +168,10 @@ def main(out_dir):
         "y": y, "y_hat": y_hat, "mu": mu, "logvar": logvar, "mask": mask.to(torch.uint8),
         "mel_loss": multi_scale_mel(y_hat, y, n_ffts, n_mels).reshape(1),
         "stft_sc": sc.reshape(1), "stft_mag": mag.reshape(1),
+        "dac_mel": dac_mel(y_hat, y).reshape(1),
+        "dac_mel_clip1": dac_mel(y_hat[1], y[1]).reshape(1),
+        "slaney_fb_32_5": slaney_fbanks(32, 5), "slaney_fb_2048_320": slaney_fbanks(2048, 320),
+        "logvar_penalty": ((logvar ** 2).sum(-1) * mask.float()).sum().reshape(1) / mask.float().sum(),
         "kl": kl(mu, logvar, mask, 0.0).reshape(1), "kl_clamped": kl(mu, logvar, mask, 0.2).reshape(1),
         "si_sdr": si_sdr(y_hat, y),
     }

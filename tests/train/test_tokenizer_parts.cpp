@@ -4,7 +4,9 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "losatok/audio/mel.h"
 #include "losatok/audio/spectrogram_image.h"
+#include "losatok/core/error.h"
 #include "losatok/io/safetensors.h"
 #include "losatok/io/weights.h"
 #include "losatok/losses/tokenizer_losses.h"
@@ -23,7 +25,7 @@ double rel(const torch::Tensor& a, const torch::Tensor& b) {
 TEST(TokenizerLosses, MatchPyTorch) {
   const auto f = io::load_safetensors(test::fixture("tokenizer_losses.safetensors")).tensors;
   const torch::Tensor y = f.at("y"), y_hat = f.at("y_hat"), mask = f.at("mask").to(torch::kBool);
-  const losses::MultiScaleMelLoss mel(16000, {256, 512}, {20, 40});
+  const losses::MultiScaleMelLoss mel("vocos", 16000, {256, 512}, {20, 40});
   EXPECT_LT(rel(mel(y_hat, y).reshape({1}), f.at("mel_loss")), 1e-4);
   const losses::MultiResolutionStftLoss stft({256, 512}, {64, 128});
   const auto [sc, mag] = stft(y_hat, y);
@@ -38,6 +40,23 @@ TEST(TokenizerLosses, MatchPyTorch) {
   // Identical signals: zero spectral losses.
   EXPECT_NEAR(mel(y, y).item<double>(), 0.0, 1e-7);
   EXPECT_NEAR(stft(y, y).first.item<double>(), 0.0, 1e-7);
+}
+
+TEST(TokenizerLosses, DacMelLossAndLogvarPenaltyMatchPyTorch) {
+  const auto f = io::load_safetensors(test::fixture("tokenizer_losses.safetensors")).tensors;
+  const torch::Tensor y = f.at("y"), y_hat = f.at("y_hat"), mask = f.at("mask").to(torch::kBool);
+  EXPECT_LT(rel(audio::melscale_fbanks(17, 0, 8000, 5, 16000, "slaney", "slaney"), f.at("slaney_fb_32_5")),
+            1e-5);
+  EXPECT_LT(
+      rel(audio::melscale_fbanks(1025, 0, 8000, 320, 16000, "slaney", "slaney"), f.at("slaney_fb_2048_320")),
+      1e-5);
+  const losses::MultiScaleMelLoss dac("dac", 16000, losses::MultiScaleMelLoss::dac_n_ffts(),
+                                      losses::MultiScaleMelLoss::dac_n_mels());
+  EXPECT_LT(rel(dac(y_hat, y).reshape({1}), f.at("dac_mel")), 1e-4);
+  EXPECT_LT(rel(dac(y_hat[1], y[1]).reshape({1}), f.at("dac_mel_clip1")), 1e-4);
+  EXPECT_NEAR(dac(y, y).item<double>(), 0.0, 1e-7);
+  EXPECT_LT(rel(losses::logvar_penalty(f.at("logvar"), mask).reshape({1}), f.at("logvar_penalty")), 1e-5);
+  EXPECT_THROW(losses::MultiScaleMelLoss("dca", 16000, {64}, {5}), Error);
 }
 
 TEST(TokenizerLosses, HingeAndFeatureMatchingByHand) {

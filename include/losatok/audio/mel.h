@@ -5,14 +5,17 @@
 #include <torch/types.h>
 
 #include <mutex>
+#include <string>
 
 #include "losatok/audio/mel_config.h"
 
 namespace losatok::audio {
 
-// torchaudio.functional.melscale_fbanks with norm=None, mel_scale="htk": (n_freqs, n_mels).
+// torchaudio.functional.melscale_fbanks: (n_freqs, n_mels). mel_scale "htk" | "slaney",
+// norm "none" | "slaney" (librosa.filters.mel's defaults are slaney / slaney).
 torch::Tensor melscale_fbanks(int64_t n_freqs, double f_min, double f_max, int64_t n_mels,
-                              int64_t sample_rate);
+                              int64_t sample_rate, const std::string& mel_scale = "htk",
+                              const std::string& norm = "none");
 
 class LogMel {
  public:

@@ -12,9 +12,12 @@ struct MelConfig {
   int hop_length = 160;
   int n_mels = 64;
   double f_min = 0.0;
-  double f_max = 8000.0;     // <= 0 means sample_rate / 2
-  double power = 2.0;        // 1 = magnitude, 2 = power
-  std::string scale = "db";  // db: 10*log10(max(x, floor)) (power) | log: log(max(x, floor))
+  double f_max = 8000.0;  // <= 0 means sample_rate / 2
+  double power = 2.0;     // 1 = magnitude, 2 = power
+  // db: 10*log10(max(x, floor)) | log: log(max(x, floor)) | log10: log10(max(x, floor))
+  std::string scale = "db";
+  std::string mel_scale = "htk";  // htk | slaney (librosa's default, as DAC's mel loss)
+  std::string mel_norm = "none";  // none | slaney (each triangle scaled to unit area, librosa's default)
   double floor = 1e-10;
   double top_db = 120.0;  // db only: clamp at (per-clip max - top_db); <= 0 disables
   bool center = true;     // reflect-pad n_fft/2 on both sides, as torch.stft(center=True)
@@ -31,6 +34,24 @@ struct MelConfig {
     c.power = 1.0;
     c.scale = "log";
     c.floor = 1e-7;
+    c.top_db = 0.0;
+    return c;
+  }
+  // One scale of DAC's multi-scale mel loss: periodic Hann window of `window` samples, hop
+  // window / 4, centred reflect padding, magnitude, Slaney mel 0..sample_rate/2,
+  // log10(max(mel, 1e-5)).
+  static MelConfig dac(int sample_rate, int window, int n_mels) {
+    MelConfig c;
+    c.sample_rate = sample_rate;
+    c.n_fft = c.win_length = window;
+    c.hop_length = window / 4;
+    c.n_mels = n_mels;
+    c.f_max = 0.0;
+    c.power = 1.0;
+    c.scale = "log10";
+    c.mel_scale = "slaney";
+    c.mel_norm = "slaney";
+    c.floor = 1e-5;
     c.top_db = 0.0;
     return c;
   }
@@ -53,6 +74,8 @@ struct MelConfig {
     v("f_max", f_max);
     v("power", power);
     v("scale", scale);
+    v("mel_scale", mel_scale);
+    v("mel_norm", mel_norm);
     v("floor", floor);
     v("top_db", top_db);
     v("center", center);

@@ -30,6 +30,7 @@ double stoi_10k(const torch::Tensor& clean, const torch::Tensor& processed);
 // One clip's reconstruction scores.
 struct ReconScores {
   double mel_distance = 0;   // mean |log-mel difference| with the Vocos front end
+  double mel_dac = 0;        // DAC's multi-scale mel distance (the paper's Table 4 "Mel")
   double stft_distance = 0;  // multi-resolution STFT: spectral convergence + log-magnitude L1
   double si_sdr = 0;         // dB
   double stoi = 0;           // NaN when not computed
@@ -75,10 +76,12 @@ class ReconMetrics {
   // The log-mel the mel distance compares, (n_mels, frames), for spectrogram images.
   torch::Tensor mel(const torch::Tensor& wave) const;
   int sample_rate() const { return sample_rate_; }
-  static constexpr int64_t kMinSamples = 1024;
+  // The 2048-point scales reflect-pad 1024 samples on each side, which needs more samples.
+  static constexpr int64_t kMinSamples = 2048;
 
  private:
   std::unique_ptr<audio::LogMel> mel_;
+  losses::MultiScaleMelLoss mel_dac_;
   losses::MultiResolutionStftLoss stft_;
   int sample_rate_;
 };

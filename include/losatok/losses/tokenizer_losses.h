@@ -5,6 +5,7 @@
 #include <torch/types.h>
 
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "losatok/audio/mel.h"
@@ -12,15 +13,23 @@
 
 namespace losatok::losses {
 
-// Mean over scales of the L1 distance between log(clamp(mel, 1e-7)) spectrograms (Vocos' mel
-// loss, at several resolutions: n_fft[i], hop n_fft[i] / 4, n_mels[i], magnitude).
+// Multi-scale mel loss, one log-mel per scale i (n_fft[i], hop n_fft[i] / 4, n_mels[i],
+// magnitude, centred reflect padding):
+// - `dac` (DAC's MelSpectrogramLoss, the paper's L_mel): Slaney mel with Slaney area norm
+//   0..sr/2, log10(max(mel, 1e-5)); the sum over scales of the mean L1 distance;
+// - `vocos`: HTK mel without norm, log(max(mel, 1e-7)); the mean over scales.
 class MultiScaleMelLoss {
  public:
-  MultiScaleMelLoss(int sample_rate, const std::vector<int>& n_ffts, const std::vector<int>& n_mels);
-  torch::Tensor operator()(const torch::Tensor& y_hat, const torch::Tensor& y) const;  // (B, N) each
+  MultiScaleMelLoss(const std::string& kind, int sample_rate, const std::vector<int>& n_ffts,
+                    const std::vector<int>& n_mels);
+  torch::Tensor operator()(const torch::Tensor& y_hat, const torch::Tensor& y) const;  // (B, N) or (N)
+  // DAC's published scales: windows 32 ... 2048, 5 ... 320 mels.
+  static const std::vector<int>& dac_n_ffts();
+  static const std::vector<int>& dac_n_mels();
 
  private:
   std::vector<std::unique_ptr<audio::LogMel>> mels_;
+  bool sum_ = true;
 };
 
 // Mean over resolutions of spectral convergence ||S - S_hat||_F / ||S||_F plus the mean L1
@@ -41,6 +50,10 @@ class MultiResolutionStftLoss {
 // clamp > 0 ("free bits"); the mean over valid tokens. mask (B, T) bool or undefined.
 torch::Tensor kl_loss(const torch::Tensor& mu, const torch::Tensor& logvar, const torch::Tensor& mask,
                       double clamp = 0.0);
+
+// The reference's logvar penalty: per token the sum over dimensions of logvar^2; the mean over
+// valid tokens. mask (B, T) bool or undefined.
+torch::Tensor logvar_penalty(const torch::Tensor& logvar, const torch::Tensor& mask);
 
 // Mean over valid tokens and channels of (x - target)^2, target detached.
 torch::Tensor masked_mse(const torch::Tensor& x, const torch::Tensor& target, const torch::Tensor& mask);

@@ -60,7 +60,7 @@ struct SemBoConfig {
 // LayerNorm, at the encoder's width.
 struct AcousticConfig {
   int patch_frames = 4;
-  double norm_eps = 1e-6;
+  double norm_eps = 1e-5;  // PyTorch's default, as the released model
 
   template <class V>
   void visit(V& v) {

@@ -13,19 +13,20 @@
 
 namespace losatok::train {
 
-// tokenizer.loss (docs/method.md, "Tokenizer losses"): L_G = lambda_mel L_mel + lambda_stft
-// (SC + log-mag) + lambda_kl KL + lambda_logvar mean(logvar^2) + lambda_sem L_sem + GAN terms
-// (tokenizer.gan).
+// tokenizer.loss (docs/method.md, "Tokenizer losses"), the paper's Eq. 5 by default:
+// L_G = lambda_mel L_mel + lambda_sem (L_H + L_L) + lambda_kl KL + GAN terms (tokenizer.gan), plus
+// the options lambda_stft (SC + log-mag, off in the paper) and lambda_logvar (sum_d logvar^2).
 struct TokenizerLossConfig {
   std::string semantic_mode = "both";  // both | high_only | low_only: which levels L_sem compares
-  double lambda_sem = 1.0;
+  double lambda_sem = 45.0;
   double lambda_kl = 1e-2;
   double kl_clamp = 0.0;       // > 0: each KL term clamped from below ("free bits")
-  double lambda_logvar = 0.0;  // penalty on logvar^2 (keeps the posterior variance from drifting)
-  double lambda_mel = 45.0;    // Vocos
-  std::vector<int> mel_n_fft = {512, 1024, 2048};  // multi-scale mel: hop = n_fft / 4
-  std::vector<int> mel_n_mels = {40, 80, 128};
-  double lambda_stft = 1.0;
+  double lambda_logvar = 0.0;  // penalty mean_t sum_d logvar^2 (the reference's option)
+  double lambda_mel = 45.0;
+  std::string mel_loss = "dac";  // dac (summed over scales, log10, Slaney mel) | vocos (mean, ln, HTK)
+  std::vector<int> mel_n_fft = {32, 64, 128, 256, 512, 1024, 2048};  // window = n_fft, hop = n_fft / 4
+  std::vector<int> mel_n_mels = {5, 10, 20, 40, 80, 160, 320};
+  double lambda_stft = 0.0;
   std::vector<int> stft_n_fft = {512, 1024, 2048};
   std::vector<int> stft_hop = {128, 256, 512};
 
@@ -37,6 +38,7 @@ struct TokenizerLossConfig {
     v("kl_clamp", kl_clamp);
     v("lambda_logvar", lambda_logvar);
     v("lambda_mel", lambda_mel);
+    v("mel_loss", mel_loss);
     v("mel_n_fft", mel_n_fft);
     v("mel_n_mels", mel_n_mels);
     v("lambda_stft", lambda_stft);
