@@ -34,7 +34,8 @@ std::pair<torch::Tensor, torch::Tensor> pad_tokens(const std::vector<std::vector
 DiTPipeline::DiTPipeline(const RootConfig& cfg, const torch::Device& device, int cond_dim)
     : cfg_(cfg), dit_(cfg.section<DiTStageConfig>()), device_(device) {
   const bool text = dit_.condition.source == "text";
-  model_ = models::DiTModel(dit_.model, dit_.text, text, cond_dim, dit_.task == "tts");
+  model_ = models::DiTModel(dit_.model, dit_.text, text, cond_dim, dit_.task == "tts",
+                            dit_.flow.uncond == "learned");
   model_->to(device_);
   if (text) text_tokens_ = std::make_unique<data::TextTokenizer>(dit_.text);
 }
@@ -221,8 +222,10 @@ LoadedDiT load_dit_checkpoint(const io::WeightSet& weights, const RootConfig& co
   const DiTStageConfig& dit = out.config.section<DiTStageConfig>();
   int cond_dim = 0;
   if (dit.condition.source == "cache") {
-    const auto it = weights.tensors.find("null_cond");
-    if (it == weights.tensors.end()) throw Error("checkpoint '" + weights.source + "' has no null_cond");
+    const auto it = weights.tensors.find("dit.context_embed.0.weight");  // (width, cond_dim)
+    if (it == weights.tensors.end() || it->second.dim() != 2)
+      throw Error("checkpoint '" + weights.source +
+                  "' has no dit.context_embed.0.weight (not a DiT of this version?)");
     cond_dim = static_cast<int>(it->second.size(1));
   }
   {

@@ -20,13 +20,13 @@ struct FunctionHolder : torch::CustomClassHolder {
 
 // A fixed number of tensor slots: LibTorch 1.13's Function::apply takes tensors one argument
 // each, and none may be undefined (an undefined input travels as an empty placeholder).
-constexpr std::size_t kSlots = 4;
+constexpr std::size_t kSlots = 5;
 
 struct CheckpointFunction : torch::autograd::Function<CheckpointFunction> {
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, torch::Tensor a, torch::Tensor b,
-                               torch::Tensor c, torch::Tensor d, int64_t count, int64_t undefined,
-                               c10::intrusive_ptr<FunctionHolder> holder) {
-    ctx->save_for_backward({a, b, c, d});
+                               torch::Tensor c, torch::Tensor d, torch::Tensor e, int64_t count,
+                               int64_t undefined, c10::intrusive_ptr<FunctionHolder> holder) {
+    ctx->save_for_backward({a, b, c, d, e});
     ctx->saved_data["fn"] = c10::IValue::make_capsule(holder);
     ctx->saved_data["count"] = count;
     ctx->saved_data["undefined"] = undefined;
@@ -35,7 +35,7 @@ struct CheckpointFunction : torch::autograd::Function<CheckpointFunction> {
     ctx->saved_data["autocast"] = compat::cuda_autocast_enabled();
     ctx->saved_data["autocast_dtype"] = static_cast<int64_t>(compat::cuda_autocast_dtype());
     torch::NoGradGuard no_grad;
-    std::vector<torch::Tensor> in = {a, b, c, d};
+    std::vector<torch::Tensor> in = {a, b, c, d, e};
     in.resize(count);
     for (int64_t i = 0; i < count; ++i)
       if (undefined & (1 << i)) in[i] = torch::Tensor();
@@ -84,7 +84,7 @@ torch::Tensor checkpoint(const std::function<torch::Tensor(const std::vector<tor
       slots[i] = torch::empty({0});
       undefined |= int64_t{1} << i;
     }
-  return CheckpointFunction::apply(slots[0], slots[1], slots[2], slots[3],
+  return CheckpointFunction::apply(slots[0], slots[1], slots[2], slots[3], slots[4],
                                    static_cast<int64_t>(inputs.size()), undefined,
                                    c10::make_intrusive<FunctionHolder>(fn));
 }

@@ -104,15 +104,21 @@ torch::Tensor GegluMlpImpl::forward(const torch::Tensor& x) {
   return out->forward(parts[0] * F::gelu(parts[1]));
 }
 
-DiTBlockImpl::DiTBlockImpl(const DiTConfig& c, int cond_dim, bool takes_skip) {
+DiTBlockImpl::DiTBlockImpl(const DiTConfig& c, int ta_dim, bool takes_skip)
+    : uniflow_gates(c.gating == "uniflow") {
   if (takes_skip) {
     skip_norm = register_module("skip_norm", layer_norm(2 * c.width, true));
     skip_linear = register_module("skip_linear", linear(2 * c.width, c.width));
   }
   norm1 = register_module("norm1", layer_norm(c.width, false));
   attn = register_module("attn", Attention(c.width, c.heads, 0, c.qk_norm, c.rope_theta));
+  if (ta_dim > 0) {
+    ta_norm = register_module("ta_norm", layer_norm(ta_dim, true));
+    ta_proj = register_module("ta_proj", linear(ta_dim, c.width, /*bias=*/false));
+  }
   norm_cross = register_module("norm_cross", layer_norm(c.width, true));
-  cross_attn = register_module("cross_attn", Attention(c.width, c.heads, cond_dim, c.qk_norm, 0.0));
+  norm_context = register_module("norm_context", layer_norm(c.width, true));
+  cross_attn = register_module("cross_attn", Attention(c.width, c.heads, c.width, c.qk_norm, 0.0));
   norm2 = register_module("norm2", layer_norm(c.width, false));
   mlp = register_module("mlp", GegluMlp(c.width, c.mlp_dim()));
   adaln = register_module("adaln", linear(c.width, 6 * c.width));
@@ -120,66 +126,90 @@ DiTBlockImpl::DiTBlockImpl(const DiTConfig& c, int cond_dim, bool takes_skip) {
 
 torch::Tensor DiTBlockImpl::forward(const torch::Tensor& x_in, const torch::Tensor& t,
                                     const torch::Tensor& mask, const torch::Tensor& cond,
-                                    const torch::Tensor& cond_mask, const torch::Tensor& skip) {
+                                    const torch::Tensor& cond_mask, const torch::Tensor& ta,
+                                    const torch::Tensor& skip) {
   torch::Tensor x = x_in;
   if (skip_linear) x = skip_linear->forward(skip_norm->forward(torch::cat({x, skip}, -1)));
-  const auto m = adaln->forward(F::silu(t)).unsqueeze(1).chunk(6, -1);  // (B, 1, W) each
-  const torch::Tensor h = norm1->forward(x) * (1 + m[1]) + m[0];
-  x = x + m[2] * attn->forward(h, {}, mask);
-  x = x + cross_attn->forward(norm_cross->forward(x), cond, cond_mask);
-  x = x + m[5] * mlp->forward(norm2->forward(x) * (1 + m[4]) + m[3]);
+  // shift, scale, gate of the self-attention; shift, scale, gate of the MLP.
+  const auto m = adaln->forward(t).unsqueeze(1).chunk(6, -1);  // (B, 1, W) each
+  const torch::Tensor g_attn = uniflow_gates ? torch::tanh(1 - m[2]) : m[2];
+  const torch::Tensor g_mlp = uniflow_gates ? 1 - m[5] : m[5];
+  x = x + g_attn * attn->forward(norm1->forward(x) * (1 + m[1]) + m[0], {}, mask);
+  if (ta_proj) x = x + ta_proj->forward(ta_norm->forward(ta));
+  x = x + cross_attn->forward(norm_cross->forward(x), norm_context->forward(cond), cond_mask);
+  x = x + g_mlp * mlp->forward(norm2->forward(x) * (1 + m[4]) + m[3]);
   return x;
 }
 
-DiTImpl::DiTImpl(const DiTConfig& c, int cond_dim, int extra_in) : config(c) {
-  input_proj = register_module("input_proj", linear(c.latent_dim + extra_in, c.width));
+DiTImpl::DiTImpl(const DiTConfig& c, int cond_dim, int ta_dim) : config(c) {
+  input_proj = register_module("input_proj", linear(c.latent_dim, c.width));
   time_embed = register_module(
       "time_embed",
       torch::nn::Sequential(linear(c.time_freq_dim, c.width), torch::nn::SiLU(), linear(c.width, c.width)));
+  context_embed = register_module(
+      "context_embed",
+      torch::nn::Sequential(linear(cond_dim, c.width), torch::nn::SiLU(), linear(c.width, c.width)));
   blocks = register_module("blocks", torch::nn::ModuleList());
   const int half = c.depth / 2;
-  for (int i = 0; i < c.depth; ++i)
-    blocks->push_back(DiTBlock(c, cond_dim, c.uvit_skips && i >= c.depth - half));
+  for (int i = 0; i < c.blocks(); ++i) blocks->push_back(DiTBlock(c, ta_dim, c.uvit_skips && i > half));
   final_norm = register_module("final_norm", layer_norm(c.width, false));
   final_adaln = register_module("final_adaln", linear(c.width, 2 * c.width));
   final_proj = register_module("final_proj", linear(c.width, c.latent_dim));
+  if (c.final_conv)
+    final_conv = register_module(
+        "final_conv", torch::nn::Conv1d(torch::nn::Conv1dOptions(c.latent_dim, c.latent_dim, 3).padding(1)));
   init_trunc_normal(*this);
-  // adaLN-Zero: every block starts as the identity and the output as zero.
-  for (const auto& m : *blocks) zero_(m->as<DiTBlockImpl>()->adaln);
+  // Zero-initialised AdaLN (shift = scale = gate = 0) and cross-attention outputs. With UniFlow's
+  // gates the branches start open; adaLN-Zero also zeroes the output, so the model starts at 0.
+  for (const auto& m : *blocks) {
+    auto* b = m->as<DiTBlockImpl>();
+    zero_(b->adaln);
+    zero_(b->cross_attn->proj);
+  }
   zero_(final_adaln);
-  zero_(final_proj);
+  if (c.gating == "adaln_zero") {
+    zero_(final_proj);
+    if (final_conv) {
+      torch::NoGradGuard no_grad;
+      final_conv->weight.zero_();
+      final_conv->bias.zero_();
+    }
+  }
 }
 
 torch::Tensor DiTImpl::forward(const torch::Tensor& x_in, const torch::Tensor& sigma,
-                               const torch::Tensor& mask, const torch::Tensor& cond,
-                               const torch::Tensor& cond_mask) {
+                               const torch::Tensor& mask, const torch::Tensor& cond_in,
+                               const torch::Tensor& cond_mask, const torch::Tensor& ta) {
   const torch::Tensor w = frame_weights(mask, x_in);
   torch::Tensor x = input_proj->forward(x_in) * w;
-  const torch::Tensor t = time_embed->forward(timestep_features(sigma * 1000.0, config.time_freq_dim));
+  // One SiLU of the time embedding feeds every AdaLN (UniFlow).
+  const torch::Tensor t =
+      F::silu(time_embed->forward(timestep_features(sigma * 1000.0, config.time_freq_dim)));
+  const torch::Tensor cond = context_embed->forward(cond_in);
   const int half = config.depth / 2;
   std::vector<torch::Tensor> skips;
-  for (int i = 0; i < config.depth; ++i) {
+  for (int i = 0; i < config.blocks(); ++i) {
     auto* block = blocks[i]->as<DiTBlockImpl>();
     torch::Tensor skip;
-    if (block->skip_linear) {
+    if (block->skip_linear) {  // out-blocks pair with the in-blocks in reverse order
       skip = skips.back();
       skips.pop_back();
     }
-    // U-ViT long skips: block depth-1-i takes block i's input (the first out-block pairs with
-    // the last in-block's input, never with its own).
-    if (config.uvit_skips && i < half) skips.push_back(x);
     if (config.grad_checkpointing && is_training() && torch::GradMode::is_enabled()) {
       x = checkpoint(
           [block, mask, cond_mask](const std::vector<torch::Tensor>& in) {
-            return block->forward(in[0], in[1], mask, in[2], cond_mask, in[3]);
+            return block->forward(in[0], in[1], mask, in[2], cond_mask, in[3], in[4]);
           },
-          {x, t, cond, skip});
+          {x, t, cond, ta, skip});
     } else {
-      x = block->forward(x, t, mask, cond, cond_mask, skip);
+      x = block->forward(x, t, mask, cond, cond_mask, ta, skip);
     }
+    if (config.uvit_skips && i < half) skips.push_back(x);  // the in-blocks' outputs
   }
-  const auto m = final_adaln->forward(F::silu(t)).unsqueeze(1).chunk(2, -1);
-  return final_proj->forward(final_norm->forward(x) * (1 + m[1]) + m[0]) * w;
+  const auto m = final_adaln->forward(t).unsqueeze(1).chunk(2, -1);
+  torch::Tensor out = final_proj->forward(final_norm->forward(x) * (1 + m[1]) + m[0]) * w;
+  if (final_conv) out = final_conv->forward(out.transpose(1, 2)).transpose(1, 2) * w;
+  return out;
 }
 
 TextBlockImpl::TextBlockImpl(const TextEncoderConfig& c) {
@@ -213,16 +243,18 @@ torch::Tensor TextEncoderImpl::forward(const torch::Tensor& tokens, const torch:
 }
 
 DiTModelImpl::DiTModelImpl(const DiTConfig& c, const TextEncoderConfig& text, bool text_condition,
-                           int cond_dim_, bool tts_)
+                           int cond_dim_, bool tts_, bool learned_null)
     : tts(tts_), cond_dim(text_condition ? text.width : cond_dim_) {
   if (cond_dim <= 0) throw Error("DiT: the condition width must be positive");
   if (tts && !text_condition) throw Error("DiT: tts needs the text encoder");
   dit = register_module("dit", DiT(c, cond_dim, tts ? c.latent_dim + cond_dim : 0));
   if (text_condition) text_encoder = register_module("text_encoder", TextEncoder(text));
-  null_cond = register_parameter("null_cond", torch::zeros({1, cond_dim}));
-  if (!SkipInit::active()) {
-    torch::NoGradGuard no_grad;
-    trunc_normal_(null_cond, 0.02);
+  if (learned_null) {
+    null_cond = register_parameter("null_cond", torch::zeros({1, cond_dim}));
+    if (!SkipInit::active()) {
+      torch::NoGradGuard no_grad;
+      trunc_normal_(null_cond, 0.02);
+    }
   }
   latent_mean = register_buffer("latent_mean", torch::zeros({c.latent_dim}));
   latent_std = register_buffer("latent_std", torch::ones({c.latent_dim}));
@@ -233,17 +265,20 @@ torch::Tensor DiTModelImpl::velocity(const torch::Tensor& x, const torch::Tensor
                                      const torch::Tensor& mask, const torch::Tensor& cond,
                                      const torch::Tensor& cond_mask, const torch::Tensor& prompt,
                                      const torch::Tensor& aligned) {
-  torch::Tensor in = x;
+  torch::Tensor ta;
   if (tts) {
     if (!prompt.defined() || !aligned.defined()) throw Error("DiT: tts needs the prompt and aligned text");
-    in = torch::cat({x, prompt, aligned}, -1);
+    ta = torch::cat({prompt, aligned}, -1);
   }
-  return dit->forward(in, sigma, mask, cond, cond_mask);
+  return dit->forward(x, sigma, mask, cond, cond_mask, ta);
 }
 
 torch::Tensor DiTModelImpl::drop_condition(const torch::Tensor& cond, const torch::Tensor& drop) const {
   const torch::Tensor d = drop.to(cond.device()).view({-1, 1, 1});
-  return torch::where(d, null_cond.to(cond.scalar_type()).unsqueeze(0).expand_as(cond), cond);
+  const torch::Tensor null = null_cond.defined()
+                                 ? null_cond.to(cond.scalar_type()).unsqueeze(0).expand_as(cond)
+                                 : torch::zeros_like(cond);
+  return torch::where(d, null, cond);
 }
 
 }  // namespace losatok::models

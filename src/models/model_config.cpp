@@ -67,6 +67,8 @@ void DiTConfig::validate() const {
   check(mlp_ratio > 0, "mlp_ratio", "must be positive");
   check(rope_theta > 1, "rope_theta", "must be > 1");
   check(time_freq_dim >= 2 && time_freq_dim % 2 == 0, "time_freq_dim", "must be even and >= 2");
+  check(gating == "uniflow" || gating == "adaln_zero", "gating",
+        "must be uniflow or adaln_zero, got '" + gating + "'");
 }
 
 void TextEncoderConfig::validate() const {
@@ -84,6 +86,7 @@ void FlowConfig::validate() const {
         "must be logit_normal or uniform, got '" + sigma_sampling + "'");
   check(logit_std > 0, "logit_std", "must be positive");
   check(cond_dropout >= 0 && cond_dropout < 1, "cond_dropout", "must be in [0, 1)");
+  check(uncond == "zero" || uncond == "learned", "uncond", "must be zero or learned, got '" + uncond + "'");
   check(prompt_dropout >= 0 && prompt_dropout <= 1, "prompt_dropout", "must be in [0, 1]");
   check(infill_min > 0 && infill_min <= infill_max && infill_max <= 1, "infill_min",
         "need 0 < infill_min <= infill_max <= 1");

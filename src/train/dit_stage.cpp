@@ -169,14 +169,16 @@ void DiTStage::ensure_statistics() {
   auto& m = pipeline_->model();
   {
     torch::NoGradGuard no_grad;
-    m.latent_mean.copy_(mean.to(torch::kFloat32));
-    m.latent_std.copy_(var.sqrt().to(torch::kFloat32));
+    if (dit_.standardize) {
+      m.latent_mean.copy_(mean.to(torch::kFloat32));
+      m.latent_std.copy_(var.sqrt().to(torch::kFloat32));
+    }
     if (text_tokens > 0) m.frames_per_token.fill_(static_cast<double>(text_frames) / text_tokens);
   }
   spdlog::info(
-      "latent statistics from {} training clips ({} frames): mean of |mean| {:.3f}, std {:.3f}..{:.3f}{}",
+      "latent statistics from {} training clips ({} frames): mean of |mean| {:.3f}, std {:.3f}..{:.3f}{}{}",
       chosen.size(), frames, mean.abs().mean().item<double>(), var.sqrt().min().item<double>(),
-      var.sqrt().max().item<double>(),
+      var.sqrt().max().item<double>(), dit_.standardize ? " (standardised)" : " (used as they are)",
       text_tokens > 0 ? fmt::format(", {:.2f} frames per text token", m.frames_per_token.item<double>())
                       : std::string());
   statistics_ready_ = true;

@@ -174,7 +174,9 @@ TEST(DiT, MatchesThePyTorchReference) {
   {
     c.depth = 3;
     c.uvit_skips = false;
-    models::DiTModel m(c, t, true, 0, false);
+    c.gating = "adaln_zero";
+    c.final_conv = false;
+    models::DiTModel m(c, t, true, 0, false, /*learned_null=*/true);
     io::load_weights(*m, weights("tta/"), "dit.safetensors (tta)");
     m->eval();
     const torch::Tensor cap_mask = f.at("in/tta_mask");
@@ -185,16 +187,26 @@ TEST(DiT, MatchesThePyTorchReference) {
   }
 }
 
-TEST(DiT, ZeroInitialisedOutputAndGates) {
+TEST(DiT, ZeroInitialisedAdaLNAndTheTwoGatings) {
   torch::manual_seed(5);
-  models::DiT dit(tiny_dit(), 16, 0);
-  const torch::Tensor v =
-      dit->forward(torch::randn({2, 7, 6}), torch::rand({2}), torch::ones({2, 7}, torch::kBool),
-                   torch::randn({2, 3, 16}), torch::ones({2, 3}, torch::kBool));
+  const torch::Tensor x = torch::randn({2, 7, 6}), sigma = torch::rand({2}), cond = torch::randn({2, 3, 16});
+  const torch::Tensor mask = torch::ones({2, 7}, torch::kBool), cmask = torch::ones({2, 3}, torch::kBool);
+  // adaLN-Zero: every block is the identity and the output is zero at init.
+  DiTConfig c = tiny_dit();
+  c.gating = "adaln_zero";
+  models::DiT zero(c, 16, 0);
+  const torch::Tensor v = zero->forward(x, sigma, mask, cond, cmask);
   EXPECT_EQ(v.sizes(), (std::vector<int64_t>{2, 7, 6}));
   EXPECT_EQ(v.abs().max().item<float>(), 0.0f);
-  for (const auto& m : *dit->blocks)
-    EXPECT_EQ(m->as<models::DiTBlockImpl>()->adaln->weight.abs().max().item<float>(), 0.0f);
+  // UniFlow's gates: shift = scale = gate = 0 too, but the branches are open (tanh(1), 1), the
+  // cross-attention outputs start at zero, and the output is not zero.
+  models::DiT uni(tiny_dit(), 16, 0);
+  for (const auto& m : *uni->blocks) {
+    const auto* b = m->as<models::DiTBlockImpl>();
+    EXPECT_EQ(b->adaln->weight.abs().max().item<float>(), 0.0f);
+    EXPECT_EQ(b->cross_attn->proj->weight.abs().max().item<float>(), 0.0f);
+  }
+  EXPECT_GT(uni->forward(x, sigma, mask, cond, cmask).abs().max().item<float>(), 1e-4f);
 }
 
 TEST(DiT, PaddingNeverChangesTheValidFrames) {
@@ -250,26 +262,40 @@ TEST(DiT, TextEncoderIgnoresPadding) {
   EXPECT_EQ(out.narrow(1, 3, 2).abs().max().item<float>(), 0.0f);
 }
 
-TEST(DiT, DroppedConditionIsTheNullEmbedding) {
+TEST(DiT, DroppedConditionIsZerosOrTheLearnedRow) {
   torch::manual_seed(9);
-  models::DiTModel m(tiny_dit(), tiny_text(), true, 0, false);
-  const torch::Tensor cond = torch::randn({3, 4, 16});
-  const torch::Tensor out = m->drop_condition(cond, torch::tensor({false, true, false}));
+  const torch::Tensor cond = torch::randn({3, 4, 16}), drop = torch::tensor({false, true, false});
+  models::DiTModel zero(tiny_dit(), tiny_text(), true, 0, false);
+  EXPECT_FALSE(zero->null_cond.defined());
+  torch::Tensor out = zero->drop_condition(cond, drop);
   EXPECT_TRUE(out[0].equal(cond[0]));
   EXPECT_TRUE(out[2].equal(cond[2]));
+  EXPECT_EQ(out[1].abs().max().item<float>(), 0.0f);
+  models::DiTModel m(tiny_dit(), tiny_text(), true, 0, false, /*learned_null=*/true);
+  out = m->drop_condition(cond, drop);
+  EXPECT_TRUE(out[0].equal(cond[0]));
   for (int64_t l = 0; l < 4; ++l) EXPECT_TRUE(out[1][l].equal(m->null_cond[0]));
-  // Names as checkpoints carry them.
+  // Names as checkpoints carry them. depth 4 with U-ViT skips: in-blocks 0, 1, the mid block 2,
+  // out-blocks 3, 4.
   std::set<std::string> names;
   for (const auto& p : m->named_parameters()) names.insert(p.key());
   for (const auto& p : m->named_buffers()) names.insert(p.key());
   for (const char* n :
        {"null_cond", "latent_mean", "latent_std", "frames_per_token", "dit.input_proj.weight",
         "dit.blocks.0.attn.qkv.weight", "dit.blocks.0.attn.q_norm.weight",
-        "dit.blocks.0.cross_attn.kv.weight", "dit.blocks.0.mlp.proj.weight", "dit.blocks.0.adaln.weight",
-        "dit.blocks.3.skip_linear.weight", "dit.final_proj.weight", "dit.time_embed.0.weight",
-        "text_encoder.embed.weight", "text_encoder.blocks.1.attn.qkv.weight"})
+        "dit.blocks.0.cross_attn.kv.weight", "dit.blocks.0.norm_context.weight",
+        "dit.blocks.0.mlp.proj.weight", "dit.blocks.0.adaln.weight", "dit.blocks.3.skip_linear.weight",
+        "dit.blocks.4.skip_linear.weight", "dit.final_proj.weight", "dit.final_conv.weight",
+        "dit.time_embed.0.weight", "dit.context_embed.2.weight", "text_encoder.embed.weight",
+        "text_encoder.blocks.1.attn.qkv.weight"})
     EXPECT_TRUE(names.count(n)) << n;
-  EXPECT_FALSE(names.count("dit.blocks.0.skip_linear.weight"));
+  for (const char* n : {"dit.blocks.0.skip_linear.weight", "dit.blocks.2.skip_linear.weight",
+                        "dit.blocks.5.adaln.weight", "dit.blocks.0.ta_proj.weight"})
+    EXPECT_FALSE(names.count(n)) << n;
+  // TTS: the prompt and aligned text enter every block as time-aligned context.
+  models::DiTModel tts(tiny_dit(), tiny_text(), true, 0, true);
+  EXPECT_EQ(tts->dit->blocks[2]->as<models::DiTBlockImpl>()->ta_proj->weight.sizes(),
+            (std::vector<int64_t>{32, 6 + 16}));
 }
 
 TEST(DiT, GradientCheckpointingKeepsGradients) {

@@ -5,8 +5,9 @@ dit_ref.py (written from docs/method.md, "DiT" with our checkpoint names):
     /usr/bin/python3 tests/reference/make_dit_fixtures.py tests/fixtures
 
 Writes dit.safetensors: two tiny models with random weights (gates and output layers too, so
-every path counts): `tts/` (U-ViT skips, prompt + frame-aligned text input) and `tta/` (no skips,
-cross-attention to a shorter text), their inputs with padded rows, and the expected text
+every path counts): `tts/` (U-ViT skips around a mid block, UniFlow gates, the prompt + frame-aligned
+text as time-aligned context) and `tta/` (no skips, adaLN-Zero gates, no output conv, the learned
+unconditional row, cross-attention to a shorter text), their inputs with padded rows, and the expected text
 encodings and velocities.
 """
 import os
@@ -54,7 +55,8 @@ def main():
     t.update({"in/tts_tokens": tokens, "in/prompt": prompt, "expect/tts_text": text, "expect/tts_out": v})
     t.update({"tts/" + k: p for k, p in tts.state_dict().items()})
 
-    tta = ref.DiTModel(dict(dit_cfg, uvit_skips=False, depth=3), text_cfg, tts=False)
+    tta = ref.DiTModel(dict(dit_cfg, uvit_skips=False, depth=3, gating="adaln_zero", final_conv=False), text_cfg,
+                       tts=False, learned_null=True)
     randomize(tta)
     cap = torch.randint(2, ref.TEXT_VOCAB, (b, 4))
     cap_mask = torch.ones(b, 4, dtype=torch.bool)

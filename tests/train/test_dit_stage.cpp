@@ -97,12 +97,16 @@ TEST(DiTStage, ResumeIsBitwiseExactForTtaAndTts) {
   LatentCorpus corpus;
   for (const std::string task : {"tta", "tts"}) {
     test::TempDir dir;
-    const TrainResult a = train_run(dit_config(corpus, dir.path("straight"), task));
+    RootConfig straight = dit_config(corpus, dir.path("straight"), task);
+    straight.section<DiTStageConfig>().standardize = true;  // the statistics are checked below
+    const TrainResult a = train_run(straight);
     EXPECT_EQ(a.step, 6);
     RootConfig first = dit_config(corpus, dir.path("split"), task);
+    first.section<DiTStageConfig>().standardize = true;
     first.train.stop_at_step = 3;
     EXPECT_EQ(train_run(first).step, 3);
     RootConfig second = dit_config(corpus, dir.path("split"), task);
+    second.section<DiTStageConfig>().standardize = true;
     EXPECT_EQ(train_run(second, Checkpointer::latest(second.run_dir)->path).step, 6);
 
     const auto la = lines_with(dir.path("straight/metrics.jsonl"), "train/loss");
@@ -164,8 +168,12 @@ TEST(DiTStage, ConditionEmbeddingsFromACache) {
   EXPECT_EQ(train_run(c).step, 2);
   const auto model = io::load_safetensors(dir.path("run/checkpoints/step-2/model.safetensors"));
   EXPECT_EQ(model.tensors.count("text_encoder.embed.weight"), 0u);
-  EXPECT_EQ(model.tensors.at("null_cond").size(1), 12);
-  EXPECT_EQ(model.tensors.at("dit.blocks.0.cross_attn.kv.weight").size(1), 12);
+  EXPECT_EQ(model.tensors.at("dit.context_embed.0.weight").size(1), 12);
+  EXPECT_EQ(model.tensors.at("dit.blocks.0.cross_attn.kv.weight").size(1),
+            96);  // from the embedded condition (width)
+  // Not standardised (the default): the latents go in as the tokenizer made them.
+  EXPECT_EQ(model.tensors.at("latent_mean").abs().max().item<float>(), 0.0f);
+  EXPECT_EQ(model.tensors.at("latent_std").min().item<float>(), 1.0f);
   // `losatok generate --condition`: embeddings from a file, decoded by a tokenizer given at
   // generation time.
   RootConfig tok_cfg = test::model_config("tiny");

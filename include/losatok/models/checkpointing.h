@@ -17,7 +17,7 @@ namespace losatok::models {
 torch::Tensor checkpoint(const std::function<torch::Tensor(const torch::Tensor&)>& fn,
                          const torch::Tensor& x);
 
-// The same for a function of up to four tensors (undefined ones allowed): gradients reach
+// The same for a function of up to five tensors (undefined ones allowed): gradients reach
 // every input that requires grad. Tensors `fn` captures instead must not require grad.
 torch::Tensor checkpoint(const std::function<torch::Tensor(const std::vector<torch::Tensor>&)>& fn,
                          const std::vector<torch::Tensor>& inputs);

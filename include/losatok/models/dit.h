@@ -1,11 +1,14 @@
-// The generation model of docs/method.md, "DiT": a DiT over 1-D tokenizer latents (AdaLN time
-// modulation, self-attention with RoPE and q/k LayerNorm, cross-attention to the condition
-// sequence, GEGLU MLP, optional U-ViT long skips, zero-initialised gates and output), the
+// The generation model of docs/method.md, "DiT": UniFlow-Audio's AudioUDiT over 1-D tokenizer
+// latents (AdaLN time modulation with UniFlow's or adaLN-Zero gates, self-attention with RoPE
+// and q/k LayerNorm, the time-aligned context added per block, cross-attention to the embedded
+// condition sequence, GEGLU MLP, U-ViT long skips around a mid block, Conv1d output), the
 // built-in text encoder, and the root module that holds both with the latent statistics.
 #pragma once
 
 #include <torch/nn/module.h>
 #include <torch/nn/modules/container/modulelist.h>
+#include <torch/nn/modules/container/sequential.h>
+#include <torch/nn/modules/conv.h>
 #include <torch/nn/modules/embedding.h>
 #include <torch/nn/modules/linear.h>
 #include <torch/nn/modules/normalization.h>
@@ -45,34 +48,43 @@ struct GegluMlpImpl : torch::nn::Module {
 TORCH_MODULE(GegluMlp);
 
 // One DiT block. `adaln` (zero-initialised) maps the time embedding to shift / scale / gate of
-// the self-attention and the MLP; cross-attention is a plain pre-norm residual. A block that
-// takes a U-ViT long skip owns its `skip_norm` + `skip_linear` (concat -> width).
+// the self-attention and the MLP (DiTConfig::gating says how a gate scales its branch); the
+// time-aligned context enters as ta_proj(ta_norm(ta)) (when ta_dim > 0); cross-attention is a
+// plain pre-norm residual whose keys and values come from the LayerNorm-ed condition embedding.
+// An out-block of the U-ViT owns `skip_norm` + `skip_linear` (concat -> width).
 struct DiTBlockImpl : torch::nn::Module {
-  DiTBlockImpl(const DiTConfig& c, int cond_dim, bool takes_skip);
-  // x (B, T, W); t (B, W) time embedding; mask (B, T) bool; cond (B, L, C) + cond_mask (B, L);
-  // skip (B, T, W) or undefined.
+  DiTBlockImpl(const DiTConfig& c, int ta_dim, bool takes_skip);
+  // x (B, T, W); t (B, W) time embedding after its SiLU; mask (B, T) bool; cond (B, L, W) the
+  // embedded condition + cond_mask (B, L); ta (B, T, ta_dim) or undefined; skip (B, T, W) or
+  // undefined.
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& mask,
-                        const torch::Tensor& cond, const torch::Tensor& cond_mask, const torch::Tensor& skip);
-  torch::nn::LayerNorm norm1{nullptr}, norm_cross{nullptr}, norm2{nullptr}, skip_norm{nullptr};
+                        const torch::Tensor& cond, const torch::Tensor& cond_mask, const torch::Tensor& ta,
+                        const torch::Tensor& skip);
+  bool uniflow_gates;
+  torch::nn::LayerNorm norm1{nullptr}, ta_norm{nullptr}, norm_cross{nullptr}, norm_context{nullptr},
+      norm2{nullptr}, skip_norm{nullptr};
   Attention attn{nullptr}, cross_attn{nullptr};
   GegluMlp mlp{nullptr};
-  torch::nn::Linear adaln{nullptr}, skip_linear{nullptr};
+  torch::nn::Linear adaln{nullptr}, ta_proj{nullptr}, skip_linear{nullptr};
 };
 TORCH_MODULE(DiTBlock);
 
-// The backbone. Input channels: latent_dim, plus `extra_in` conditioning channels concatenated
-// frame by frame (TTS: the audio prompt's latents and the frame-aligned text).
+// The backbone: blocks in order (with U-ViT skips: depth/2 in-blocks, the mid block, depth/2
+// out-blocks). cond_dim: width of the condition sequence; ta_dim: of the time-aligned context
+// (TTS: the audio prompt's latents and the frame-aligned text; 0 = none).
 struct DiTImpl : torch::nn::Module {
-  DiTImpl(const DiTConfig& c, int cond_dim, int extra_in);
-  // x (B, T, latent_dim + extra_in), sigma (B) in [0, 1] -> velocity (B, T, latent_dim), zero on
-  // padded frames.
+  DiTImpl(const DiTConfig& c, int cond_dim, int ta_dim);
+  // x (B, T, latent_dim), sigma (B) in [0, 1] -> velocity (B, T, latent_dim), zero on padded
+  // frames.
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& sigma, const torch::Tensor& mask,
-                        const torch::Tensor& cond, const torch::Tensor& cond_mask);
+                        const torch::Tensor& cond, const torch::Tensor& cond_mask,
+                        const torch::Tensor& ta = {});
   DiTConfig config;
   torch::nn::Linear input_proj{nullptr}, final_adaln{nullptr}, final_proj{nullptr};
-  torch::nn::Sequential time_embed{nullptr};  // Linear, SiLU, Linear
+  torch::nn::Sequential time_embed{nullptr}, context_embed{nullptr};  // Linear, SiLU, Linear
   torch::nn::ModuleList blocks{nullptr};
   torch::nn::LayerNorm final_norm{nullptr};
+  torch::nn::Conv1d final_conv{nullptr};
 };
 TORCH_MODULE(DiT);
 
@@ -97,20 +109,22 @@ struct TextEncoderImpl : torch::nn::Module {
 TORCH_MODULE(TextEncoder);
 
 // The trained generation model, as checkpoints name it: `dit.*`, `text_encoder.*` (when the
-// condition is text), `null_cond` (the dropped condition of classifier-free guidance) and the
-// buffers `latent_mean`, `latent_std` (per latent dimension) and `frames_per_token` (TTS
-// speaking rate).
+// condition is text), `null_cond` (only with flow.uncond = learned: the condition token of
+// classifier-free guidance's unconditional input) and the buffers `latent_mean`, `latent_std`
+// (per latent dimension; 0 / 1 unless dit.standardize) and `frames_per_token` (TTS speaking rate).
 struct DiTModelImpl : torch::nn::Module {
   // cond_dim: width of the condition sequence (the text encoder's, or the cached embeddings');
-  // tts: the input also takes the prompt latents and the frame-aligned text.
+  // tts: the time-aligned context holds the prompt latents and the frame-aligned text;
+  // learned_null: the unconditional input is the trained row null_cond (else zeros).
   DiTModelImpl(const DiTConfig& dit, const TextEncoderConfig& text, bool text_condition, int cond_dim,
-               bool tts);
+               bool tts, bool learned_null = false);
   // The model's velocity for noisy latents x (B, T, D) at sigma (B). prompt (B, T, D) and
   // aligned (B, T, C) are the TTS inputs (undefined otherwise).
   torch::Tensor velocity(const torch::Tensor& x, const torch::Tensor& sigma, const torch::Tensor& mask,
                          const torch::Tensor& cond, const torch::Tensor& cond_mask,
                          const torch::Tensor& prompt = {}, const torch::Tensor& aligned = {});
-  // Rows of cond (B, L, C) where drop (B) is true become the null condition.
+  // Rows of cond (B, L, C) where drop (B) is true become the unconditional input (zeros, or the
+  // learned null_cond).
   torch::Tensor drop_condition(const torch::Tensor& cond, const torch::Tensor& drop) const;
   torch::Tensor normalize(const torch::Tensor& z) const { return (z - latent_mean) / latent_std; }
   torch::Tensor denormalize(const torch::Tensor& z) const { return z * latent_std + latent_mean; }

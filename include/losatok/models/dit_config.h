@@ -11,20 +11,26 @@ namespace losatok {
 // length, 2 + b is the byte b of the UTF-8 text (or of its IPA phonemes).
 inline constexpr int kTextPad = 0, kTextFiller = 1, kTextVocab = 258;
 
-// The DiT backbone: 1-D latents (B, T, latent_dim) -> input projection -> `depth` blocks of
-// AdaLN-modulated self-attention (RoPE, q/k LayerNorm), cross-attention to the condition
-// sequence and a GEGLU MLP -> AdaLN final layer (zero-initialised) -> velocity.
+// The DiT backbone (UniFlow-Audio's AudioUDiT): 1-D latents (B, T, latent_dim) -> input
+// projection -> blocks of AdaLN-modulated self-attention (RoPE, q/k LayerNorm), the time-aligned
+// context added, cross-attention to the embedded condition sequence and a GEGLU MLP -> AdaLN
+// final layer -> Conv1d -> velocity.
 struct DiTConfig {
   int latent_dim = 128;
   int width = 512;
-  int depth = 24;
+  int depth = 20;
   int heads = 8;
   double mlp_ratio = 4.0;     // GEGLU hidden = mlp_ratio * width
   bool qk_norm = true;        // LayerNorm over each head's q and k
   double rope_theta = 10000;  // rotary position base of the self-attention
-  // U-ViT long skips: the first depth/2 blocks' outputs are concatenated into the last depth/2
-  // blocks' inputs (concat -> Linear back to width).
+  // U-ViT long skips: depth/2 in-blocks, one mid block, depth/2 out-blocks; out-block i takes
+  // the output of in-block depth/2 - 1 - i (concat -> LayerNorm -> Linear back to width).
+  // false: `depth` plain blocks.
   bool uvit_skips = true;
+  // How the AdaLN gates g scale the residual branches: uniflow (self-attention tanh(1 - g), MLP
+  // 1 - g: both open at init) | adaln_zero (g, so every block starts as the identity; DiT).
+  std::string gating = "uniflow";
+  bool final_conv = true;   // Conv1d(latent_dim, latent_dim, 3) after the output projection
   int time_freq_dim = 256;  // sinusoidal features of sigma * 1000 before the time MLP
   bool grad_checkpointing = false;
 
@@ -38,11 +44,14 @@ struct DiTConfig {
     v("qk_norm", qk_norm);
     v("rope_theta", rope_theta);
     v("uvit_skips", uvit_skips);
+    v("gating", gating);
+    v("final_conv", final_conv);
     v("time_freq_dim", time_freq_dim);
     v("grad_checkpointing", grad_checkpointing);
   }
   void validate() const;
   int mlp_dim() const { return static_cast<int>(width * mlp_ratio); }
+  int blocks() const { return uvit_skips ? 2 * (depth / 2) + 1 : depth; }
 };
 
 // The trainable text encoder: byte tokens of the caption / transcript (`chars`) or of its IPA
@@ -74,7 +83,10 @@ struct TextEncoderConfig {
 struct FlowConfig {
   std::string sigma_sampling = "logit_normal";  // logit_normal | uniform
   double logit_mean = 0.0, logit_std = 1.0;
-  double cond_dropout = 0.2;  // the whole condition (text, and the TTS prompt) -> null, for CFG
+  double cond_dropout = 0.2;  // the whole condition (text, and the TTS prompt) -> unconditional, for CFG
+  // The unconditional input: zero (the content and time-aligned context zeroed, UniFlow-Audio) |
+  // learned (a trained row `null_cond` in place of each condition token).
+  std::string uncond = "zero";
   // TTS (F5-TTS in-context infilling): a random span of infill_min..infill_max of the frames is
   // noised and predicted; the rest is the audio prompt, itself dropped with prompt_dropout.
   double infill_min = 0.7, infill_max = 1.0;
@@ -86,6 +98,7 @@ struct FlowConfig {
     v("logit_mean", logit_mean);
     v("logit_std", logit_std);
     v("cond_dropout", cond_dropout);
+    v("uncond", uncond);
     v("infill_min", infill_min);
     v("infill_max", infill_max);
     v("prompt_dropout", prompt_dropout);
@@ -146,8 +159,12 @@ struct DiTStageConfig {
   // The tokenizer whose latents the cache holds: checks the cache's producer and decodes
   // generated latents to audio. "" = accept any latents cache, and no audio at validation.
   std::string tokenizer_checkpoint;
-  bool sample_latent = false;     // train on z ~ N(mu, exp(logvar)) instead of mu
-  int64_t norm_max_clips = 2000;  // training clips the per-dimension latent statistics read
+  // Train on posterior samples z = mu + exp(logvar / 2) eps (UniFlow-Audio), or on mu.
+  bool sample_latent = true;
+  // Standardise latents per dimension with statistics of the training clips (off: the latents
+  // as the tokenizer makes them, UniFlow-Audio; the scale lambda_KL shapes stays visible).
+  bool standardize = false;
+  int64_t norm_max_clips = 2000;  // training clips the statistics (and the TTS speaking rate) read
   DiTConfig model;
   TextEncoderConfig text;
   ConditionConfig condition;
@@ -161,6 +178,7 @@ struct DiTStageConfig {
     v("task", task);
     v("tokenizer_checkpoint", tokenizer_checkpoint);
     v("sample_latent", sample_latent);
+    v("standardize", standardize);
     v("norm_max_clips", norm_max_clips);
     v("model", model);
     v("text", text);
