@@ -158,9 +158,18 @@ MappedWeights map_to_vae_names(const TensorMap& tensors) {
   bool midasheng = false;
   for (const auto& kv : tensors) midasheng = midasheng || is_audio_encoder(kv.first);
   if (midasheng) out.scope = "semantic_encoder.encoder.";
+  // The released LoSATok semantic_encoder.pth: the semantic encoder module on its own, keys
+  // encoder.* and bottleneck.* without the tokenizer's `semantic_encoder.` prefix.
+  bool semantic_only = !midasheng && !tensors.empty();
+  for (const auto& kv : tensors) {
+    const std::string n = starts_with(kv.first, "module.") ? kv.first.substr(7) : kv.first;
+    semantic_only = semantic_only && (starts_with(n, "encoder.") || starts_with(n, "bottleneck."));
+  }
+  if (semantic_only) out.scope = "semantic_encoder.";
   for (const auto& [name_in, t] : tensors) {
     std::string name = name_in;
     if (starts_with(name, "module.")) name = name.substr(7);
+    if (semantic_only) name = "semantic_encoder." + name;
     if (midasheng) {
       if (!starts_with(name, "audio_encoder.")) {
         out.dropped.push_back(name_in);

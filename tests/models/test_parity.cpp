@@ -145,3 +145,22 @@ TEST(Parity, MiDashengShardedFolderLoadsTheEncoderAlone) {
   const auto got = vae->semantic_encoder->encoder->forward(e.wave("long_wave_i16").unsqueeze(0));
   expect_close(got, e.t.at("long.semantic_emb"), "sharded.semantic_emb");
 }
+
+TEST(Parity, ReleasedSemanticEncoderFileLoadsIntoTheTokenizer) {
+  // The release's semantic_encoder.pth layout: encoder.* / bottleneck.*, no prefix.
+  const auto w = io::read_weights(test::fixture("semantic_encoder_tiny.pth"));
+  const io::MappedWeights mapped = io::map_to_vae_names(w.tensors);
+  EXPECT_EQ(mapped.scope, "semantic_encoder.");
+  const RootConfig c = test::model_config("tiny");
+  models::AudioVAE vae(c.model, c.frontend.dasheng, c.frontend.vocos);
+  io::LoadOptions o;
+  o.scope = mapped.scope;
+  const io::LoadReport report = io::load_weights(*vae, mapped.tensors, w.source, o);
+  EXPECT_TRUE(report.clean()) << report.summary();
+  EXPECT_GE(report.loaded.size(), 40u) << report.summary();
+  // Every tensor equals the full reference checkpoint's semantic_encoder.* entry.
+  const io::TensorMap full =
+      io::map_to_vae_names(io::read_weights(test::fixture("vae_tiny.pth")).tensors).tensors;
+  const io::TensorMap mine = io::module_state(*vae);
+  for (const auto& name : report.loaded) EXPECT_TRUE(torch::equal(mine.at(name), full.at(name))) << name;
+}

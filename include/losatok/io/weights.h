@@ -44,7 +44,8 @@ bool is_recomputed_buffer(const std::string& name);
 // External names -> AudioVAE names. MiDashengLM files (`audio_encoder.*`) keep only the encoder,
 // renamed to `semantic_encoder.encoder.*`, and set `scope` to that prefix; the original
 // Dasheng `init_bn.1.*` becomes `init_bn.*`; a DDP `module.` prefix is dropped. MiDashengLM's
-// projector and LLM tensors go to `dropped`.
+// projector and LLM tensors go to `dropped`. The released LoSATok `semantic_encoder.pth` (only
+// `encoder.*` / `bottleneck.*`) gets the `semantic_encoder.` prefix and that scope.
 struct MappedWeights {
   TensorMap tensors;
   std::string scope;  // the part of the model the source covers ("" = all of it)
