@@ -238,6 +238,8 @@ TEST(Config, ShippedConfigsResolve) {
   const std::string dir = std::string(LOSATOK_FIXTURES_DIR) + "/../../configs";
   for (const auto& entry : std::filesystem::recursive_directory_iterator(dir)) {
     if (entry.path().extension() != ".yaml") continue;
+    if (entry.path().parent_path().filename() == "tables")
+      continue;  // `losatok table` files: tests/cli/test_table.cpp
     SCOPED_TRACE(entry.path().string());
     EXPECT_NO_THROW(read_root_config({entry.path().string()}, {}));
   }
