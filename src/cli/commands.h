@@ -53,5 +53,6 @@ void add_launch_command(CLI::App& app, Context& ctx);  // multi-process jobs on 
 void add_eval_command(CLI::App& app, Context& ctx);    // eval recon | probe | gen | rank
 void add_plot_command(CLI::App& app, Context& ctx);
 void add_report_command(CLI::App& app, Context& ctx);  // summary table of runs and eval JSONs
+void add_table_command(CLI::App& app, Context& ctx);   // one paper table: runs, evals, ours beside the paper
 
 }  // namespace losatok::cli

@@ -32,6 +32,7 @@ int main(int argc, char** argv) {
   cli::add_eval_command(app, ctx);
   cli::add_plot_command(app, ctx);
   cli::add_report_command(app, ctx);
+  cli::add_table_command(app, ctx);
 
   try {
     app.parse(argc, argv);
