@@ -3,8 +3,9 @@
 # whole method on tiny configs: MAE pretraining of the semantic encoder -> SemBo on it (with its
 # PCA / channel-merge baselines) -> tokenizer
 # (LoSATok and an acoustic-only baseline) -> latent extraction -> DiT (TTA, TTS) ->
-# generation -> eval recon / probe / gen / rank, plots, and one summary table whose every
-# number comes from this run.
+# generation -> eval recon / probe / gen / rank, the tiny paper tables (Figure 4, Table 5,
+# Table 6 beside the paper's numbers), plots, and one summary table whose every number comes
+# from this run.
 #   scripts/demo.sh                           tiny configs on the CPU, outputs under demo/
 #   DEMO_FAST=1 scripts/demo.sh               a few steps per stage (the test suite's variant)
 #   DEVICE=cuda CONFIG_SIZE=paper scripts/demo.sh   the paper's sizes on a GPU (README)
@@ -149,6 +150,17 @@ section "eval rank: effective rank and PCA variance, 1280-d vs 128-d"
 "$bin" --log-level warn eval rank --checkpoint "$tok" --device "$DEVICE" --manifest "$m/all.train.jsonl" \
   --representation semantic,sembo,pca,latent --out "$ev/rank.json"
 
+if [ "$SIZE" = tiny ]; then
+  section "paper tables (tiny): Figure 4, Table 5, Table 6 beside the paper's numbers"
+  # Each table trains its runs on the demo corpus with the demo's MAE teacher and SemBo, evaluates
+  # them, and prints ours / paper per cell (docs/recipes.md, "Paper tables").
+  for t in fig4_tiny table5_tiny table6_tiny; do
+    "$bin" --log-level warn table "configs/tables/$t.yaml" --out-dir "$OUT/tables/$t" --var corpus="$m" \
+      --var encoder="$mae" --var sembo="$runs/sembo/checkpoints/best" "${common[@]}" \
+      ${fast_train[@]+"${fast_train[@]}"} | sed -n '/^# /,$p' | grep -v '^wrote '
+  done
+fi
+
 section "plots"
 for r in mae sembo tokenizer tokenizer_acoustic_only dit_tta dit_tts; do
   "$bin" --log-level warn plot "$runs/$r" | sed 's/^/  /'
@@ -167,14 +179,28 @@ for check in "$ev/recon.json:.overall.mel_distance,.overall.si_sdr,.overall.stoi
   "$ev/probe_mae.json:.representations.semantic.tasks.domain.knn_accuracy" \
   "$ev/probe_mae_untrained.json:.representations.semantic.tasks.domain.knn_accuracy" \
   "$ev/gen_tta.json:.frechet_distance,.diversity_generated" "$ev/gen_tts.json:.frechet_distance" \
-  "$ev/rank.json:.features.semantic.effective_rank,.features.latent.effective_rank"; do
+  "$ev/rank.json:.features.semantic.effective_rank,.features.latent.effective_rank" \
+  "$ev/recon.json:.overall.mel_dac"; do
   file="${check%%:*}"
   IFS=, read -r -a keys <<< "${check#*:}"
   for k in "${keys[@]}"; do
     jq -e "$k | numbers" "$file" >/dev/null || { echo "demo.sh: $file has no number at $k" >&2; exit 1; }
   done
 done
+if [ "$SIZE" = tiny ]; then  # every row of the tiny tables has our numbers where we measure one
+  for check in "fig4_tiny:esc,fsc" "table5_tiny:mel,esc,fsc" "table6_tiny:esc,mel"; do
+    file="$OUT/tables/${check%%:*}/table.json"
+    IFS=, read -r -a keys <<< "${check#*:}"
+    for k in "${keys[@]}"; do
+      jq -e "[.rows[].values.$k.ours | numbers] | length == ([.rows[]] | length)" "$file" >/dev/null ||
+        { echo "demo.sh: $file lacks our $k in some row" >&2; exit 1; }
+    done
+  done
+fi
 echo
 echo "demo: $(( $(date +%s) - t_start )) s in all ($( [ "$FAST" = 1 ] && echo fast || echo "$SIZE" ) configs, $DEVICE)"
 echo "demo: generated audio in $OUT/generated/{tta,tts}/; reconstructions and spectrograms in $runs/tokenizer/samples/"
 echo "demo: plots in $runs/*/plots/ and $ev/rank.png; every number above is in $ev/*.json and $OUT/summary.txt"
+if [ "$SIZE" = tiny ]; then
+  echo "demo: the tiny paper tables in $OUT/tables/*/table.{md,csv,json,png}"
+fi
