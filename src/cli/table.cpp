@@ -9,6 +9,7 @@
 #include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstring>
@@ -47,13 +48,23 @@ struct TableColumn {
 struct TableRun {
   std::string name, label, config;
   std::vector<std::string> overrides, evals;
+  bool evals_given = false;  // `evals: []` runs none; absent: all of the table's (rows only)
+  std::string series;        // the plot line this run belongs to (default: one line per column)
+  // losatok commands run before training (e.g. `extract` of a tokenizer run's latents for a DiT
+  // run); each must be resumable, as `extract` is.
+  std::vector<std::vector<std::string>> prepare;
   bool row = true;
   double x = std::nan("");
   std::map<std::string, double> paper;
 };
 
+// An evaluation: `args` (a losatok eval command line), run on a run's checkpoint. {checkpoint}
+// and {run_dir} in the arguments become that checkpoint and run folder; without {checkpoint},
+// `--checkpoint CKPT` is appended. `before` lists commands run first (e.g. `generate` into
+// {run_dir}/generated for `eval gen`). `--out JSON` is always appended.
 struct TableEval {
   std::vector<std::string> args;
+  std::vector<std::vector<std::string>> before;
   std::string checkpoint = "best";  // best | latest | step-N
 };
 
@@ -177,7 +188,8 @@ TableSpec read_table(const TableOptions& o) {
   for (std::size_t i = 0; i < runs.size(); ++i) {
     const std::string p = "runs[" + std::to_string(i) + "]";
     const YAML::Node r = runs[i];
-    check_keys(t, r, p, {"name", "label", "config", "overrides", "evals", "row", "x", "paper"});
+    check_keys(t, r, p,
+               {"name", "label", "config", "overrides", "prepare", "evals", "row", "x", "series", "paper"});
     TableRun run;
     run.name = scalar(t, r["name"], p + ".name");
     if (run.name.empty() || run.name.find_first_of("/ \t") != std::string::npos)
@@ -186,8 +198,20 @@ TableSpec read_table(const TableOptions& o) {
     run.label = r["label"] ? scalar(t, r["label"], p + ".label") : run.name;
     run.config = scalar(t, r["config"], p + ".config");
     run.overrides = strings(t, r["overrides"], p + ".overrides");
+    if (const YAML::Node prep = r["prepare"]) {
+      if (!prep.IsSequence())
+        table_error(t, p + ".prepare", "must be a list of command lines (lists of strings)");
+      for (std::size_t k = 0; k < prep.size(); ++k) {
+        const std::string q = p + ".prepare[" + std::to_string(k) + "]";
+        run.prepare.push_back(strings(t, prep[k], q));
+        if (run.prepare.back().empty() || run.prepare.back()[0] == "train" ||
+            run.prepare.back()[0] == "table")
+          table_error(t, q, "must be a losatok command other than train or table");
+      }
+    }
     run.row = !r["row"] || r["row"].as<bool>();
-    if (r["evals"]) run.evals = strings(t, r["evals"], p + ".evals");
+    if (r["evals"]) run.evals = strings(t, r["evals"], p + ".evals"), run.evals_given = true;
+    if (r["series"]) run.series = scalar(t, r["series"], p + ".series");
     if (r["x"]) run.x = number(t, r["x"], p + ".x");
     if (const YAML::Node paper = r["paper"]) {
       if (!paper.IsMap()) table_error(t, p + ".paper", "must map column keys to the paper's numbers");
@@ -202,9 +226,15 @@ TableSpec read_table(const TableOptions& o) {
     for (const auto& kv : evals) {
       const std::string name = kv.first.as<std::string>(), p = "evals." + name;
       if (name == "val") table_error(t, p, "'val' is the runs' own validation metrics; pick another name");
-      check_keys(t, kv.second, p, {"args", "checkpoint"});
+      check_keys(t, kv.second, p, {"args", "before", "checkpoint"});
       TableEval e;
       e.args = strings(t, kv.second["args"], p + ".args");
+      if (const YAML::Node b = kv.second["before"]) {
+        if (!b.IsSequence())
+          table_error(t, p + ".before", "must be a list of command lines (lists of strings)");
+        for (std::size_t k = 0; k < b.size(); ++k)
+          e.before.push_back(strings(t, b[k], p + ".before[" + std::to_string(k) + "]"));
+      }
       if (e.args.empty() || e.args[0] != "eval")
         table_error(t, p + ".args", "must start with eval (a losatok eval command)");
       if (kv.second["checkpoint"]) e.checkpoint = scalar(t, kv.second["checkpoint"], p + ".checkpoint");
@@ -253,9 +283,14 @@ TableSpec read_table(const TableOptions& o) {
     const std::string p = "runs[" + std::to_string(i) + "]";
     t.runs[i].config = expand(t, t.runs[i].config, p + ".config");
     for (auto& ov : t.runs[i].overrides) ov = expand(t, ov, p + ".overrides");
+    for (auto& cmd : t.runs[i].prepare)
+      for (auto& a : cmd) a = expand(t, a, p + ".prepare");
   }
-  for (auto& [name, e] : t.evals)
+  for (auto& [name, e] : t.evals) {
     for (auto& a : e.args) a = expand(t, a, "evals." + name + ".args");
+    for (auto& cmd : e.before)
+      for (auto& a : cmd) a = expand(t, a, "evals." + name + ".before");
+  }
   return t;
 }
 
@@ -413,6 +448,22 @@ int run_table(const TableOptions& o) {
     const std::string run_dir = (fs::path(t.out_dir) / "runs" / r.name).string();
     const bool selected = only.empty() || only.count(r.name);
     if (selected && !o.no_train) {
+      for (std::size_t k = 0; k < r.prepare.size(); ++k) {
+        std::vector<std::string> argv = {self};
+        argv.insert(argv.end(), r.prepare[k].begin(), r.prepare[k].end());
+        const std::string stem = r.name + ".prepare" + std::to_string(k);
+        const std::string log = (logs / (stem + ".log")).string();
+        std::cout << "  " << r.name << ": " << r.prepare[k][0] << (o.dry_run ? " (dry run)" : "") << "  ["
+                  << log << "]" << std::endl;
+        write_file_atomic((logs / (stem + ".cmd")).string(), command_line(argv) + "\n");
+        if (!o.dry_run && run_logged(argv, log) != 0) {
+          std::cerr << last_lines(log, 8);
+          throw Error("table: run '" + r.name + "': " + r.prepare[k][0] +
+                      " failed (its log's end above; all of it in " + log + ")");
+        }
+      }
+    }
+    if (selected && !o.no_train) {
       std::vector<std::string> argv = launcher;
       argv.push_back(self);
       for (const std::string& a : {std::string("train"), std::string("--config"), r.config,
@@ -433,7 +484,7 @@ int run_table(const TableOptions& o) {
       }
     }
     std::vector<std::string> evals = r.evals;
-    if (evals.empty() && r.row)
+    if (!r.evals_given && r.row)
       for (const auto& [name, e] : t.evals) evals.push_back(name);
     for (const std::string& name : evals) {
       const TableEval& e = t.evals.at(name);
@@ -445,18 +496,44 @@ int run_table(const TableOptions& o) {
                       "/checkpoints (train it first)");
         const bool fresh = fs::exists(out) && fs::last_write_time(out) >= fs::last_write_time(ckpt);
         if (!fresh || o.force_eval) {
-          std::vector<std::string> argv = {self};
-          argv.insert(argv.end(), e.args.begin(), e.args.end());
-          for (const std::string& a : {std::string("--checkpoint"), ckpt, std::string("--out"), out})
-            argv.push_back(a);
-          const std::string log = (logs / (r.name + "." + name + ".log")).string();
-          std::cout << "  " << r.name << ": eval " << name << "  [" << log << "]" << std::endl;
+          bool names_checkpoint = false;
+          const auto bind = [&](std::vector<std::string> args) {  // {checkpoint}, {run_dir}
+            for (auto& a : args)
+              for (const auto& [token, value] :
+                   {std::pair<std::string, std::string>{"{checkpoint}", ckpt}, {"{run_dir}", run_dir}})
+                for (std::size_t at = a.find(token); at != std::string::npos;
+                     at = a.find(token, at + value.size())) {
+                  a.replace(at, token.size(), value);
+                  names_checkpoint |= token == "{checkpoint}";
+                }
+            return args;
+          };
           fs::create_directories(fs::path(out).parent_path());
-          write_file_atomic((logs / (r.name + "." + name + ".cmd")).string(), command_line(argv) + "\n");
-          if (run_logged(argv, log) != 0) {
-            std::cerr << last_lines(log, 8);
-            throw Error("table: eval '" + name + "' of run '" + r.name +
-                        "' failed (its log's end above; all of it in " + log + ")");
+          std::vector<std::vector<std::string>> commands;
+          for (const auto& b : e.before) commands.push_back(bind(b));
+          names_checkpoint = false;  // of the eval command itself
+          commands.push_back(bind(e.args));
+          if (!names_checkpoint) {
+            commands.back().push_back("--checkpoint");
+            commands.back().push_back(ckpt);
+          }
+          commands.back().push_back("--out");
+          commands.back().push_back(out);
+          for (std::size_t k = 0; k < commands.size(); ++k) {
+            std::vector<std::string> argv = {self};
+            argv.insert(argv.end(), commands[k].begin(), commands[k].end());
+            const bool last = k + 1 == commands.size();
+            const std::string stem = r.name + "." + name + (last ? "" : ".before" + std::to_string(k));
+            const std::string log = (logs / (stem + ".log")).string();
+            std::cout << "  " << r.name << ": "
+                      << (last ? "eval " + name : commands[k][0] + " (for " + name + ")") << "  [" << log
+                      << "]" << std::endl;
+            write_file_atomic((logs / (stem + ".cmd")).string(), command_line(argv) + "\n");
+            if (run_logged(argv, log) != 0) {
+              std::cerr << last_lines(log, 8);
+              throw Error("table: eval '" + name + "' of run '" + r.name + "' failed at " + commands[k][0] +
+                          " (its log's end above; all of it in " + log + ")");
+            }
           }
         }
       }
@@ -563,13 +640,22 @@ int run_table(const TableOptions& o) {
       p.title = t.columns[c].title;
       p.xlabel = t.plot_x_label;
       p.logx = t.plot_logx;
-      eval::Series so{"ours", {}, {}}, sp{"paper", {}, {}};
-      for (std::size_t i = 0; i < rows.size(); ++i) {
-        if (!std::isfinite(rows[i]->x)) continue;
-        if (std::isfinite(ours[i][c])) so.x.push_back(rows[i]->x), so.y.push_back(ours[i][c]);
-        if (std::isfinite(paper[i][c])) sp.x.push_back(rows[i]->x), sp.y.push_back(paper[i][c]);
+      // One "ours" and one "paper" line per series (runs' `series`, in order of appearance).
+      std::vector<std::string> names;
+      for (const auto* r : rows)
+        if (std::isfinite(r->x) && std::find(names.begin(), names.end(), r->series) == names.end())
+          names.push_back(r->series);
+      for (const auto& name : names) {
+        const std::string suffix = name.empty() ? "" : " " + name;
+        eval::Series so{"ours" + suffix, {}, {}}, sp{"paper" + suffix, {}, {}};
+        for (std::size_t i = 0; i < rows.size(); ++i) {
+          if (!std::isfinite(rows[i]->x) || rows[i]->series != name) continue;
+          if (std::isfinite(ours[i][c])) so.x.push_back(rows[i]->x), so.y.push_back(ours[i][c]);
+          if (std::isfinite(paper[i][c])) sp.x.push_back(rows[i]->x), sp.y.push_back(paper[i][c]);
+        }
+        p.series.push_back(so);
+        if (!sp.x.empty()) p.series.push_back(sp);
       }
-      p.series = {so, sp};
       panels.push_back(p);
     }
     const std::string png = base.string() + ".png";

@@ -85,7 +85,8 @@ void add_weights_commands(CLI::App& app, Context& ctx) {
                                                  {"imported_from", weights.source}};
       if (!mapped.scope.empty()) meta["scope"] = mapped.scope;
       io::save_weights(o->out, out, "safetensors", meta);
-      spdlog::info("{} ({}) -> {}: {}{}", weights.source, weights.format, o->out, report.summary(),
+      spdlog::info("{} ({}; {}) -> {}: {}{}", weights.source, weights.format, mapped.layout, o->out,
+                   report.summary(),
                    (mapped.dropped.empty() && weights.unread == 0)
                        ? ""
                        : "; " + std::to_string(mapped.dropped.size() + weights.unread) +

@@ -166,6 +166,9 @@ MappedWeights map_to_vae_names(const TensorMap& tensors) {
     semantic_only = semantic_only && (starts_with(n, "encoder.") || starts_with(n, "bottleneck."));
   }
   if (semantic_only) out.scope = "semantic_encoder.";
+  out.layout = midasheng ? "MiDashengLM / Dasheng encoder: audio_encoder.* -> semantic_encoder.encoder.*"
+               : semantic_only ? "LoSATok semantic_encoder.pth: encoder.*, bottleneck.* -> semantic_encoder.*"
+                               : "LoSATok AudioVAE names";
   for (const auto& [name_in, t] : tensors) {
     std::string name = name_in;
     if (starts_with(name, "module.")) name = name.substr(7);

@@ -63,6 +63,22 @@ TEST(CodecCli, ImportCarriesTheConfigAndExportGoesBack) {
   const std::string audio = test::fixture("sine_stereo_44k.wav");
   run_ok("import " + tiny + " --from " + test::fixture("vae_tiny.pth") + " --out " +
          dir.path("ck.safetensors"));
+  // The release's semantic_encoder.pth: import says what it recognised and maps it whole.
+  {
+    std::string out;
+    ASSERT_EQ(test::run_command(std::string(LOSATOK_BINARY) + " --threads 1 import " + tiny + " --from " +
+                                    test::fixture("semantic_encoder_tiny.pth") + " --out " +
+                                    dir.path("sem.safetensors"),
+                                &out),
+              0)
+        << out;
+    EXPECT_NE(out.find("semantic_encoder.pth: encoder.*, bottleneck.* -> semantic_encoder.*"),
+              std::string::npos)
+        << out;
+    const auto sem = io::load_safetensors(dir.path("sem.safetensors"));
+    EXPECT_EQ(sem.tensors.size(), 43u);  // the 45 of the file less its two recomputed front-end buffers
+    EXPECT_EQ(sem.metadata.at("scope"), "semantic_encoder.");
+  }
   // No --config: the sizes come from the imported checkpoint.
   run_ok("encode --checkpoint " + dir.path("ck.safetensors") + " --input " + audio + " --output " +
          dir.path("a.safetensors"));

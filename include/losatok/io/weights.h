@@ -48,7 +48,8 @@ bool is_recomputed_buffer(const std::string& name);
 // `encoder.*` / `bottleneck.*`) gets the `semantic_encoder.` prefix and that scope.
 struct MappedWeights {
   TensorMap tensors;
-  std::string scope;  // the part of the model the source covers ("" = all of it)
+  std::string scope;   // the part of the model the source covers ("" = all of it)
+  std::string layout;  // what the source was recognised as, e.g. "MiDashengLM audio_encoder.* -> ..."
   std::vector<std::string> dropped;
 };
 MappedWeights map_to_vae_names(const TensorMap& tensors);
