@@ -118,6 +118,14 @@ double number(const TableSpec& t, const YAML::Node& n, const std::string& path) 
   }
 }
 
+bool boolean(const TableSpec& t, const YAML::Node& n, const std::string& path) {
+  try {
+    return n.as<bool>();
+  } catch (const YAML::Exception&) {
+    table_error(t, path, "must be true or false");
+  }
+}
+
 void check_keys(const TableSpec& t, const YAML::Node& n, const std::string& path,
                 const std::set<std::string>& allowed) {
   if (!n.IsMap()) table_error(t, path, "must be a map");
@@ -209,7 +217,7 @@ TableSpec read_table(const TableOptions& o) {
           table_error(t, q, "must be a losatok command other than train or table");
       }
     }
-    run.row = !r["row"] || r["row"].as<bool>();
+    run.row = !r["row"] || boolean(t, r["row"], p + ".row");
     if (r["evals"]) run.evals = strings(t, r["evals"], p + ".evals"), run.evals_given = true;
     if (r["series"]) run.series = scalar(t, r["series"], p + ".series");
     if (r["x"]) run.x = number(t, r["x"], p + ".x");
@@ -258,7 +266,8 @@ TableSpec read_table(const TableOptions& o) {
     if (!c.from.empty() && c.path.empty()) table_error(t, p + ".path", "is required with 'from'");
     if (cols[i]["scale"]) c.scale = number(t, cols[i]["scale"], p + ".scale");
     if (cols[i]["digits"]) c.digits = static_cast<int>(number(t, cols[i]["digits"], p + ".digits"));
-    c.higher_better = cols[i]["higher_better"] && cols[i]["higher_better"].as<bool>();
+    if (c.digits < 0 || c.digits > 12) table_error(t, p + ".digits", "must be in 0..12");
+    c.higher_better = cols[i]["higher_better"] && boolean(t, cols[i]["higher_better"], p + ".higher_better");
     t.columns.push_back(c);
   }
   for (std::size_t i = 0; i < t.runs.size(); ++i) {
@@ -272,7 +281,7 @@ TableSpec read_table(const TableOptions& o) {
   if (const YAML::Node plot = root["plot"]) {
     check_keys(t, plot, "plot", {"x_label", "logx", "columns"});
     t.plot_x_label = scalar(t, plot["x_label"], "plot.x_label");
-    t.plot_logx = plot["logx"] && plot["logx"].as<bool>();
+    t.plot_logx = plot["logx"] && boolean(t, plot["logx"], "plot.logx");
     t.plot_columns = strings(t, plot["columns"], "plot.columns");
     for (const auto& c : t.plot_columns)
       if (!keys.count(c)) table_error(t, "plot.columns", "'" + c + "' is not a column key");
@@ -328,6 +337,13 @@ int run_logged(const std::vector<std::string>& argv, const std::string& log) {
     if (errno != EINTR) throw Error("table: waitpid failed for " + argv[0]);
   if (WIFEXITED(status)) return WEXITSTATUS(status);
   return 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+}
+
+std::string read_text_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
 }
 
 std::string last_lines(const std::string& path, std::size_t n) {
@@ -392,12 +408,27 @@ double last_validation(const std::string& run_dir, const std::string& key) {
   return v;
 }
 
+// A CSV field, quoted (inner quotes doubled) when it holds a comma, quote or line break.
+std::string csv_field(const std::string& s) {
+  if (s.find_first_of(",\"\n\r") == std::string::npos) return s;
+  std::string out = "\"";
+  for (char c : s) out += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return out + "\"";
+}
+
+// Markdown table cell text: a literal '|' escaped.
+std::string md_cell(const std::string& s) {
+  std::string out;
+  for (char c : s) out += c == '|' ? std::string("\\|") : std::string(1, c);
+  return out;
+}
+
 std::string fmt_num(double v, int digits) {
   return std::isfinite(v) ? fmt::format("{:.{}f}", v, digits) : std::string("n/a");
 }
 
 // Pairs of rows whose order (by value) agrees between ours and the paper's, of the pairs both
-// have; ties in either count as disagreeing.
+// have; a pair the paper ties says nothing about order and is left out, a tie of ours disagrees.
 std::pair<int, int> concordance(const std::vector<double>& ours, const std::vector<double>& paper) {
   int agree = 0, pairs = 0;
   for (std::size_t i = 0; i < ours.size(); ++i)
@@ -405,8 +436,9 @@ std::pair<int, int> concordance(const std::vector<double>& ours, const std::vect
       if (!std::isfinite(ours[i]) || !std::isfinite(ours[j]) || !std::isfinite(paper[i]) ||
           !std::isfinite(paper[j]))
         continue;
-      ++pairs;
       const double a = ours[i] - ours[j], b = paper[i] - paper[j];
+      if (b == 0) continue;
+      ++pairs;
       if (a * b > 0) ++agree;
     }
   return {agree, pairs};
@@ -489,48 +521,63 @@ int run_table(const TableOptions& o) {
     for (const std::string& name : evals) {
       const TableEval& e = t.evals.at(name);
       const std::string out = (fs::path(run_dir) / "eval" / (name + ".json")).string();
-      const std::string ckpt = pick_checkpoint(run_dir, e.checkpoint);
-      if (selected && !o.dry_run) {
-        if (ckpt.empty() || !fs::exists(ckpt))
+      std::string ckpt = pick_checkpoint(run_dir, e.checkpoint);
+      if (ckpt.empty())
+        ckpt = (fs::path(run_dir) / "checkpoints" / e.checkpoint).string();  // not trained yet
+      // The command lines: {checkpoint} and {run_dir} bound, --checkpoint unless named, --out.
+      bool names_checkpoint = false;
+      const auto bind = [&](std::vector<std::string> args) {
+        for (auto& a : args)
+          for (const auto& [token, value] :
+               {std::pair<std::string, std::string>{"{checkpoint}", ckpt}, {"{run_dir}", run_dir}})
+            for (std::size_t at = a.find(token); at != std::string::npos;
+                 at = a.find(token, at + value.size())) {
+              a.replace(at, token.size(), value);
+              names_checkpoint |= token == "{checkpoint}";
+            }
+        return args;
+      };
+      std::vector<std::vector<std::string>> commands;
+      for (const auto& b : e.before) commands.push_back(bind(b));
+      names_checkpoint = false;  // of the eval command itself
+      commands.push_back(bind(e.args));
+      if (!names_checkpoint) {
+        commands.back().push_back("--checkpoint");
+        commands.back().push_back(ckpt);
+      }
+      commands.back().push_back("--out");
+      commands.back().push_back(out);
+      std::vector<std::vector<std::string>> argvs;
+      for (const auto& c : commands) {
+        argvs.push_back({self});
+        argvs.back().insert(argvs.back().end(), c.begin(), c.end());
+      }
+      const auto stem = [&](std::size_t k) {
+        return r.name + "." + name + (k + 1 == commands.size() ? "" : ".before" + std::to_string(k));
+      };
+      if (selected) {
+        if (!o.dry_run && !fs::exists(ckpt))
           throw Error("table: run '" + r.name + "' has no checkpoint '" + e.checkpoint + "' in " + run_dir +
                       "/checkpoints (train it first)");
-        const bool fresh = fs::exists(out) && fs::last_write_time(out) >= fs::last_write_time(ckpt);
+        // Fresh: the JSON is newer than the checkpoint and came from the same command line.
+        const std::string cmd_file = (logs / (stem(commands.size() - 1) + ".cmd")).string();
+        const bool fresh = !o.dry_run && fs::exists(out) &&
+                           fs::last_write_time(out) >= fs::last_write_time(ckpt) && fs::exists(cmd_file) &&
+                           read_text_file(cmd_file) == command_line(argvs.back()) + "\n";
         if (!fresh || o.force_eval) {
-          bool names_checkpoint = false;
-          const auto bind = [&](std::vector<std::string> args) {  // {checkpoint}, {run_dir}
-            for (auto& a : args)
-              for (const auto& [token, value] :
-                   {std::pair<std::string, std::string>{"{checkpoint}", ckpt}, {"{run_dir}", run_dir}})
-                for (std::size_t at = a.find(token); at != std::string::npos;
-                     at = a.find(token, at + value.size())) {
-                  a.replace(at, token.size(), value);
-                  names_checkpoint |= token == "{checkpoint}";
-                }
-            return args;
-          };
-          fs::create_directories(fs::path(out).parent_path());
-          std::vector<std::vector<std::string>> commands;
-          for (const auto& b : e.before) commands.push_back(bind(b));
-          names_checkpoint = false;  // of the eval command itself
-          commands.push_back(bind(e.args));
-          if (!names_checkpoint) {
-            commands.back().push_back("--checkpoint");
-            commands.back().push_back(ckpt);
-          }
-          commands.back().push_back("--out");
-          commands.back().push_back(out);
-          for (std::size_t k = 0; k < commands.size(); ++k) {
-            std::vector<std::string> argv = {self};
-            argv.insert(argv.end(), commands[k].begin(), commands[k].end());
+          if (!o.dry_run) fs::create_directories(fs::path(out).parent_path());
+          for (std::size_t k = 0; k < argvs.size(); ++k) {
             const bool last = k + 1 == commands.size();
-            const std::string stem = r.name + "." + name + (last ? "" : ".before" + std::to_string(k));
-            const std::string log = (logs / (stem + ".log")).string();
+            const std::string log = (logs / (stem(k) + ".log")).string();
             std::cout << "  " << r.name << ": "
-                      << (last ? "eval " + name : commands[k][0] + " (for " + name + ")") << "  [" << log
-                      << "]" << std::endl;
-            write_file_atomic((logs / (stem + ".cmd")).string(), command_line(argv) + "\n");
-            if (run_logged(argv, log) != 0) {
+                      << (last ? "eval " + name : commands[k][0] + " (for " + name + ")")
+                      << (o.dry_run ? " (dry run)" : "") << "  [" << log << "]" << std::endl;
+            write_file_atomic((logs / (stem(k) + ".cmd")).string(), command_line(argvs[k]) + "\n");
+            if (o.dry_run) continue;
+            if (run_logged(argvs[k], log) != 0) {
               std::cerr << last_lines(log, 8);
+              // A failed command must not leave its .cmd looking like a finished one.
+              fs::remove(logs / (stem(k) + ".cmd"));
               throw Error("table: eval '" + name + "' of run '" + r.name + "' failed at " + commands[k][0] +
                           " (its log's end above; all of it in " + log + ")");
             }
@@ -577,14 +624,14 @@ int run_table(const TableOptions& o) {
   md << "Each cell: ours / paper.";
   if (!t.note.empty()) md << " " << t.note;
   md << "\n\n| run |";
-  for (const auto& c : t.columns) md << " " << c.title << " |";
+  for (const auto& c : t.columns) md << " " << md_cell(c.title) << " |";
   md << "\n|---|";
   for (std::size_t c = 0; c < t.columns.size(); ++c) md << "---:|";
   md << "\n";
   csv << "run,label,column,ours,paper\n";
   json j = {{"title", t.title}, {"source", t.source}, {"table", t.file}, {"rows", json::array()}};
   for (std::size_t i = 0; i < rows.size(); ++i) {
-    md << "| " << rows[i]->label << " |";
+    md << "| " << md_cell(rows[i]->label) << " |";
     json values = json::object();
     for (std::size_t c = 0; c < t.columns.size(); ++c) {
       const TableColumn& col = t.columns[c];
@@ -592,7 +639,7 @@ int run_table(const TableOptions& o) {
         md << " " << fmt_num(ours[i][c], col.digits) << " / " << fmt_num(paper[i][c], col.digits) << " |";
       else
         md << " – |";
-      csv << rows[i]->name << "," << '"' << rows[i]->label << '"' << "," << col.key << ","
+      csv << csv_field(rows[i]->name) << "," << csv_field(rows[i]->label) << "," << csv_field(col.key) << ","
           << (std::isfinite(ours[i][c]) ? fmt::format("{}", ours[i][c]) : "") << ","
           << (std::isfinite(paper[i][c]) ? fmt::format("{}", paper[i][c]) : "") << "\n";
       values[col.key] = {{"ours", std::isfinite(ours[i][c]) ? json(ours[i][c]) : json(nullptr)},
@@ -653,13 +700,13 @@ int run_table(const TableOptions& o) {
           if (std::isfinite(ours[i][c])) so.x.push_back(rows[i]->x), so.y.push_back(ours[i][c]);
           if (std::isfinite(paper[i][c])) sp.x.push_back(rows[i]->x), sp.y.push_back(paper[i][c]);
         }
-        p.series.push_back(so);
+        if (!so.x.empty()) p.series.push_back(so);
         if (!sp.x.empty()) p.series.push_back(sp);
       }
-      panels.push_back(p);
+      if (!p.series.empty()) panels.push_back(p);
     }
     const std::string png = base.string() + ".png";
-    if (eval::write_plot(png, panels)) std::cout << "wrote " << png << "\n";
+    if (!panels.empty() && eval::write_plot(png, panels)) std::cout << "wrote " << png << "\n";
   }
   return 0;
 }

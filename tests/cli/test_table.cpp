@@ -33,6 +33,10 @@ TEST(TableCli, EveryShippedTableResolvesItsRuns) {
     EXPECT_TRUE(fs::exists(dir.path(name + "/logs"))) << name;
   }
   EXPECT_GE(tables, 3);
+  // A dry run writes every command line, the evaluations' too.
+  EXPECT_TRUE(fs::exists(dir.path("table5_tiny/logs/ae.train.cmd")));
+  EXPECT_NE(test::read_bytes(dir.path("table5_tiny/logs/ae.recon.cmd")).find("eval recon --manifest"),
+            std::string::npos);
 }
 
 TEST(TableCli, TrainsEvaluatesAndPrintsOursBesideThePaper) {
@@ -77,7 +81,7 @@ TEST(TableCli, TrainsEvaluatesAndPrintsOursBesideThePaper) {
   // One pair both have: agreement 1 when our order matches the paper's (A above B), else 0.
   EXPECT_EQ(j["order_agreement"]["rec"]["pairs"].get<int>(), 1);
   EXPECT_EQ(j["order_agreement"]["rec"]["agree"].get<int>(), a > b ? 1 : 0);
-  EXPECT_NE(test::read_bytes(dir.path("out/table.csv")).find("a,\"run A\",rec,"), std::string::npos);
+  EXPECT_NE(test::read_bytes(dir.path("out/table.csv")).find("a,run A,rec,"), std::string::npos);
   EXPECT_TRUE(fs::exists(dir.path("out/runs/b/checkpoints/step-2")));
   const std::string cmd_b = test::read_bytes(dir.path("out/logs/b.train.cmd"));
   EXPECT_NE(cmd_b.find("train.max_steps=2 sembo.loss.lambda_rel=0"), std::string::npos) << cmd_b;
