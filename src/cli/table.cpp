@@ -357,6 +357,22 @@ std::string last_lines(const std::string& path, std::size_t n) {
   return out;
 }
 
+// One step of a table: prints "  RUN: WHAT  [log]", writes argv to logs/STEM.cmd and (unless a dry
+// run) runs it with its output in logs/STEM.log. A failure prints the log's end, removes the .cmd
+// (it must not look like a finished command) and throws a one-line error.
+void run_step(const std::vector<std::string>& argv, const fs::path& logs, const std::string& stem,
+              const std::string& run, const std::string& what, bool dry_run) {
+  const std::string log = (logs / (stem + ".log")).string(), cmd = (logs / (stem + ".cmd")).string();
+  std::cout << "  " << run << ": " << what << (dry_run ? " (dry run)" : "") << "  [" << log << "]"
+            << std::endl;
+  write_file_atomic(cmd, command_line(argv) + "\n");
+  if (dry_run || run_logged(argv, log) == 0) return;
+  std::cerr << last_lines(log, 8);
+  fs::remove(cmd);
+  throw Error("table: run '" + run + "': " + what + " failed (its log's end above; all of it in " + log +
+              ")");
+}
+
 // The checkpoint folder an evaluation reads: `best`, the newest step-N (`latest`), or a named one.
 std::string pick_checkpoint(const std::string& run_dir, const std::string& which) {
   const fs::path dir = fs::path(run_dir) / "checkpoints";
@@ -483,19 +499,8 @@ int run_table(const TableOptions& o) {
       for (std::size_t k = 0; k < r.prepare.size(); ++k) {
         std::vector<std::string> argv = {self};
         argv.insert(argv.end(), r.prepare[k].begin(), r.prepare[k].end());
-        const std::string stem = r.name + ".prepare" + std::to_string(k);
-        const std::string log = (logs / (stem + ".log")).string();
-        std::cout << "  " << r.name << ": " << r.prepare[k][0] << (o.dry_run ? " (dry run)" : "") << "  ["
-                  << log << "]" << std::endl;
-        write_file_atomic((logs / (stem + ".cmd")).string(), command_line(argv) + "\n");
-        if (!o.dry_run && run_logged(argv, log) != 0) {
-          std::cerr << last_lines(log, 8);
-          throw Error("table: run '" + r.name + "': " + r.prepare[k][0] +
-                      " failed (its log's end above; all of it in " + log + ")");
-        }
+        run_step(argv, logs, r.name + ".prepare" + std::to_string(k), r.name, r.prepare[k][0], o.dry_run);
       }
-    }
-    if (selected && !o.no_train) {
       std::vector<std::string> argv = launcher;
       argv.push_back(self);
       for (const std::string& a : {std::string("train"), std::string("--config"), r.config,
@@ -505,15 +510,7 @@ int run_table(const TableOptions& o) {
       for (const auto& ov : t.overrides) argv.push_back(ov);
       for (const auto& ov : o.overrides) argv.push_back(ov);
       for (const auto& ov : r.overrides) argv.push_back(ov);
-      const std::string log = (logs / (r.name + ".train.log")).string();
-      std::cout << "  " << r.name << ": train" << (o.dry_run ? " (dry run)" : "") << "  [" << log << "]"
-                << std::endl;
-      write_file_atomic((logs / (r.name + ".train.cmd")).string(), command_line(argv) + "\n");
-      if (!o.dry_run && run_logged(argv, log) != 0) {
-        std::cerr << last_lines(log, 8);
-        throw Error("table: run '" + r.name + "' failed to train (its log's end above; all of it in " + log +
-                    ")");
-      }
+      run_step(argv, logs, r.name + ".train", r.name, "train", o.dry_run);
     }
     std::vector<std::string> evals = r.evals;
     if (!r.evals_given && r.row)
@@ -566,22 +563,10 @@ int run_table(const TableOptions& o) {
                            read_text_file(cmd_file) == command_line(argvs.back()) + "\n";
         if (!fresh || o.force_eval) {
           if (!o.dry_run) fs::create_directories(fs::path(out).parent_path());
-          for (std::size_t k = 0; k < argvs.size(); ++k) {
-            const bool last = k + 1 == commands.size();
-            const std::string log = (logs / (stem(k) + ".log")).string();
-            std::cout << "  " << r.name << ": "
-                      << (last ? "eval " + name : commands[k][0] + " (for " + name + ")")
-                      << (o.dry_run ? " (dry run)" : "") << "  [" << log << "]" << std::endl;
-            write_file_atomic((logs / (stem(k) + ".cmd")).string(), command_line(argvs[k]) + "\n");
-            if (o.dry_run) continue;
-            if (run_logged(argvs[k], log) != 0) {
-              std::cerr << last_lines(log, 8);
-              // A failed command must not leave its .cmd looking like a finished one.
-              fs::remove(logs / (stem(k) + ".cmd"));
-              throw Error("table: eval '" + name + "' of run '" + r.name + "' failed at " + commands[k][0] +
-                          " (its log's end above; all of it in " + log + ")");
-            }
-          }
+          for (std::size_t k = 0; k < argvs.size(); ++k)
+            run_step(argvs[k], logs, stem(k), r.name,
+                     k + 1 == commands.size() ? "eval " + name : commands[k][0] + " (for eval " + name + ")",
+                     o.dry_run);
         }
       }
       if (fs::exists(out)) {
