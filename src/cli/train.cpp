@@ -31,11 +31,16 @@ RootConfig resumed_config(const TrainOptions& o, const Context& ctx, const train
   co.print_config = o.config.print_config;
   const RootConfig cfg = resolve_root_config(co, ctx);
   const YAML::Node saved = config::load_config_file(co.files[0]).root;
+  // One line per key: the values in YAML's flow style.
+  const auto one_line = [](const YAML::Node& n) {
+    if (!n.IsDefined()) return std::string("(unset)");
+    YAML::Emitter out;
+    out << YAML::Flow << n;
+    return std::string(out.c_str());
+  };
   for (const auto& key : config::changed_keys(saved, config::to_yaml(cfg))) {
     const YAML::Node before = config::find(saved, key), after = config::find(config::to_yaml(cfg), key);
-    spdlog::warn("resume: {} changed from {} to {}", key,
-                 before.IsDefined() ? config::dump(before) : "(unset)",
-                 after.IsDefined() ? config::dump(after) : "(unset)");
+    spdlog::warn("resume: {} changed from {} to {}", key, one_line(before), one_line(after));
   }
   return cfg;
 }
@@ -50,7 +55,7 @@ int run_train(const TrainOptions& o, bool resume, const Context& ctx) {
     if (!o.config.files.empty())
       throw Error("train: --resume " + o.resume_dir +
                   " uses the run's saved config; give overrides, not --config");
-    const auto ck = train::Checkpointer::latest(o.resume_dir);
+    const auto ck = train::Checkpointer::latest(o.resume_dir, /*verify_content=*/true);
     if (!ck) throw Error("train --resume: no valid checkpoint in " + o.resume_dir + "/checkpoints");
     cfg = resumed_config(o, ctx, *ck);
     if (fs::weakly_canonical(cfg.run_dir) != fs::weakly_canonical(o.resume_dir)) {
@@ -62,7 +67,7 @@ int run_train(const TrainOptions& o, bool resume, const Context& ctx) {
     if (o.config.files.empty()) throw Error("train: give --config FILE (or --resume RUN_DIR)");
     cfg = resolve_root_config(o.config, ctx);
     if (resume) {
-      if (const auto ck = train::Checkpointer::latest(cfg.run_dir)) {
+      if (const auto ck = train::Checkpointer::latest(cfg.run_dir, /*verify_content=*/true)) {
         cfg = resumed_config(o, ctx, *ck);
         start.resume_checkpoint = ck->path;
       } else {

@@ -89,12 +89,40 @@ std::string shape_str(const torch::Tensor& t) {
   return c10::str(t.sizes());
 }
 
+// A file of one of our checkpoint folders is compared with the checksum its progress.json lists
+// (train/checkpoint.h): a weight file changed after it was written is an error, not a model that
+// silently computes something else. Files outside checkpoints have no checksum to compare.
+void verify_checkpoint_file(const std::string& path) {
+  const fs::path progress = fs::path(path).parent_path() / "progress.json";
+  std::error_code ec;
+  if (!fs::is_regular_file(progress, ec)) return;
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(read_file(progress.string(), std::size_t(1) << 20));
+  } catch (const std::exception& e) {
+    throw Error("checkpoint '" + fs::path(path).parent_path().string() + "': progress.json is unreadable (" +
+                first_line(e.what()) + ")");
+  }
+  const std::string name = fs::path(path).filename().string();
+  if (!j.is_object() || !j.contains("files") || !j["files"].is_object() || !j["files"].contains(name)) return;
+  const nlohmann::json& entry = j["files"][name];
+  if (!entry.is_object() || !entry.contains("xxh64") || !entry["xxh64"].is_string()) return;
+  const std::string sum = file_xxh64(path);
+  if (sum != entry["xxh64"].get<std::string>())
+    throw Error("weights '" + path + "' do not match their checksum (xxh64 " + sum + ", progress.json says " +
+                entry["xxh64"].get<std::string>() + "): the file changed after it was written");
+}
+
 }  // namespace
 
 std::string resolve_weights_path(const std::string& path) {
   std::error_code ec;
   if (!fs::exists(path, ec)) throw Error("weights '" + path + "': no such file or directory");
-  if (!fs::is_directory(path, ec)) return path;
+  if (!fs::is_directory(path, ec)) {
+    if (const std::string why = not_regular_file(path); !why.empty())
+      throw Error("weights '" + path + "': " + why);
+    return path;
+  }
   const fs::path dir(path);
   for (const char* name : {"model.safetensors.index.json", "ema.safetensors", "model.safetensors"})
     if (fs::exists(dir / name)) return (dir / name).string();
@@ -127,6 +155,7 @@ std::map<std::string, std::string> read_shard_index(const std::string& index_pat
 WeightSet read_weights(const std::string& path_in, const std::function<bool(const std::string&)>& keep) {
   const std::string path = resolve_weights_path(path_in);
   if (ends_with(path, ".json")) return read_sharded(path, keep);
+  verify_checkpoint_file(path);
   const std::string ext = lower_extension(path);
   WeightSet out;
   out.source = path;

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <array>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -213,7 +214,8 @@ void TensorBoardWriter::add_audio(const std::string& tag, const std::vector<floa
 }
 
 void TensorBoardWriter::flush() {
-  std::fflush(file_);
+  if (std::fflush(file_) != 0)
+    throw Error("tensorboard: writing " + path_ + " failed: " + std::strerror(errno));
 }
 
 std::vector<TensorBoardRecord> read_tensorboard_events(const std::string& path) {
@@ -293,7 +295,15 @@ MetricsLogger::MetricsLogger(const std::string& run_dir, bool tensorboard, int64
   std::error_code ec;
   fs::create_directories(run_dir, ec);
   jsonl_path_ = (fs::path(run_dir) / "metrics.jsonl").string();
-  if (keep_until_step >= 0 && fs::exists(jsonl_path_)) {
+  // A resumed run drops what the interrupted one logged past its checkpoint; any start drops a
+  // line cut short by a crash or a full disk, so every line of the file stays JSON.
+  const bool regular = fs::is_regular_file(jsonl_path_, ec);
+  const bool cut = regular && fs::file_size(jsonl_path_, ec) > 0 && [&] {
+    std::ifstream in(jsonl_path_, std::ios::binary);
+    in.seekg(-1, std::ios::end);
+    return in.get() != '\n';
+  }();
+  if ((keep_until_step >= 0 || cut) && regular) {
     std::ifstream in(jsonl_path_);
     std::string line, kept;
     int64_t dropped = 0;
@@ -302,8 +312,8 @@ MetricsLogger::MetricsLogger(const std::string& run_dir, bool tensorboard, int64
       bool keep = false;
       try {
         const auto j = nlohmann::json::parse(line);
-        keep = j.value("step", int64_t{-1}) <= keep_until_step;
-      } catch (const std::exception&) {  // a line cut by a crash
+        keep = keep_until_step < 0 || j.value("step", int64_t{-1}) <= keep_until_step;
+      } catch (const std::exception&) {  // a line cut by a crash or a full disk
       }
       if (keep)
         kept += line + "\n";
@@ -312,8 +322,9 @@ MetricsLogger::MetricsLogger(const std::string& run_dir, bool tensorboard, int64
     }
     if (dropped > 0) {
       write_file_atomic(jsonl_path_, kept);
-      spdlog::info("metrics: dropped {} line(s) of {} logged after step {}", dropped, jsonl_path_,
-                   keep_until_step);
+      spdlog::info("metrics: dropped {} line(s) of {}{}", dropped, jsonl_path_,
+                   keep_until_step >= 0 ? fmt::format(" logged after step {} or cut short", keep_until_step)
+                                        : std::string(" cut short"));
     }
   }
   jsonl_ = std::fopen(jsonl_path_.c_str(), "a");
@@ -336,9 +347,25 @@ void MetricsLogger::log(int64_t step, const std::map<std::string, double>& value
       j[k] = std::isnan(v) ? "nan" : (v > 0 ? "inf" : "-inf");
     if (tb_) tb_->add_scalar(k, v, step);
   }
+  // Written with write(2), not stdio: a short write (a full disk) is seen here, and the file is
+  // cut back to its last whole line before the error stops the run.
   const std::string line = j.dump() + "\n";
-  std::fwrite(line.data(), 1, line.size(), jsonl_);
-  flush();
+  const int fd = fileno(jsonl_);
+  const off_t before = ::lseek(fd, 0, SEEK_END);
+  std::size_t done = 0;
+  while (done < line.size()) {
+    const ssize_t n = ::write(fd, line.data() + done, line.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const std::string why = n < 0 ? std::strerror(errno) : "nothing written";
+      if (before >= 0 && ::ftruncate(fd, before) != 0) {
+        // The next start drops the cut line.
+      }
+      throw Error("metrics: writing " + jsonl_path_ + " failed at step " + std::to_string(step) + ": " + why);
+    }
+    done += static_cast<std::size_t>(n);
+  }
+  if (tb_) tb_->flush();
 }
 
 void MetricsLogger::audio(const std::string& tag, const std::vector<float>& samples, int sample_rate,
@@ -347,7 +374,6 @@ void MetricsLogger::audio(const std::string& tag, const std::vector<float>& samp
 }
 
 void MetricsLogger::flush() {
-  std::fflush(jsonl_);
   if (tb_) tb_->flush();
 }
 
