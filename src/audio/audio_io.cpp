@@ -6,10 +6,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <memory>
 
 #include "losatok/core/error.h"
+#include "losatok/core/file_util.h"
 
 namespace losatok::audio {
 
@@ -20,12 +23,86 @@ struct SndCloser {
 };
 using SndPtr = std::unique_ptr<SNDFILE, SndCloser>;
 
+std::string check_wav_fmt(const std::string& path);
+
+// Sample rates and channel counts a real recording has; anything else is a damaged header.
+constexpr int kMaxSampleRate = 1536000, kMinSampleRate = 1000, kMaxChannels = 256;
+
 SndPtr open_read(const std::string& path, SF_INFO& info) {
-  if (!std::filesystem::exists(path)) throw Error("audio file '" + path + "' does not exist");
+  if (const std::string why = not_regular_file(path); !why.empty())
+    throw Error("audio file '" + path + "' " + why);
   info = SF_INFO{};
   SNDFILE* f = sf_open(path.c_str(), SFM_READ, &info);
   if (!f) throw Error("cannot decode audio file '" + path + "': " + sf_strerror(nullptr));
-  return SndPtr(f);
+  SndPtr out(f);
+  if (info.samplerate < kMinSampleRate || info.samplerate > kMaxSampleRate)
+    throw Error("audio file '" + path + "': implausible sample rate " + std::to_string(info.samplerate) +
+                " Hz");
+  if (info.channels < 1 || info.channels > kMaxChannels)
+    throw Error("audio file '" + path + "': implausible channel count " + std::to_string(info.channels));
+  if (info.frames < 0) throw Error("audio file '" + path + "': negative frame count in its header");
+  if ((info.format & SF_FORMAT_TYPEMASK) == SF_FORMAT_WAV ||
+      (info.format & SF_FORMAT_TYPEMASK) == SF_FORMAT_WAVEX ||
+      (info.format & SF_FORMAT_TYPEMASK) == SF_FORMAT_RF64)
+    if (const std::string why = check_wav_fmt(path); !why.empty())
+      throw Error("audio file '" + path + "': implausible header: " + why);
+  return out;
+}
+
+// Whether libsndfile's frame count for this format comes from the header exactly (MP3's is an
+// estimate from the bit rate).
+bool exact_frames(const SF_INFO& info) {
+  return (info.format & SF_FORMAT_TYPEMASK) != SF_FORMAT_MPEG && info.frames > 0 &&
+         info.frames < (int64_t{1} << 60);
+}
+
+// A WAV header libsndfile accepts can still be implausible (block align 0, 7-bit samples): the
+// fmt chunk's fields must agree with each other. "" when plausible (or not a RIFF/WAVE file).
+std::string check_wav_fmt(const std::string& path) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) return "";
+  unsigned char head[12];
+  std::string why;
+  const auto u16 = [](const unsigned char* p) { return static_cast<uint32_t>(p[0] | (p[1] << 8)); };
+  const auto u32 = [](const unsigned char* p) {
+    return static_cast<uint32_t>(p[0]) | (static_cast<uint32_t>(p[1]) << 8) |
+           (static_cast<uint32_t>(p[2]) << 16) | (static_cast<uint32_t>(p[3]) << 24);
+  };
+  if (std::fread(head, 1, 12, f) == 12 && std::memcmp(head + 8, "WAVE", 4) == 0 &&
+      (std::memcmp(head, "RIFF", 4) == 0 || std::memcmp(head, "RF64", 4) == 0)) {
+    unsigned char chunk[8];
+    for (int i = 0; i < 64 && std::fread(chunk, 1, 8, f) == 8; ++i) {
+      const uint32_t size = u32(chunk + 4);
+      if (std::memcmp(chunk, "fmt ", 4) != 0) {
+        if (std::fseek(f, static_cast<long>(size + (size & 1)), SEEK_CUR) != 0) break;
+        continue;
+      }
+      unsigned char fmt[16];
+      if (size < 16 || std::fread(fmt, 1, 16, f) != 16) {
+        why = "its fmt chunk is shorter than 16 bytes";
+        break;
+      }
+      const uint32_t tag = u16(fmt), channels = u16(fmt + 2), rate = u32(fmt + 4), byte_rate = u32(fmt + 8),
+                     align = u16(fmt + 12), bits = u16(fmt + 14);
+      // PCM, IEEE float and extensible carry whole-byte samples; compressed tags have their own rules.
+      if (tag == 1 || tag == 3 || tag == 0xFFFE) {
+        const uint32_t bytes = (bits + 7) / 8;
+        if (bits == 0 || bits > 64 || (tag != 0xFFFE && bits % 8 != 0))
+          why = "its header claims " + std::to_string(bits) + "-bit samples";
+        else if (channels == 0 || align != channels * bytes)
+          why = "its header's block align (" + std::to_string(align) +
+                ") is not channels x bytes per sample (" + std::to_string(channels) + " x " +
+                std::to_string(bytes) + ")";
+        else if (byte_rate != rate * align)
+          why = "its header's byte rate (" + std::to_string(byte_rate) +
+                ") is not sample rate x block align (" + std::to_string(rate) + " x " +
+                std::to_string(align) + ")";
+      }
+      break;
+    }
+  }
+  std::fclose(f);
+  return why;
 }
 
 std::string major_format_name(int format) {
@@ -57,8 +134,28 @@ AudioBuffer read_audio(const std::string& path, double offset_seconds, double du
   out.sample_rate = info.samplerate;
   out.channels = info.channels;
 
+  if (!std::isfinite(offset_seconds) || offset_seconds < 0)
+    throw Error("audio file '" + path + "': offset " + std::to_string(offset_seconds) +
+                " s is not a time in the file");
+  if (duration_seconds >= 0 && !std::isfinite(duration_seconds))
+    throw Error("audio file '" + path + "': duration is not finite");
+  const double length = static_cast<double>(info.frames) / info.samplerate;
+  const bool exact = exact_frames(info);
+  // Manifest times are rounded: a crop may run past the end by this much, no more.
+  const double slack = 0.1 + 1e-3 * length;
+  if (exact && offset_seconds >= length)
+    throw Error("audio file '" + path + "': offset " + std::to_string(offset_seconds) +
+                " s is past its end (" + std::to_string(length) + " s)");
+  if (exact && duration_seconds >= 0 && offset_seconds + duration_seconds > length + slack)
+    throw Error("audio file '" + path + "': offset + duration (" + std::to_string(offset_seconds) + " + " +
+                std::to_string(duration_seconds) + " s) runs past its end (" + std::to_string(length) +
+                " s)");
+  constexpr double kMaxFrames = 9.0e15;  // llround's range, with room
+  if (offset_seconds * info.samplerate > kMaxFrames || duration_seconds * info.samplerate > kMaxFrames)
+    throw Error("audio file '" + path + "': offset or duration out of range");
   int64_t start = std::max<int64_t>(0, std::llround(offset_seconds * info.samplerate));
   int64_t want = duration_seconds >= 0 ? std::llround(duration_seconds * info.samplerate) : -1;
+  const int64_t first = start;
   // Some decoders (MP3, some OGG) report frames approximately or not at all: read in chunks.
   if (start > 0 && sf_seek(f.get(), start, SEEK_SET) < 0) {
     if (info.seekable)
@@ -85,6 +182,13 @@ AudioBuffer read_audio(const std::string& path, double offset_seconds, double du
   }
   if (sf_error(f.get()) != SF_ERR_NO_ERROR)
     throw Error("error decoding audio file '" + path + "': " + sf_strerror(f.get()));
+  // A file cut short (a partial download) decodes fewer frames than its header promises.
+  if (exact) {
+    const int64_t promised = want >= 0 ? std::min<int64_t>(want, info.frames - first) : info.frames - first;
+    if (total < promised)
+      throw Error("audio file '" + path + "' is truncated: " + std::to_string(first + total) + " of " +
+                  std::to_string(info.frames) + " samples decode");
+  }
   return out;
 }
 

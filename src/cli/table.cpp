@@ -166,13 +166,8 @@ TableSpec read_table(const TableOptions& o) {
   TableSpec t;
   t.file = o.file;
   YAML::Node root;
-  try {
-    root = YAML::LoadFile(o.file);
-  } catch (const YAML::BadFile&) {
-    throw Error("table: " + o.file + " cannot be read");
-  } catch (const YAML::Exception& e) {
-    throw Error("table: " + o.file + ": " + first_line(e.what()));
-  }
+  root = config::load_yaml_file(o.file, "table");
+  if (!root.IsMap()) throw Error("table '" + o.file + "': expected a map at the top level");
   check_keys(t, root, "",
              {"title", "source", "note", "out_dir", "vars", "overrides", "runs", "evals", "columns", "plot"});
   t.title = scalar(t, root["title"], "title");

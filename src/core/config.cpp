@@ -154,14 +154,47 @@ void merge_nodes(YAML::Node dst, const YAML::Node& src, const std::string& path,
   }
 }
 
+// Counts nodes as a walk sees them (an alias once per use) and stops at the limit.
+void count_nodes(const YAML::Node& node, std::size_t& count, int depth, const std::string& where) {
+  if (++count > kMaxYamlNodes)
+    throw Error(where + " expands to more than " + std::to_string(kMaxYamlNodes) +
+                " nodes (nested aliases?): refused");
+  if (depth > 64) throw Error(where + " is nested more than 64 levels deep (a recursive alias?)");
+  if (node.IsMap()) {
+    for (const auto& kv : node) {
+      count_nodes(kv.first, count, depth + 1, where);
+      count_nodes(kv.second, count, depth + 1, where);
+    }
+  } else if (node.IsSequence()) {
+    for (const auto& item : node) count_nodes(item, count, depth + 1, where);
+  }
+}
+
+}  // namespace
+
 YAML::Node parse_yaml(const std::string& text, const std::string& where) {
+  if (text.size() > kMaxYamlBytes)
+    throw Error(where + " has " + std::to_string(text.size()) + " bytes, more than the " +
+                std::to_string(kMaxYamlBytes) + " a YAML document may have");
+  YAML::Node doc;
   try {
-    return YAML::Load(text);
+    doc = YAML::Load(text);
   } catch (const YAML::Exception& e) {
     throw Error("invalid YAML in " + where + " at line " + std::to_string(e.mark.line + 1) + ", column " +
                 std::to_string(e.mark.column + 1) + ": " + e.msg);
   }
+  std::size_t count = 0;
+  count_nodes(doc, count, 0, where);
+  return doc;
 }
+
+YAML::Node load_yaml_file(const std::string& path, const std::string& what) {
+  if (const std::string why = not_regular_file(path); !why.empty())
+    throw Error(what + " '" + path + "' " + why);
+  return parse_yaml(read_file(path, kMaxYamlBytes), what + " '" + path + "'");
+}
+
+namespace {
 
 std::string resolve_default_path(const fs::path& base_dir, const std::string& entry) {
   fs::path p = base_dir / entry;
@@ -180,13 +213,13 @@ void load_recursive(ConfigTree& tree, const std::string& path, std::vector<std::
     for (const auto& f : stack) chain += f + " -> ";
     throw Error("config file '" + path + "' includes itself through defaults: " + chain + canonical);
   }
-  if (!fs::exists(path)) {
+  if (const std::string why = not_regular_file(path); !why.empty()) {
     const std::string by = stack.empty() ? "" : " (listed in defaults: of '" + stack.back() + "')";
-    throw Error("config file '" + path + "' does not exist" + by);
+    throw Error("config file '" + path + "' " + why + by);
   }
   stack.push_back(canonical);
-  YAML::Node doc = parse_yaml(read_file(path), "config file '" + path + "'");
-  if (doc.IsNull()) doc = YAML::Node(YAML::NodeType::Map);
+  YAML::Node doc = load_yaml_file(path, "config file");
+  if (doc.IsNull()) throw Error("config file '" + path + "' is empty");
   if (!doc.IsMap()) throw ConfigError("", "the top level must be a map", path);
 
   YAML::Node own(YAML::NodeType::Map);

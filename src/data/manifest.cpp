@@ -1,11 +1,13 @@
 // JSON Lines manifest reader.
 #include "losatok/data/manifest.h"
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "losatok/core/error.h"
+#include "losatok/core/file_util.h"
 
 namespace losatok::data {
 
@@ -31,13 +33,28 @@ void read_number(const nlohmann::json& j, const char* key, double& out, const st
 }  // namespace
 
 std::vector<ManifestEntry> read_manifest(const std::string& path) {
+  if (const std::string why = not_regular_file(path); !why.empty())
+    throw Error("manifest '" + path + "' " + why);
   std::ifstream in(path);
   if (!in) throw Error("manifest '" + path + "': cannot open");
   const std::filesystem::path base = std::filesystem::path(path).parent_path();
   std::vector<ManifestEntry> entries;
   std::string text;
-  for (int line = 1; std::getline(in, text); ++line) {
-    if (text.find_first_not_of(" \t\r") == std::string::npos) continue;
+  // istream::getline into a fixed buffer: a line without an end cannot grow without bound.
+  std::vector<char> buf(kMaxManifestLineBytes + 2);
+  for (int line = 1;; ++line) {
+    in.getline(buf.data(), static_cast<std::streamsize>(buf.size()));
+    if (in.fail() && !in.eof() && in.gcount() == static_cast<std::streamsize>(buf.size()) - 1)
+      bad(path, line, "longer than " + std::to_string(kMaxManifestLineBytes) + " bytes");
+    if (in.gcount() == 0 && (in.eof() || in.fail())) break;
+    text.assign(buf.data());
+    if (line > kMaxManifestLines)
+      throw Error("manifest '" + path + "' has more than " + std::to_string(kMaxManifestLines) +
+                  " lines: split it into several data.sources");
+    if (text.find_first_not_of(" \t\r") == std::string::npos) {
+      if (in.eof()) break;
+      continue;
+    }
     nlohmann::json j;
     try {
       j = nlohmann::json::parse(text);
@@ -54,11 +71,16 @@ std::vector<ManifestEntry> read_manifest(const std::string& path) {
     read_string(j, "label", e.label, path, line);
     read_string(j, "domain", e.domain, path, line);
     read_string(j, "split", e.split, path, line);
+    const bool has_duration = j.contains("duration") && !j["duration"].is_null();
     read_number(j, "duration", e.duration, path, line);
     read_number(j, "offset", e.offset, path, line);
-    if (e.offset < 0) bad(path, line, "\"offset\" must be >= 0");
+    if (!std::isfinite(e.offset) || e.offset < 0) bad(path, line, "\"offset\" must be a finite number >= 0");
+    if (has_duration && (!std::isfinite(e.duration) || e.duration <= 0))
+      bad(path, line, "\"duration\" must be a finite number > 0 (or absent: to the end of the file)");
     entries.push_back(std::move(e));
+    if (in.eof()) break;
   }
+  if (entries.empty()) throw Error("manifest '" + path + "' has no clips");
   return entries;
 }
 

@@ -12,11 +12,7 @@ namespace losatok::models {
 YAML::Node checkpoint_config(const io::WeightSet& weights) {
   const auto it = weights.metadata.find(kConfigMetadataKey);
   if (it == weights.metadata.end()) return YAML::Node();
-  try {
-    return YAML::Load(it->second);
-  } catch (const YAML::Exception& e) {
-    throw Error("checkpoint '" + weights.source + "': unreadable config in its metadata: " + e.what());
-  }
+  return config::parse_yaml(it->second, "the config in the metadata of checkpoint '" + weights.source + "'");
 }
 
 RootConfig config_from_checkpoint(const io::WeightSet& weights) {
@@ -24,7 +20,10 @@ RootConfig config_from_checkpoint(const io::WeightSet& weights) {
 }
 
 LoadedTokenizer load_tokenizer_checkpoint(const std::string& path, const torch::Device& device) {
-  const io::WeightSet weights = io::read_weights(path);
+  return load_tokenizer_weights(io::read_weights(path), device);
+}
+
+LoadedTokenizer load_tokenizer_weights(const io::WeightSet& weights, const torch::Device& device) {
   LoadedTokenizer out;
   out.source = weights.source;
   out.config = config_from_checkpoint(weights);

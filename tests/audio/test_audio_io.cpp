@@ -156,15 +156,49 @@ TEST(AudioIO, BadInputGivesErrorsNamingTheFile) {
   nan_audio[42] = std::nanf("");
   write_audio(tmp.path("nan.wav"), nan_audio.data(), 100, 1, 16000, "float");
   expect_audio_error(tmp.path("nan.wav"), "non-finite");
-  // A truncated file decodes what is there or fails, never crashes.
+  // A file cut short (its header promises more) is an error saying how much decodes, never a
+  // shorter clip that trains silently.
   const auto sine = stereo_sine(440, 16000, 1.0);
   write_audio(tmp.path("full.flac"), sine.data(), 16000, 2, 16000);
   const std::string bytes = test::read_bytes(tmp.path("full.flac"));
-  test::write_bytes(tmp.path("cut.flac"), bytes.substr(0, bytes.size() / 3));
+  test::write_bytes(tmp.path("cut.flac"), bytes.substr(0, bytes.size() / 2));
+  expect_audio_error(tmp.path("cut.flac"), "is truncated");
+  test::expect_error([&] { load_audio(tmp.path("cut.flac"), 16000, 0.1, 0.8); },
+                     {"cut.flac", "of 16000 samples"});
+  // A header libsndfile reads but no encoder writes: 7-bit samples, block align 0.
+  write_audio(tmp.path("ok.wav"), sine.data(), 16000, 2, 16000);
+  std::string wav = test::read_bytes(tmp.path("ok.wav"));
+  const std::size_t fmt = wav.find("fmt ");
+  ASSERT_NE(fmt, std::string::npos);
+  wav[fmt + 8 + 12] = 0;  // block align
+  wav[fmt + 8 + 13] = 0;
+  wav[fmt + 8 + 14] = 7;  // bits per sample
+  test::write_bytes(tmp.path("odd.wav"), wav);
+  expect_audio_error(tmp.path("odd.wav"), "implausible header");
+  // Manifest times checked against the file (1 s long).
+  test::expect_error([&] { load_audio(tmp.path("ok.wav"), 16000, 1e308, -1); }, {"ok.wav", "past its end"});
+  test::expect_error([&] { load_audio(tmp.path("ok.wav"), 16000, 0.5, 1e308); },
+                     {"ok.wav", "runs past its end"});
+  test::expect_error([&] { load_audio(tmp.path("ok.wav"), 16000, 0.0, 2.0); },
+                     {"ok.wav", "runs past its end"});
+  EXPECT_EQ(load_audio(tmp.path("ok.wav"), 16000, 0.5, 0.55).size(), 8000u);  // rounding slack: to the end
+  test::expect_error([] { load_audio("/dev/zero", 16000); }, {"/dev/zero", "not a regular file"});
+}
+
+TEST(AudioIO, TruncatedOggIsAnErrorOrDecodesWhatItsLastPageSays) {
+  TempDir tmp;
+  const auto sine = stereo_sine(440, 16000, 2.0);
+  write_audio(tmp.path("full.ogg"), sine.data(), 32000, 2, 16000);
+  const std::string bytes = test::read_bytes(tmp.path("full.ogg"));
+  test::write_bytes(tmp.path("cut.ogg"), bytes.substr(0, bytes.size() / 2));
+  // Ogg has no length in its header: libsndfile reads it from the last complete page, so a cut
+  // file either fails to decode or decodes exactly the frames it now claims.
   try {
-    const auto part = load_audio(tmp.path("cut.flac"), 16000);
-    EXPECT_LT(part.size(), 16000u);
+    const AudioInfo info = probe_audio(tmp.path("cut.ogg"));
+    const AudioBuffer b = read_audio(tmp.path("cut.ogg"));
+    EXPECT_LT(info.frames, 32000);
+    EXPECT_EQ(b.frames(), info.frames);
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("cut.flac"), std::string::npos);
+    EXPECT_NE(std::string(e.what()).find("cut.ogg"), std::string::npos) << e.what();
   }
 }

@@ -38,3 +38,29 @@ TEST(Manifest, BadLinesNameTheFileAndLine) {
   test::expect_error([&] { data::read_manifest(path); }, {"line 1", "duration"});
   test::expect_error([&] { data::read_manifest(dir.path("missing.jsonl")); }, {"missing.jsonl"});
 }
+
+TEST(Manifest, BoundsAndEmptyOrNonFileManifestsAreErrorsNamingIt) {
+  test::TempDir dir;
+  const auto path = dir.path("m.jsonl");
+  // Not a file: a device grows without end, a folder reads as nothing.
+  test::expect_error([] { data::read_manifest("/dev/zero"); }, {"/dev/zero", "not a regular file"});
+  test::expect_error([&] { data::read_manifest(dir.path("")); }, {"is a folder"});
+  test::write_text(path, "\n  \n");
+  test::expect_error([&] { data::read_manifest(path); }, {"m.jsonl", "has no clips"});
+  // One line over the limit (a file without newlines), after a good one.
+  test::write_text(path, "{\"audio\": \"x.wav\"}\n{\"audio\": \"" +
+                             std::string(data::kMaxManifestLineBytes, 'a') + "\"}\n");
+  test::expect_error([&] { data::read_manifest(path); }, {"m.jsonl", "line 2", "longer than"});
+  // Times that cannot be in a file.
+  test::write_text(path, "{\"audio\": \"x.wav\", \"duration\": -5}\n");
+  test::expect_error([&] { data::read_manifest(path); }, {"line 1", "\"duration\" must be"});
+  test::write_text(path, "{\"audio\": \"x.wav\", \"duration\": 0}\n");
+  test::expect_error([&] { data::read_manifest(path); }, {"line 1", "\"duration\" must be"});
+  test::write_text(path, "{\"audio\": \"x.wav\", \"offset\": -1}\n");
+  test::expect_error([&] { data::read_manifest(path); }, {"line 1", "\"offset\" must be"});
+  // The last line may lack its newline.
+  test::write_text(path, "{\"audio\": \"x.wav\"}\n{\"audio\": \"y.wav\", \"duration\": 1e308}");
+  const auto m = data::read_manifest(path);
+  ASSERT_EQ(m.size(), 2u);
+  EXPECT_EQ(m[1].line, 2);
+}

@@ -51,6 +51,17 @@ struct ConfigTree {
   std::string origin_of(const std::string& path) const;
 };
 
+// Limits on a YAML document: its size, and its node count with aliases expanded (a "billion
+// laughs" file of nested aliases is refused instead of growing without bound when walked).
+inline constexpr std::size_t kMaxYamlBytes = std::size_t(16) << 20;
+inline constexpr std::size_t kMaxYamlNodes = 1000000;
+
+// Parses YAML text within those limits; errors name `where` and the line.
+YAML::Node parse_yaml(const std::string& text, const std::string& where);
+// parse_yaml of a file's text: a file that is missing, not a regular file or too large is an
+// error naming it.
+YAML::Node load_yaml_file(const std::string& path, const std::string& what = "YAML file");
+
 // Loads one file and, depth-first, the files its `defaults:` list names (paths relative to
 // the file's folder; `.yaml` may be omitted). Later entries and the file itself win.
 ConfigTree load_config_file(const std::string& path);

@@ -15,8 +15,13 @@ struct ManifestEntry {
   int line = 0;            // 1-based line in the manifest, for messages
 };
 
-// Blank lines are skipped. A malformed line, a missing "audio" or a field of the wrong type
-// is an error naming the manifest and the line.
+// Bounds on a manifest: one clip per line, a line at most this long, at most this many lines.
+inline constexpr int kMaxManifestLineBytes = 1 << 20;
+inline constexpr int kMaxManifestLines = 50000000;
+
+// Blank lines are skipped. A malformed line, a missing "audio", a field of the wrong type, an
+// offset < 0 or a duration <= 0, or a line over the limits is an error naming the manifest and
+// the line; a path that is not a regular file, or a manifest without clips, is an error naming it.
 std::vector<ManifestEntry> read_manifest(const std::string& path);
 
 }  // namespace losatok::data

@@ -24,5 +24,7 @@ struct LoadedTokenizer {
 };
 // The whole tokenizer, strictly, in eval mode on `device`. Errors name the file.
 LoadedTokenizer load_tokenizer_checkpoint(const std::string& path, const torch::Device& device);
+// The same from weights already read (the metadata must carry the tokenizer's config).
+LoadedTokenizer load_tokenizer_weights(const io::WeightSet& weights, const torch::Device& device);
 
 }  // namespace losatok::models
