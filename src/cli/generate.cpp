@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -29,9 +30,50 @@ struct GenerateOptions {
   std::string prompts, out, out_dir, tokenizer, prompt_audio, prompt_text, condition;
   double seconds = 0;
   int steps = 0, batch_size = 8;
-  double cfg_scale = -1, sway = 2;  // out of range = the checkpoint's dit.sample
-  int64_t seed = -1;
+  double cfg_scale = 0, sway = 0;
+  int64_t seed = 0;
+  // Which of --steps / --cfg / --sway / --seed were given (else the checkpoint's dit.sample).
+  const CLI::Option *steps_opt = nullptr, *cfg_opt = nullptr, *sway_opt = nullptr, *seed_opt = nullptr;
 };
+
+// The bytes of memory a sampling batch of `frames` latent frames needs for its attention scores
+// (the math path: batch x 2 for guidance x heads x T x T floats, with the softmax's copy).
+double attention_bytes(const DiTConfig& m, int64_t frames, int batch) {
+  return 2.0 * batch * 2.0 * m.heads * static_cast<double>(frames) * static_cast<double>(frames) * 4.0;
+}
+
+// MemAvailable of /proc/meminfo in bytes, 0 when unknown.
+double available_memory() {
+  std::ifstream in("/proc/meminfo");
+  std::string key;
+  double kb = 0;
+  std::string unit;
+  while (in >> key >> kb >> unit)
+    if (key == "MemAvailable:") return kb * 1024.0;
+  return 0;
+}
+
+// Every sampling option given on the command line, checked with a message naming it.
+void check_generate_options(const GenerateOptions& o, const SamplerConfig& sampler) {
+  if (!std::isfinite(o.seconds) || o.seconds < 0)
+    throw Error("--seconds must be a finite number >= 0 (0 = estimated from the text), got " +
+                std::to_string(o.seconds));
+  if (o.seconds > sampler.max_seconds)
+    throw Error("--seconds " + std::to_string(o.seconds) + " is more than dit.sample.max_seconds (" +
+                std::to_string(sampler.max_seconds) +
+                "): raise it (dit.sample.max_seconds=S) to generate longer clips");
+  if (o.steps_opt->count() && (o.steps < 1 || o.steps > SamplerConfig::kMaxSteps))
+    throw Error("--steps must be in [1, " + std::to_string(SamplerConfig::kMaxSteps) + "], got " +
+                std::to_string(o.steps));
+  if (o.cfg_opt->count() && !(o.cfg_scale >= 0 && o.cfg_scale <= SamplerConfig::kMaxCfgScale))
+    throw Error("--cfg must be a guidance scale in [0, " +
+                std::to_string(static_cast<int>(SamplerConfig::kMaxCfgScale)) + "] (1 = none), got " +
+                std::to_string(o.cfg_scale));
+  if (o.sway_opt->count() && !(o.sway >= -1 && o.sway <= 1))
+    throw Error("--sway must be in [-1, 1] (0 = uniform steps), got " + std::to_string(o.sway));
+  if (o.seed_opt->count() && o.seed < 0) throw Error("--seed must be >= 0, got " + std::to_string(o.seed));
+  if (o.batch_size < 1) throw Error("--batch-size must be >= 1, got " + std::to_string(o.batch_size));
+}
 
 struct Job {
   gen::GenerationRequest request;
@@ -40,6 +82,9 @@ struct Job {
 
 std::vector<Job> read_prompt_file(const std::string& path, const RootConfig& cfg,
                                   const std::string& out_dir) {
+  const double max_seconds = cfg.section<DiTStageConfig>().sample.max_seconds;
+  if (const std::string why = not_regular_file(path); !why.empty())
+    throw Error("prompts '" + path + "' " + why);
   std::ifstream in(path);
   if (!in) throw Error("prompts '" + path + "': cannot open");
   const fs::path dir = fs::path(path).parent_path();
@@ -56,6 +101,9 @@ std::vector<Job> read_prompt_file(const std::string& path, const RootConfig& cfg
       job.request.text = j.at("text").get<std::string>();
       // A manifest works as a prompt file: its clip durations are the lengths to generate.
       job.request.seconds = j.contains("seconds") ? j.value("seconds", 0.0) : j.value("duration", 0.0);
+      if (!std::isfinite(job.request.seconds) || job.request.seconds < 0 || job.request.seconds > max_seconds)
+        throw Error("\"seconds\" must be in [0, " + std::to_string(max_seconds) +
+                    "] (dit.sample.max_seconds), got " + std::to_string(job.request.seconds));
       job.domain = j.value("domain", std::string());
       job.request.prompt_text = j.value("prompt_text", std::string());
       if (j.contains("prompt_audio")) {
@@ -90,10 +138,11 @@ int run_generate(const GenerateOptions& o, const Context& ctx) {
 
   const DiTStageConfig& dit = cfg.section<DiTStageConfig>();
   SamplerConfig sampler = dit.sample;
-  if (o.steps > 0) sampler.steps = o.steps;
-  if (o.cfg_scale >= 0) sampler.cfg_scale = o.cfg_scale;
-  if (o.sway <= 1) sampler.sway = o.sway;
-  if (o.seed >= 0) sampler.seed = o.seed;
+  check_generate_options(o, sampler);
+  if (o.steps_opt->count()) sampler.steps = o.steps;
+  if (o.cfg_opt->count()) sampler.cfg_scale = o.cfg_scale;
+  if (o.sway_opt->count()) sampler.sway = o.sway;
+  if (o.seed_opt->count()) sampler.seed = o.seed;
   sampler.validate();
 
   std::vector<Job> jobs;
@@ -132,11 +181,26 @@ int run_generate(const GenerateOptions& o, const Context& ctx) {
   } else if (!o.condition.empty()) {
     throw Error("--condition is for models conditioned on cached embeddings; this one reads text");
   }
-  if (o.tokenizer.empty() && dit.tokenizer_checkpoint.empty())
-    throw Error("generate needs the tokenizer that decodes the latents: --tokenizer CHECKPOINT");
+  {
+    // The longest clip of a batch sets its attention's memory; refuse what cannot fit in RAM.
+    const double rate = static_cast<double>(cfg.audio.sample_rate) / cfg.samples_per_token();
+    double longest = 0;
+    for (const Job& j : jobs) longest = std::max(longest, j.request.seconds);
+    const int batch =
+        static_cast<int>(std::min<std::size_t>(jobs.size(), static_cast<std::size_t>(o.batch_size)));
+    const double need = attention_bytes(dit.model, std::llround(longest * rate), batch);
+    const double have = available_memory();
+    if (resolve_device(cfg.runtime.device).is_cpu() && have > 0 && need > have)
+      throw Error(
+          fmt::format("--seconds {} at --batch-size {} needs about {:.1f} GiB for attention, {:.1f} GiB is "
+                      "available: generate shorter clips or fewer at once",
+                      longest, batch, need / (1 << 30), have / (1 << 30)));
+  }
   gen::LoadedDiT loaded = gen::load_dit_checkpoint(weights, cfg, resolve_device(cfg.runtime.device),
                                                    !o.model.lenient, o.tokenizer);
   gen::DiTPipeline* pipeline = loaded.pipeline.get();
+  if (!pipeline->tokenizer())
+    throw Error("generate needs the tokenizer that decodes the latents: --tokenizer CHECKPOINT");
 
   const auto t0 = std::chrono::steady_clock::now();
   double seconds_out = 0;
@@ -201,13 +265,13 @@ void add_generate_command(CLI::App& app, Context& ctx) {
   sub->add_option("--out-dir", o->out_dir, "output folder (several texts or --prompts)");
   sub->add_option("--tokenizer", o->tokenizer,
                   "tokenizer checkpoint (default: the DiT's dit.tokenizer_checkpoint)");
-  sub->add_option("--steps", o->steps, "Euler steps (default dit.sample.steps)");
-  sub->add_option("--cfg", o->cfg_scale, "classifier-free guidance scale (default dit.sample.cfg_scale)");
-  sub->add_option("--sway", o->sway, "sway-sampling coefficient in [-1, 1] (default dit.sample.sway)");
-  sub->add_option("--seed", o->seed, "noise seed (default dit.sample.seed)");
-  sub->add_option("--batch-size", o->batch_size, "clips per sampling batch")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
+  o->steps_opt = sub->add_option("--steps", o->steps, "Euler steps (default dit.sample.steps)");
+  o->cfg_opt =
+      sub->add_option("--cfg", o->cfg_scale, "classifier-free guidance scale (default dit.sample.cfg_scale)");
+  o->sway_opt =
+      sub->add_option("--sway", o->sway, "sway-sampling coefficient in [-1, 1] (default dit.sample.sway)");
+  o->seed_opt = sub->add_option("--seed", o->seed, "noise seed (default dit.sample.seed)");
+  sub->add_option("--batch-size", o->batch_size, "clips per sampling batch")->capture_default_str();
   on_config_command(*sub, ctx, o->config, [&ctx, o]() { return run_generate(*o, ctx); });
 }
 

@@ -9,7 +9,9 @@
 #include "losatok/core/error.h"
 #include "losatok/core/file_util.h"
 #include "losatok/core/logging.h"
+#include "losatok/gen/dit_pipeline.h"
 #include "losatok/models/init.h"
+#include "losatok/models/tokenizer_checkpoint.h"
 #include "model_setup.h"
 
 namespace losatok::cli {
@@ -101,12 +103,17 @@ void add_weights_commands(CLI::App& app, Context& ctx) {
         "export", "model-only weights (EMA when the checkpoint has it) with the reference names");
     struct Opts {
       std::string checkpoint, out, format;
+      bool no_tokenizer = false;
     };
     auto o = std::make_shared<Opts>();
     sub->add_option("--checkpoint", o->checkpoint, "our .safetensors or a checkpoint folder")->required();
     sub->add_option("--out", o->out, "output file")->required();
     sub->add_option("--format", o->format, "safetensors or pt (default: from the --out extension)")
         ->check(CLI::IsMember({"safetensors", "pt"}));
+    sub->add_flag(
+        "--no-tokenizer", o->no_tokenizer,
+        "DiT checkpoints: leave the tokenizer out (by default the export carries it as tokenizer.*, so "
+        "`generate` needs nothing else)");
     sub->callback([&ctx, o] {
       ctx.action = [o]() {
         io::WeightSet weights = io::read_weights(o->checkpoint);
@@ -115,8 +122,30 @@ void add_weights_commands(CLI::App& app, Context& ctx) {
           if (!io::is_recomputed_buffer(name)) out[name] = t;
         const std::string format = o->format.empty() ? io::weight_format_for(o->out) : o->format;
         std::map<std::string, std::string> meta;
-        if (const auto it = weights.metadata.find(kConfigMetadataKey); it != weights.metadata.end())
-          meta[it->first] = it->second;
+        for (const char* key : {kConfigMetadataKey, gen::kTokenizerKey, gen::kTokenizerConfigKey})
+          if (const auto it = weights.metadata.find(key); it != weights.metadata.end())
+            meta[it->first] = it->second;
+        const YAML::Node carried = models::checkpoint_config(weights);
+        const bool dit = carried.IsMap() && carried["stage"] && carried["stage"].as<std::string>() == "dit";
+        if (dit && !o->no_tokenizer && format == "safetensors" && !meta.count(gen::kTokenizerConfigKey)) {
+          const RootConfig cfg = read_root_config({}, {}, gen::dit_checkpoint_config(weights));
+          std::string tok;
+          try {
+            tok = gen::find_dit_tokenizer(weights, cfg.section<DiTStageConfig>());
+          } catch (const Error& e) {
+            throw Error(first_line(e.what()) + " (export --no-tokenizer leaves it out)");
+          }
+          if (!tok.empty()) {
+            const io::WeightSet t = io::read_weights(tok);
+            const auto it = t.metadata.find(kConfigMetadataKey);
+            if (it == t.metadata.end())
+              throw Error("tokenizer '" + t.source + "' carries no config in its metadata");
+            for (const auto& [name, tensor] : t.tensors)
+              if (!io::is_recomputed_buffer(name)) out[gen::kTokenizerPrefix + name] = tensor;
+            meta[gen::kTokenizerConfigKey] = it->second;
+            spdlog::info("the export carries the tokenizer {} ({} tensors)", t.source, t.tensors.size());
+          }
+        }
         io::save_weights(o->out, out, format, meta);
         spdlog::info("{} -> {} ({}, {} tensors)", weights.source, o->out, format, out.size());
         return 0;

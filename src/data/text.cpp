@@ -6,6 +6,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <csignal>
 #include <cstdlib>
@@ -13,6 +15,7 @@
 #include <sstream>
 
 #include "losatok/core/error.h"
+#include "losatok/core/logging.h"
 
 extern char** environ;
 
@@ -134,9 +137,21 @@ TextTokenizer::TextTokenizer(const TextEncoderConfig& config) : config_(config) 
   if (config_.tokens == "phonemes") phonemizer_ = std::make_unique<Phonemizer>(config_.espeak_voice);
 }
 
-std::vector<int64_t> TextTokenizer::encode(const std::string& text) {
+std::vector<int64_t> TextTokenizer::encode(const std::string& text_in) {
+  // A text far beyond the limit is shortened before the phonemizer sees it.
+  const std::size_t max_bytes = static_cast<std::size_t>(std::max(1, config_.max_tokens)) * 16;
+  const std::string& text = text_in.size() > max_bytes ? text_in.substr(0, max_bytes) : text_in;
   std::vector<int64_t> out = byte_tokens(phonemizer_ ? (*phonemizer_)(text) : text);
-  if (static_cast<int>(out.size()) > config_.max_tokens) out.resize(config_.max_tokens);
+  if (static_cast<int>(out.size()) > config_.max_tokens || text.size() < text_in.size()) {
+    // Reported a few times per process: training encodes every clip's text.
+    static std::atomic<int> reported{0};
+    const int n = reported.fetch_add(1);
+    if (n < 3)
+      spdlog::warn("text of {} bytes is longer than dit.text.max_tokens ({}): cut to \"{}...\"{}",
+                   text_in.size(), config_.max_tokens, text_in.substr(0, 40),
+                   n == 2 ? " (further cuts are not reported)" : "");
+    if (static_cast<int>(out.size()) > config_.max_tokens) out.resize(config_.max_tokens);
+  }
   if (out.empty()) out.push_back(kTextFiller);
   return out;
 }

@@ -3,12 +3,18 @@
 
 #include <torch/torch.h>
 
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
 #include "losatok/core/error.h"
+#include "losatok/core/file_util.h"
 #include "losatok/core/logging.h"
 #include "losatok/models/flow_matching.h"
 #include "losatok/models/init.h"
 
 namespace losatok::gen {
+
+namespace fs = std::filesystem;
 
 namespace {
 
@@ -41,7 +47,11 @@ DiTPipeline::DiTPipeline(const RootConfig& cfg, const torch::Device& device, int
 }
 
 void DiTPipeline::load_tokenizer(const std::string& path) {
-  tokenizer_ = models::load_tokenizer_checkpoint(path, device_);
+  set_tokenizer(models::load_tokenizer_checkpoint(path, device_));
+}
+
+void DiTPipeline::set_tokenizer(models::LoadedTokenizer tokenizer) {
+  tokenizer_ = std::move(tokenizer);
   const int dim = tokenizer_.config.model.latent_dim();
   if (dim != dit_.model.latent_dim)
     throw ConfigError("dit.model.latent_dim", "the tokenizer " + tokenizer_.source + " makes " +
@@ -207,6 +217,82 @@ std::vector<float> DiTPipeline::decode(const torch::Tensor& latents) {
   return std::vector<float>(wave.data_ptr<float>(), wave.data_ptr<float>() + wave.numel());
 }
 
+namespace {
+
+// The checksum a checkpoint's progress.json records for `file`, else the file's own.
+std::string recorded_or_computed_xxh64(const std::string& file) {
+  const fs::path progress = fs::path(file).parent_path() / "progress.json";
+  std::error_code ec;
+  if (fs::is_regular_file(progress, ec)) {
+    try {
+      const auto j = nlohmann::json::parse(read_file(progress.string(), std::size_t(1) << 20));
+      const auto& e = j.at("files").at(fs::path(file).filename().string());
+      if (e.is_object() && e.contains("xxh64")) return e["xxh64"].get<std::string>();
+    } catch (const std::exception&) {  // computed below
+    }
+  }
+  return file_xxh64(file);
+}
+
+}  // namespace
+
+std::string tokenizer_record(const std::string& path, const std::string& run_dir) {
+  const fs::path file = fs::weakly_canonical(io::resolve_weights_path(path));
+  nlohmann::json j = {
+      {"path", file.string()},
+      {"run_dir_relative", fs::relative(file, fs::weakly_canonical(fs::absolute(run_dir))).string()},
+      {"xxh64", recorded_or_computed_xxh64(file.string())}};
+  return j.dump();
+}
+
+std::string find_dit_tokenizer(const io::WeightSet& weights, const DiTStageConfig& dit) {
+  for (const auto& [name, t] : weights.tensors)
+    if (name.rfind(kTokenizerPrefix, 0) == 0) return "";
+  std::vector<std::string> tried;
+  std::string recorded_sum;
+  const auto found = [&](const std::string& candidate) {
+    std::error_code ec;
+    if (candidate.empty()) return false;
+    tried.push_back(candidate);
+    return fs::exists(candidate, ec);
+  };
+  std::string hit;
+  if (const auto it = weights.metadata.find(kTokenizerKey); it != weights.metadata.end()) {
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(it->second);
+    } catch (const std::exception& e) {
+      throw Error("checkpoint '" + weights.source + "': unreadable " + kTokenizerKey + " (" +
+                  first_line(e.what()) + ")");
+    }
+    recorded_sum = j.value("xxh64", std::string());
+    // checkpoints/step-N/<file> (or checkpoints/best/<file>) -> the run_dir.
+    const fs::path run_dir = fs::path(weights.source).parent_path().parent_path().parent_path();
+    const std::string abs = j.value("path", std::string()), rel = j.value("run_dir_relative", std::string());
+    if (found(abs))
+      hit = abs;
+    else if (!rel.empty() && found((run_dir / rel).lexically_normal().string()))
+      hit = (run_dir / rel).lexically_normal().string();
+  }
+  if (hit.empty() && found(dit.tokenizer_checkpoint)) hit = dit.tokenizer_checkpoint;
+  if (hit.empty()) {
+    if (tried.empty()) return "";  // no tokenizer at all: latents only
+    std::string list;
+    for (const auto& t : tried) list += (list.empty() ? "" : ", ") + t;
+    throw Error("the tokenizer of DiT checkpoint '" + weights.source + "' is not found (tried " + list +
+                "): give --tokenizer CHECKPOINT, or `losatok export` the DiT where its tokenizer is (the "
+                "export carries it)");
+  }
+  if (!recorded_sum.empty()) {
+    const std::string file = io::resolve_weights_path(hit);
+    const std::string sum = recorded_or_computed_xxh64(file);
+    if (sum != recorded_sum)
+      spdlog::warn("tokenizer {} is not the one DiT checkpoint {} was trained with (xxh64 {}, recorded {})",
+                   file, weights.source, sum, recorded_sum);
+  }
+  return hit;
+}
+
 YAML::Node dit_checkpoint_config(const io::WeightSet& weights) {
   const YAML::Node base = models::checkpoint_config(weights);
   if (!base.IsMap() || !base["stage"] || base["stage"].as<std::string>() != "dit" || !base["dit"])
@@ -232,13 +318,33 @@ LoadedDiT load_dit_checkpoint(const io::WeightSet& weights, const RootConfig& co
     const models::SkipInit skip;  // every weight comes from the checkpoint
     out.pipeline = std::make_unique<DiTPipeline>(out.config, device, cond_dim);
   }
+  // An exported DiT carries its tokenizer under tokenizer.*.
+  io::TensorMap own;
+  io::WeightSet embedded;
+  for (const auto& [name, t] : weights.tensors) {
+    if (name.rfind(kTokenizerPrefix, 0) == 0)
+      embedded.tensors[name.substr(std::string(kTokenizerPrefix).size())] = t;
+    else
+      own[name] = t;
+  }
   io::LoadOptions lo;
   lo.strict = strict;
-  const io::LoadReport report = io::load_weights(out.pipeline->model(), weights.tensors, weights.source, lo);
+  const io::LoadReport report = io::load_weights(out.pipeline->model(), own, weights.source, lo);
   io::log_load_report(weights.source, report);
   out.pipeline->model().eval();
-  const std::string tok = tokenizer.empty() ? dit.tokenizer_checkpoint : tokenizer;
-  if (!tok.empty()) out.pipeline->load_tokenizer(tok);
+  if (!tokenizer.empty()) {
+    out.pipeline->load_tokenizer(tokenizer);
+  } else if (!embedded.tensors.empty()) {
+    const auto it = weights.metadata.find(kTokenizerConfigKey);
+    if (it == weights.metadata.end())
+      throw Error("checkpoint '" + weights.source + "' embeds tokenizer.* tensors without " +
+                  kTokenizerConfigKey);
+    embedded.metadata[kConfigMetadataKey] = it->second;
+    embedded.source = weights.source + " (embedded tokenizer)";
+    out.pipeline->set_tokenizer(models::load_tokenizer_weights(embedded, device));
+  } else if (const std::string tok = find_dit_tokenizer(weights, dit); !tok.empty()) {
+    out.pipeline->load_tokenizer(tok);
+  }
   return out;
 }
 

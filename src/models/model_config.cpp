@@ -1,6 +1,7 @@
 // validate() of the model sizes.
 #include "losatok/models/model_config.h"
 
+#include <cmath>
 #include <string>
 
 #include "losatok/core/config.h"
@@ -93,9 +94,13 @@ void FlowConfig::validate() const {
 }
 
 void SamplerConfig::validate() const {
-  check(steps >= 1, "steps", "must be >= 1");
+  check(steps >= 1 && steps <= kMaxSteps, "steps", "must be in [1, " + std::to_string(kMaxSteps) + "]");
   check(sway >= -1 && sway <= 1, "sway", "must be in [-1, 1] (0 = off)");
-  check(cfg_scale >= 0, "cfg_scale", "must be >= 0 (1 = no guidance)");
+  check(cfg_scale >= 0 && cfg_scale <= kMaxCfgScale, "cfg_scale",
+        "must be in [0, " + std::to_string(static_cast<int>(kMaxCfgScale)) + "] (1 = no guidance)");
+  check(seed >= 0, "seed", "must be >= 0");
+  check(max_seconds > 0 && std::isfinite(max_seconds), "max_seconds",
+        "must be a finite number of seconds > 0");
 }
 
 void PromptConfig::validate() const {

@@ -317,4 +317,82 @@ TEST(DiTGenerate, ExtractTrainAndGenerateWavsOfTheRequestedDuration) {
                 bin() + "generate --checkpoint " + ckpt + " --text x --out " + dir.path("x.wav"), &out),
             0);
   EXPECT_NE(out.find("duration"), std::string::npos) << out;
+  // Absurd sampling options: one line naming the option, nothing written.
+  const std::vector<std::pair<std::string, std::string>> absurd = {
+      {"--seconds 100000", "is more than dit.sample.max_seconds"},
+      {"--seconds inf", "--seconds must be a finite number"},
+      {"--seconds 1 --cfg inf", "--cfg must be a guidance scale"},
+      {"--seconds 1 --cfg nan", "--cfg must be a guidance scale"},
+      {"--seconds 1 --steps 0", "--steps must be in [1, 10000]"},
+      {"--seconds 1 --steps -1", "--steps must be in [1, 10000]"},
+      {"--seconds 1 --sway nan", "--sway must be in [-1, 1]"},
+      {"--seconds 1 --batch-size 0", "--batch-size must be >= 1"},
+  };
+  for (const auto& [options, message] : absurd) {
+    EXPECT_NE(test::run_command(bin() + "generate --checkpoint " + ckpt + " --text x " + options + " --out " +
+                                    dir.path("absurd.wav") + " 2>&1",
+                                &out),
+              0)
+        << options;
+    EXPECT_NE(out.find(message), std::string::npos) << options << ": " << out;
+    EXPECT_FALSE(fs::exists(dir.path("absurd.wav"))) << options;
+  }
+  // A prompts file's durations are held to the same bounds.
+  test::write_text(dir.path("long.jsonl"), "{\"text\": \"x\", \"seconds\": 1e9}\n");
+  EXPECT_NE(test::run_command(bin() + "generate --checkpoint " + ckpt + " --prompts " +
+                                  dir.path("long.jsonl") + " --out-dir " + dir.path("long") + " 2>&1",
+                              &out),
+            0);
+  EXPECT_NE(out.find("long.jsonl' line 1: \"seconds\" must be in [0, 600"), std::string::npos) << out;
+}
+
+TEST(DiTGenerate, ACheckpointFindsItsTokenizerFromAnyFolderAndItsExportCarriesIt) {
+  LatentCorpus corpus;
+  test::TempDir dir;
+  RootConfig tok_cfg = test::model_config("tiny");
+  torch::manual_seed(5);
+  models::AudioVAE vae(tok_cfg.model, tok_cfg.frontend.dasheng, tok_cfg.frontend.vocos);
+  io::save_safetensors(dir.path("work/tokenizer.safetensors"), io::module_state(*vae),
+                       {{kConfigMetadataKey, weights_config_yaml(tok_cfg)}});
+  std::string out;
+  ASSERT_EQ(
+      test::run_command(bin() + "extract --checkpoint " + dir.path("work/tokenizer.safetensors") +
+                            " --what latents --manifest " + corpus.train + " --out " + dir.path("latents"),
+                        &out),
+      0)
+      << out;
+  // Trained from `work/` with the paths as a user types them there: relative.
+  RootConfig c = dit_config(corpus, "runs/dit", "tta");
+  c.data.cache_dir = dir.path("latents");
+  c.data.valid_sources.clear();
+  c.section<DiTStageConfig>().tokenizer_checkpoint = "tokenizer.safetensors";
+  c.train.max_steps = 2;
+  c.train.val_every = 0;
+  test::write_text(dir.path("work/dit.yaml"), config::dump(config::to_yaml(c)));
+  ASSERT_EQ(
+      test::run_command("cd " + dir.path("work") + " && " + bin() + "train --config dit.yaml 2>&1", &out), 0)
+      << out;
+  const auto generate = [&](const std::string& checkpoint, const std::string& wav) {
+    return test::run_command("cd / && " + bin() + "generate --checkpoint " + checkpoint +
+                                 " --text 'soft rain' --seconds 0.4 --steps 2 --out " + dir.path(wav) +
+                                 " 2>&1",
+                             &out);
+  };
+  // From another folder: the recorded absolute path.
+  EXPECT_EQ(generate(dir.path("work/runs/dit/checkpoints/step-2"), "a.wav"), 0) << out;
+  // The whole work folder moved (another machine): found relative to the run_dir.
+  fs::rename(dir.path("work"), dir.path("moved"));
+  EXPECT_EQ(generate(dir.path("moved/runs/dit/checkpoints/step-2"), "b.wav"), 0) << out;
+  // An export carries the tokenizer; without it on disk the folder cannot generate, the export can.
+  ASSERT_EQ(test::run_command(bin() + "export --checkpoint " + dir.path("moved/runs/dit/checkpoints/step-2") +
+                                  " --out " + dir.path("dit_export.safetensors") + " 2>&1",
+                              &out),
+            0)
+      << out;
+  fs::remove(dir.path("moved/tokenizer.safetensors"));
+  EXPECT_NE(generate(dir.path("moved/runs/dit/checkpoints/step-2"), "c.wav"), 0);
+  EXPECT_NE(out.find("is not found (tried " + dir.path("work/tokenizer.safetensors")), std::string::npos)
+      << out;
+  EXPECT_EQ(generate(dir.path("dit_export.safetensors"), "d.wav"), 0) << out;
+  EXPECT_EQ(audio::probe_audio(dir.path("d.wav")).frames, 10 * 640);
 }

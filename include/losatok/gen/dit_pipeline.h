@@ -35,6 +35,7 @@ class DiTPipeline {
   const DiTStageConfig& dit_config() const { return dit_; }
   // Loads a tokenizer checkpoint to decode (and encode prompts) with.
   void load_tokenizer(const std::string& path);
+  void set_tokenizer(models::LoadedTokenizer tokenizer);
   models::AudioVAEImpl* tokenizer() { return tokenizer_.vae ? tokenizer_.vae.get() : nullptr; }
   const models::LoadedTokenizer& tokenizer_checkpoint() const { return tokenizer_; }
 
@@ -82,6 +83,21 @@ struct LoadedDiT {
 LoadedDiT load_dit_checkpoint(const io::WeightSet& weights, const RootConfig& config,
                               const torch::Device& device, bool strict = true,
                               const std::string& tokenizer = "");
+// Where a DiT checkpoint's tokenizer is (train/checkpoint.h's metadata, README.md "Generation"):
+// tensors `tokenizer.*` embedded by `export` (with kTokenizerConfigKey), else the file recorded
+// in kTokenizerKey ({"path": absolute, "run_dir_relative": from the DiT's run_dir, "xxh64"}) at
+// its absolute path, then relative to the run_dir the checkpoint sits in, then
+// dit.tokenizer_checkpoint as written. A file whose checksum differs from the recorded one is a
+// warning.
+inline constexpr const char* kTokenizerKey = "losatok.tokenizer";
+inline constexpr const char* kTokenizerConfigKey = "losatok.tokenizer_config";
+inline constexpr const char* kTokenizerPrefix = "tokenizer.";
+// The tokenizer file to read ("" when the weights embed it); an error listing the places tried
+// when it is nowhere.
+std::string find_dit_tokenizer(const io::WeightSet& weights, const DiTStageConfig& dit);
+// The kTokenizerKey record of the tokenizer a DiT run at `run_dir` loads from `path`.
+std::string tokenizer_record(const std::string& path, const std::string& run_dir);
+
 // The config sections the checkpoint carries (stage, dit, model, frontend), checked to be a
 // DiT's (an error naming the file otherwise): the base a command composes its config over.
 YAML::Node dit_checkpoint_config(const io::WeightSet& weights);

@@ -108,10 +108,15 @@ struct FlowConfig {
 
 // The Euler ODE sampler from sigma = 1 to 0.
 struct SamplerConfig {
+  static constexpr int kMaxSteps = 10000;
+  static constexpr double kMaxCfgScale = 100.0;
   int steps = 32;
   double sway = -1.0;      // sway-sampling coefficient (0 = uniform steps)
   double cfg_scale = 3.0;  // classifier-free guidance (1 = the conditional model alone)
   int64_t seed = 0;
+  // The longest clip `generate` makes (seconds): a typo of a few zeros is an error, not an
+  // allocation of the machine's memory.
+  double max_seconds = 600.0;
 
   template <class V>
   void visit(V& v) {
@@ -119,6 +124,7 @@ struct SamplerConfig {
     v("sway", sway);
     v("cfg_scale", cfg_scale);
     v("seed", seed);
+    v("max_seconds", max_seconds);
   }
   void validate() const;
 };

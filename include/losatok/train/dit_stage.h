@@ -18,6 +18,10 @@ class DiTStage : public Stage {
   std::string name() const override { return "dit"; }
   std::vector<OptimizerSpec> optimizers() override;
   StepOutput train_step(std::size_t index, const data::Batch& batch, int64_t step) override;
+  // "tokens": the valid latent frames (TTA / TTM; the TTS loss counts a random infill span, drawn
+  // in the step, and keeps the per-rank mean).
+  std::map<std::string, double> loss_counts(std::size_t index, const data::Batch& batch,
+                                            int64_t step) const override;
   void set_training(bool training) override;
   std::map<std::string, double> validate(const std::function<bool(data::Batch&)>& next,
                                          const ValidationContext& context) override;
@@ -27,6 +31,8 @@ class DiTStage : public Stage {
   NamedTensors ema_parameters() override;
   std::optional<data::CacheProducer> cache_producer() override;
   bool needs_audio() const override { return false; }  // latents only
+  // The tokenizer record (gen::kTokenizerKey): generation finds the tokenizer from any folder.
+  std::map<std::string, std::string> checkpoint_metadata() const override;
 
   gen::DiTPipeline& pipeline() { return *pipeline_; }
 
@@ -54,6 +60,7 @@ class DiTStage : public Stage {
   std::optional<data::CacheProducer> producer_;  // hashing the tokenizer's weights takes a while
   std::shared_ptr<data::FeatureCache> latents_;  // the training cache (clip lengths)
   bool statistics_ready_ = false;
+  std::string tokenizer_record_;
   int64_t cropped_clips_ = 0;
 };
 
