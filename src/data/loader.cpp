@@ -39,8 +39,9 @@ void record_bad_clip(std::vector<std::string>& bad, const std::string& key, cons
                 std::to_string(max_bad) + "); the first was '" + bad.front() + "'");
 }
 
-std::pair<torch::Tensor, torch::Tensor> pad_waves(const std::vector<std::vector<float>>& waves) {
-  int64_t longest = 0;
+std::pair<torch::Tensor, torch::Tensor> pad_waves(const std::vector<std::vector<float>>& waves,
+                                                  int64_t min_length) {
+  int64_t longest = min_length;
   for (const auto& w : waves) longest = std::max<int64_t>(longest, w.size());
   const int64_t b = static_cast<int64_t>(waves.size());
   torch::Tensor audio = torch::zeros({b, longest});
@@ -194,9 +195,12 @@ std::vector<float> AudioLoader::read_item(const Clip& clip, uint64_t seed, int64
     }
     // A failure from here on may depend on the crop (a manifest duration longer than the file).
     *permanent = false;
+    // What the clip holds from the crop start (a short clip reads to its end, then is padded);
+    // a manifest duration longer than the file is an error of load_audio's.
+    const int64_t read_samples = std::min(want_samples, available - *offset);
     std::vector<float> wave =
         audio::load_audio(e.audio, sr, e.offset + static_cast<double>(*offset) / sr,
-                          static_cast<double>(want_samples) / sr, options_.resample_quality);
+                          static_cast<double>(read_samples) / sr, options_.resample_quality);
     // load_audio refuses empty and non-finite audio with an error naming the file.
     if (static_cast<int64_t>(wave.size()) > want_samples) wave.resize(want_samples);
     *bad = false;
@@ -244,11 +248,19 @@ Batch AudioLoader::build(int64_t global) {
     batch.items.push_back({&clip, offset});
     waves.push_back(std::move(wave));
   }
-  std::tie(batch.audio, batch.lengths) = pad_waves(waves);
+  // Training batches with a crop length are padded to it, not to their longest clip: every batch
+  // has one shape, so losses that average over padded frames weigh each clip alike whichever
+  // rank or micro-batch holds it, and a clip's frames never depend on its neighbours (centred
+  // STFT windows reflect at the batch's end).
+  const int64_t spt = options_.samples_per_token;
+  int64_t crop = 0;
+  if (options_.train && config_.segment_seconds > 0)
+    crop = std::max(
+        spt, static_cast<int64_t>(std::floor(config_.segment_seconds * options_.sample_rate)) / spt * spt);
+  std::tie(batch.audio, batch.lengths) = pad_waves(waves, crop);
   const int64_t b = batch.size();
   if (options_.cache && b > 0) {
     // Cached features cut to the same crop, on the token grid.
-    const int64_t spt = options_.samples_per_token;
     std::map<std::string, std::vector<torch::Tensor>> parts;
     std::vector<int64_t> tokens;
     for (int64_t i = 0; i < b; ++i) {
@@ -261,7 +273,7 @@ Batch AudioLoader::build(int64_t global) {
       for (const auto& [name, t] : options_.cache->read(key)) parts[name].push_back(t.narrow(0, start, len));
     }
     batch.feature_lengths = torch::tensor(tokens, torch::kLong);
-    const int64_t t_max = *std::max_element(tokens.begin(), tokens.end());
+    const int64_t t_max = std::max(*std::max_element(tokens.begin(), tokens.end()), (crop + spt - 1) / spt);
     for (auto& [name, list] : parts) {
       if (static_cast<int64_t>(list.size()) != b)
         throw Error("feature cache: tensor '" + name + "' is missing for some clips");

@@ -94,15 +94,21 @@ DiTStage::DiTStage(const RootConfig& cfg, const torch::Device& device)
     cond_dim = static_cast<int>(it->second.size(1));
   }
   pipeline_ = std::make_unique<gen::DiTPipeline>(cfg, device, cond_dim);
-  if (!dit_.tokenizer_checkpoint.empty())
+  if (!dit_.tokenizer_checkpoint.empty()) {
     pipeline_->load_tokenizer(dit_.tokenizer_checkpoint);
-  else
+    tokenizer_record_ = gen::tokenizer_record(dit_.tokenizer_checkpoint, cfg_.run_dir);
+  } else
     spdlog::warn(
         "dit.tokenizer_checkpoint is empty: the latents cache's producer is not checked and "
         "validation generates no audio");
   spdlog::info("DiT: {:.2f} M parameters ({} task, {} condition)",
                models::count_parameters(pipeline_->model()) / 1e6, dit_.task, dit_.condition.source);
   set_training(true);
+}
+
+std::map<std::string, std::string> DiTStage::checkpoint_metadata() const {
+  if (tokenizer_record_.empty()) return {};
+  return {{gen::kTokenizerKey, tokenizer_record_}};
 }
 
 std::optional<data::CacheProducer> DiTStage::cache_producer() {
@@ -264,6 +270,11 @@ void DiTStage::apply_conditioning(Inputs& in, const data::Batch& batch, torch::T
   in.loss_mask = infill.logical_and(in.mask);
 }
 
+std::map<std::string, double> DiTStage::loss_counts(std::size_t, const data::Batch& batch, int64_t) const {
+  if (dit_.task == "tts" || !batch.feature_lengths.defined()) return {};
+  return {{"tokens", batch.feature_lengths.to(torch::kCPU, torch::kDouble).sum().item<double>()}};
+}
+
 StepOutput DiTStage::train_step(std::size_t, const data::Batch& batch, int64_t) {
   ensure_statistics();
   auto& m = pipeline_->model();
@@ -282,6 +293,7 @@ StepOutput DiTStage::train_step(std::size_t, const data::Batch& batch, int64_t) 
                                      in.condition.aligned);
   StepOutput out;
   out.loss = losses::masked_mse(v, models::flow_target(in.z, noise), in.loss_mask);
+  if (!m.tts) out.terms.emplace_back("tokens", out.loss);  // loss_mask = the valid frames
   out.metrics["loss"] = out.loss.detach();
   return out;
 }

@@ -140,6 +140,32 @@ std::pair<torch::Tensor, torch::Tensor> SemBoStage::features(const data::Batch& 
   return {h, model_->encoder->token_mask(lengths, h.size(1))};
 }
 
+namespace {
+
+// Valid tokens per clip as the stages' masks count them: the cached features' lengths, or
+// floor(samples / samples_per_token) of the audio.
+std::vector<int64_t> valid_tokens(const data::Batch& batch, int64_t samples_per_token,
+                                  const std::string& feature = "") {
+  std::vector<int64_t> out;
+  const bool cached = !feature.empty() && batch.features.count(feature) > 0;
+  const torch::Tensor n = (cached ? batch.feature_lengths : batch.lengths).to(torch::kCPU, torch::kLong);
+  for (int64_t i = 0; i < n.size(0); ++i)
+    out.push_back(cached ? n[i].item<int64_t>() : n[i].item<int64_t>() / samples_per_token);
+  return out;
+}
+
+}  // namespace
+
+std::map<std::string, double> SemBoStage::loss_counts(std::size_t, const data::Batch& batch, int64_t) const {
+  double tokens = 0, pairs = 0;
+  if (batch.lengths.defined() || batch.feature_lengths.defined())
+    for (const int64_t t : valid_tokens(batch, cfg_.samples_per_token(), "semantic_emb")) {
+      tokens += static_cast<double>(t);
+      pairs += static_cast<double>(t) * static_cast<double>(t);
+    }
+  return {{"tokens", tokens}, {"pairs", pairs}};
+}
+
 StepOutput SemBoStage::train_step(std::size_t, const data::Batch& batch, int64_t step) {
   auto [h, mask] = features(batch);
   const std::string& method = cfg_.model.sembo.method;
@@ -154,10 +180,12 @@ StepOutput SemBoStage::train_step(std::size_t, const data::Batch& batch, int64_t
   const torch::Tensor restored = model_->bottleneck->restore(low);
   const torch::Tensor rec = losses::reconstruction_loss(restored, h, mask);
   torch::Tensor loss = section_.loss.lambda_rec * rec;
+  out.terms.emplace_back("tokens", section_.loss.lambda_rec * rec);
   out.metrics["rec"] = rec.detach();
   if (section_.loss.lambda_rel > 0) {
     const torch::Tensor rel = losses::time_relation_loss(low, h, mask);
     loss = loss + section_.loss.lambda_rel * rel;
+    out.terms.emplace_back("pairs", section_.loss.lambda_rel * rel);
     out.metrics["rel"] = rel.detach();
   }
   out.loss = loss;

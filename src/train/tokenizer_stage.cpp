@@ -206,6 +206,19 @@ TokenizerStage::Forward TokenizerStage::forward(const data::Batch& batch, bool s
   return out;
 }
 
+std::map<std::string, double> TokenizerStage::loss_counts(std::size_t index, const data::Batch& batch,
+                                                          int64_t) const {
+  const double clips = static_cast<double>(batch.size());
+  if (section_.gan.enabled && index == 0) return {{"clips", clips}};
+  double tokens = 0;
+  if (batch.lengths.defined()) {
+    const torch::Tensor n = batch.lengths.to(torch::kCPU, torch::kLong);
+    for (int64_t i = 0; i < n.size(0); ++i)
+      tokens += static_cast<double>(n[i].item<int64_t>() / cfg_.samples_per_token());
+  }
+  return {{"clips", clips}, {"tokens", tokens}};
+}
+
 StepOutput TokenizerStage::train_step(std::size_t index, const data::Batch& batch, int64_t step) {
   StepOutput out;
   const bool is_disc = section_.gan.enabled && index == 0;
@@ -220,6 +233,7 @@ StepOutput TokenizerStage::train_step(std::size_t index, const data::Batch& batc
     const torch::Tensor d_mrd =
         losses::discriminator_hinge_loss(mrd_->forward(fw.y), mrd_->forward(fw.y_hat));
     out.loss = d_mpd + section_.gan.mrd_weight * d_mrd;
+    out.terms.emplace_back("clips", out.loss);
     out.metrics = {{"d_loss", out.loss.detach()}, {"d_mpd", d_mpd.detach()}, {"d_mrd", d_mrd.detach()}};
     return out;
   }
@@ -227,6 +241,8 @@ StepOutput TokenizerStage::train_step(std::size_t index, const data::Batch& batc
   const TokenizerLossConfig& L = section_.loss;
   const torch::Tensor mel = mel_loss_(fw.y_hat, fw.y);
   torch::Tensor loss = L.lambda_mel * mel;
+  // The terms that average over valid tokens; the rest average over clips.
+  torch::Tensor per_token = torch::zeros({}, loss.options());
   out.metrics = {{"mel", mel.detach()}};
   if (L.lambda_stft > 0) {
     const auto [sc, mag] = stft_loss_(fw.y_hat, fw.y);
@@ -237,11 +253,11 @@ StepOutput TokenizerStage::train_step(std::size_t index, const data::Batch& batc
   const models::VaeFeatures& f = fw.f;
   if (cfg_.model.is_variational()) {
     const torch::Tensor kl = losses::kl_loss(f.mu, f.logvar, f.mask, L.kl_clamp);
-    loss = loss + L.lambda_kl * kl;
+    per_token = per_token + L.lambda_kl * kl;
     out.metrics["kl"] = kl.detach();
     if (L.lambda_logvar > 0) {
       const torch::Tensor pen = losses::logvar_penalty(f.logvar, f.mask);
-      loss = loss + L.lambda_logvar * pen;
+      per_token = per_token + L.lambda_logvar * pen;
       out.metrics["logvar_penalty"] = pen.detach();
     }
   }
@@ -257,7 +273,7 @@ StepOutput TokenizerStage::train_step(std::size_t index, const data::Batch& batc
       sem = sem + low;
       out.metrics["sem_low"] = low.detach();
     }
-    loss = loss + L.lambda_sem * sem;
+    per_token = per_token + L.lambda_sem * sem;
   }
   if (gan_on(step)) {
     std::vector<models::DiscriminatorOutput> real_mpd, real_mrd;
@@ -280,8 +296,9 @@ StepOutput TokenizerStage::train_step(std::size_t index, const data::Batch& batc
     out.metrics["fm_mpd"] = fm_mpd.detach();
     out.metrics["fm_mrd"] = fm_mrd.detach();
   }
-  out.loss = loss;
-  out.metrics["loss"] = loss.detach();
+  out.terms = {{"clips", loss}, {"tokens", per_token}};
+  out.loss = loss + per_token;
+  out.metrics["loss"] = out.loss.detach();
   return out;
 }
 

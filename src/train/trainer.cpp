@@ -68,6 +68,7 @@ constexpr const char* kEmaFile = "ema.safetensors";
 constexpr const char* kOptimizerFile = "optimizer.safetensors";
 constexpr const char* kStateFile = "state.safetensors";
 constexpr const char* kConfigFile = "config.yaml";
+constexpr const char* kRunLockFile = ".lock";
 
 data::LoaderOptions loader_options(const RootConfig& cfg, bool train) {
   data::LoaderOptions o;
@@ -190,15 +191,48 @@ StepReport Trainer::step(const std::vector<data::Batch>& micro_batches) {
     AdamW* opt = optimizers_.empty() ? nullptr : &optimizers_[phase];
     if (opt && !stage_->optimizer_active(phase, state_.step)) continue;
     if (opt) opt->zero_grad();
+    // Split-invariant normalisation: the counts the stage's loss terms average over, summed over
+    // micro-batches and ranks (one small CPU all-reduce; lengths live on the host).
+    std::vector<std::map<std::string, double>> counts;
+    std::map<std::string, double> total;
+    if (opt) {
+      for (const auto& batch : micro_batches) {
+        counts.push_back(stage_->loss_counts(phase, batch, state_.step));
+        for (const auto& [k, v] : counts.back()) total[k] += v;
+      }
+      if (group_ && !total.empty()) {
+        std::vector<double> flat;
+        for (const auto& [k, v] : total) flat.push_back(v);
+        torch::Tensor t = torch::tensor(flat, torch::kFloat64);
+        group_->all_reduce(t, "sum");
+        std::size_t i = 0;
+        for (auto& [k, v] : total) v = t[static_cast<int64_t>(i++)].item<double>();
+      }
+    }
     torch::Tensor loss_sum;
-    for (const auto& batch : micro_batches) {
+    for (std::size_t m = 0; m < micro_batches.size(); ++m) {
+      const data::Batch& batch = micro_batches[m];
       StepOutput out;
       {
         const compat::AutocastGuard guard(autocast, autocast_dtype);
         out = stage_->train_step(phase, batch, state_.step);
       }
       if (out.loss.defined() && opt) {
-        torch::Tensor loss = out.loss.to(torch::kFloat32) * scale;
+        torch::Tensor loss;
+        if (out.terms.empty()) {
+          loss = out.loss.to(torch::kFloat32) * scale;
+        } else {
+          for (const auto& [key, term] : out.terms) {
+            const auto c = counts[m].find(key);
+            if (c == counts[m].end())
+              throw Error("stage " + stage_->name() + ": loss term '" + key + "' has no count (loss_counts)");
+            if (c->second <= 0) continue;  // nothing of this kind here: its mean is undefined
+            const torch::Tensor part =
+                term.to(torch::kFloat32) * (c->second * dist_.world_size / total.at(key));
+            loss = loss.defined() ? loss + part : part;
+          }
+          if (!loss.defined()) loss = out.loss.to(torch::kFloat32) * 0.0;
+        }
         if (scaler_) loss = loss * scaler_->scale();
         loss.backward();
         loss_sum = loss_sum.defined() ? loss_sum + out.loss.detach() : out.loss.detach();
@@ -356,9 +390,10 @@ std::string Trainer::save_checkpoint(const std::string& why) {
     last_saved_step_ = state_.step;
     return last_checkpoint_;
   }
-  const std::map<std::string, std::string> meta = {{kConfigMetadataKey, weights_config_yaml(cfg_)},
-                                                   {"losatok.stage", stage_->name()},
-                                                   {"losatok.step", std::to_string(state_.step)}};
+  std::map<std::string, std::string> meta = stage_->checkpoint_metadata();
+  meta[kConfigMetadataKey] = weights_config_yaml(cfg_);
+  meta["losatok.stage"] = stage_->name();
+  meta["losatok.step"] = std::to_string(state_.step);
   const TensorMap model = stage_->model_state(cfg_.train.checkpoint.include_frozen);
   std::vector<FileWriter> files;
   files.emplace_back(kModelFile, [&](const std::string& p) { io::save_safetensors(p, model, meta); });
@@ -402,7 +437,7 @@ std::string Trainer::save_checkpoint(const std::string& why) {
 }
 
 void Trainer::restore(const std::string& dir) {
-  const std::string why = Checkpointer::check(dir);
+  const std::string why = Checkpointer::check(dir, /*verify_content=*/true);
   if (!why.empty()) throw Error("checkpoint " + dir + " is incomplete: " + why);
   const auto path = [&](const char* f) { return (fs::path(dir) / f).string(); };
   try {
@@ -521,13 +556,29 @@ TrainResult Trainer::run(const TrainStart& start) {
                 "' already has checkpoints: add --resume to continue it, or choose "
                 "another run_dir");
   std::string setup_error;
+  std::unique_ptr<FileLock> lock;  // one run per run_dir, for the whole run
   if (main) {
     try {
       std::error_code ec;
       fs::create_directories(run_dir, ec);
       if (ec) throw Error("cannot create run_dir '" + cfg_.run_dir + "': " + ec.message());
+      lock = std::make_unique<FileLock>((run_dir / kRunLockFile).string(), "run_dir '" + cfg_.run_dir + "'");
       log_to_file((run_dir / "train.log").string());
-      config::save_run_config(cfg_.run_dir, resolved_, start.overrides);
+      // overrides.yaml: every start's overrides in order (a resume appends its own).
+      std::vector<std::string> overrides;
+      const fs::path saved = run_dir / "overrides.yaml";
+      if (!start.resume_checkpoint.empty() && fs::is_regular_file(saved)) {
+        try {
+          const YAML::Node before = config::load_yaml_file(saved.string(), "overrides file");
+          if (before.IsSequence())
+            for (const auto& o : before) overrides.push_back(o.as<std::string>());
+        } catch (const std::exception& e) {
+          spdlog::warn("{}: unreadable ({}); it restarts with this start's overrides", saved.string(),
+                       first_line(e.what()));
+        }
+      }
+      overrides.insert(overrides.end(), start.overrides.begin(), start.overrides.end());
+      config::save_run_config(cfg_.run_dir, resolved_, overrides);
     } catch (const std::exception& e) {
       setup_error = e.what();
     }
@@ -570,6 +621,21 @@ TrainResult Trainer::run(const TrainStart& start) {
 
   const StopSignals signals;
   TrainResult result;
+  // A metrics line that cannot be written (a full disk) stops the run, with a checkpoint when
+  // one can still be written; rank 0 decides, every rank stops at the same step.
+  std::string write_error;
+  const auto stop_if_write_failed = [&] {
+    if (agree(write_error.empty())) return;
+    std::string saved = "none";
+    try {
+      saved = save_checkpoint("stopped: metrics could not be written");
+    } catch (const std::exception& e) {
+      saved = "none (" + first_line(e.what()) + "; the last good one is " +
+              (last_checkpoint_.empty() ? "none" : last_checkpoint_) + ")";
+    }
+    throw Error((main ? first_line(write_error) : "rank 0 could not write its metrics") +
+                "; stopped at step " + std::to_string(state_.step) + ", checkpoint " + saved);
+  };
   auto last_log = std::chrono::steady_clock::now();
   int64_t steps_since_log = 0;
   // Validation runs on rank 0 alone; the others wait for its keep-best decision.
@@ -588,7 +654,11 @@ TrainResult Trainer::run(const TrainStart& start) {
     if (!agree(failed.empty())) throw Error(main ? failed : "validation failed on rank 0");
     if (main) {
       if (!state_.validation.empty()) {
-        metrics_->log(state_.step, state_.validation);
+        try {
+          metrics_->log(state_.step, state_.validation);
+        } catch (const std::exception& e) {
+          write_error = e.what();
+        }
         std::string line = fmt::format("validation at step {}:", state_.step);
         for (const auto& [k, v] : state_.validation) line += fmt::format(" {} {:.5g}", k, v);
         spdlog::info("{}", line);
@@ -605,6 +675,7 @@ TrainResult Trainer::run(const TrainStart& start) {
     }
     if (agree(save_best))
       save_checkpoint("best " + state_.best_metric + fmt::format(" {:.5g}", state_.best_value));
+    stop_if_write_failed();
   };
   // In a multi-process job every rank must leave the loop at the same step: a signal to any
   // rank stops all (a CPU all-reduce over Gloo each step; it never waits for the GPU).
@@ -633,7 +704,13 @@ TrainResult Trainer::run(const TrainStart& start) {
             state_.step, state_.nonfinite_total - total_before, state_.nonfinite_in_row,
             state_.nonfinite_total);
       const auto now = std::chrono::steady_clock::now();
-      log_step(report, std::chrono::duration<double>(now - last_log).count(), steps_since_log);
+      try {
+        log_step(report, std::chrono::duration<double>(now - last_log).count(), steps_since_log);
+      } catch (const Error& e) {
+        if (!main) throw;
+        write_error = e.what();
+      }
+      stop_if_write_failed();
       last_log = now;
       steps_since_log = 0;
     }

@@ -53,8 +53,9 @@ struct Batch {
 void record_bad_clip(std::vector<std::string>& bad, const std::string& key, const std::string& why,
                      int max_bad, const std::string& who);
 
-// Zero-padded (B, longest) float32 audio and (B) int64 lengths of `waves`.
-std::pair<torch::Tensor, torch::Tensor> pad_waves(const std::vector<std::vector<float>>& waves);
+// Zero-padded (B, max(longest, min_length)) float32 audio and (B) int64 lengths of `waves`.
+std::pair<torch::Tensor, torch::Tensor> pad_waves(const std::vector<std::vector<float>>& waves,
+                                                  int64_t min_length = 0);
 
 // Where the loader is: the next batch to return, and the bad files seen so far.
 struct LoaderState {

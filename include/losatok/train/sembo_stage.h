@@ -49,6 +49,9 @@ class SemBoStage : public Stage {
   std::string name() const override { return "sembo"; }
   std::vector<OptimizerSpec> optimizers() override;
   StepOutput train_step(std::size_t index, const data::Batch& batch, int64_t step) override;
+  // "tokens" (L_rec: valid tokens) and "pairs" (L_rel: valid token pairs, sum of T_i^2).
+  std::map<std::string, double> loss_counts(std::size_t index, const data::Batch& batch,
+                                            int64_t step) const override;
   void set_training(bool training) override;
   std::map<std::string, double> validate(const std::function<bool(data::Batch&)>& next,
                                          const ValidationContext& context) override;

@@ -33,6 +33,12 @@ struct OptimizerSpec {
 // What a step on one micro-batch returns for one optimizer.
 struct StepOutput {
   torch::Tensor loss;  // scalar the trainer backpropagates; undefined when nothing is trained
+  // The loss as weighted terms, each the mean over this micro-batch's count of the kind its key
+  // names (Stage::loss_counts). When given, the trainer backpropagates
+  //   sum_k term_k * count_k * world_size / (count_k summed over ranks and micro-batches)
+  // instead of loss / micro-batches, so N ranks x batch B take the step one process takes with
+  // batch N*B, padded batches too; `loss` is then only checked and reported.
+  std::vector<std::pair<std::string, torch::Tensor>> terms;
   std::map<std::string, torch::Tensor> metrics;  // 0-d tensors to log (read back only when logged)
 };
 
@@ -56,6 +62,13 @@ class Stage {
   virtual bool optimizer_active(std::size_t index, int64_t step) const { return true; }
   // Forward pass and losses of optimizer `index` (0 when there are none) on one micro-batch.
   virtual StepOutput train_step(std::size_t index, const data::Batch& batch, int64_t step) = 0;
+  // What the terms of train_step(index, batch, step) average over (e.g. "tokens": the valid tokens,
+  // "clips": the clips), from the batch's host-side lengths, before the forward pass. The keys may
+  // depend on the config, index and step, never on the batch: every rank sums the same ones.
+  virtual std::map<std::string, double> loss_counts(std::size_t index, const data::Batch& batch,
+                                                    int64_t step) const {
+    return {};
+  }
 
   // Train / eval mode of the trainable modules (frozen ones stay in eval mode).
   virtual void set_training(bool training) = 0;
@@ -72,6 +85,9 @@ class Stage {
   virtual void load_model_state(const TensorMap& tensors, const std::string& source, bool strict) = 0;
   // Parameters the EMA averages (a subset of model_state, same names).
   virtual NamedTensors ema_parameters() = 0;
+  // Extra metadata of the checkpoint's weight files (what a later reader needs besides the config,
+  // e.g. the DiT's tokenizer record).
+  virtual std::map<std::string, std::string> checkpoint_metadata() const { return {}; }
   // State that is neither weights nor optimizer (accumulated statistics).
   virtual TensorMap extra_state() { return {}; }
   virtual void load_extra_state(const TensorMap& tensors, const std::string& where) {}

@@ -105,6 +105,10 @@ class TokenizerStage : public Stage {
   std::vector<OptimizerSpec> optimizers() override;
   bool optimizer_active(std::size_t index, int64_t step) const override;
   StepOutput train_step(std::size_t index, const data::Batch& batch, int64_t step) override;
+  // "clips" (mel, STFT, adversarial, feature matching, the discriminator: means over clips when
+  // every batch has the crop's length) and "tokens" (KL, logvar penalty, semantic terms).
+  std::map<std::string, double> loss_counts(std::size_t index, const data::Batch& batch,
+                                            int64_t step) const override;
   void set_training(bool training) override;
   std::map<std::string, double> validate(const std::function<bool(data::Batch&)>& next,
                                          const ValidationContext& context) override;
