@@ -57,10 +57,10 @@ double available_memory() {
 void check_generate_options(const GenerateOptions& o, const SamplerConfig& sampler) {
   if (!std::isfinite(o.seconds) || o.seconds < 0)
     throw Error("--seconds must be a finite number >= 0 (0 = estimated from the text), got " +
-                std::to_string(o.seconds));
+                fmt::format("{:g}", o.seconds));
   if (o.seconds > sampler.max_seconds)
-    throw Error("--seconds " + std::to_string(o.seconds) + " is more than dit.sample.max_seconds (" +
-                std::to_string(sampler.max_seconds) +
+    throw Error("--seconds " + fmt::format("{:g}", o.seconds) + " is more than dit.sample.max_seconds (" +
+                fmt::format("{:g}", sampler.max_seconds) +
                 "): raise it (dit.sample.max_seconds=S) to generate longer clips");
   if (o.steps_opt->count() && (o.steps < 1 || o.steps > SamplerConfig::kMaxSteps))
     throw Error("--steps must be in [1, " + std::to_string(SamplerConfig::kMaxSteps) + "], got " +
@@ -68,9 +68,9 @@ void check_generate_options(const GenerateOptions& o, const SamplerConfig& sampl
   if (o.cfg_opt->count() && !(o.cfg_scale >= 0 && o.cfg_scale <= SamplerConfig::kMaxCfgScale))
     throw Error("--cfg must be a guidance scale in [0, " +
                 std::to_string(static_cast<int>(SamplerConfig::kMaxCfgScale)) + "] (1 = none), got " +
-                std::to_string(o.cfg_scale));
+                fmt::format("{:g}", o.cfg_scale));
   if (o.sway_opt->count() && !(o.sway >= -1 && o.sway <= 1))
-    throw Error("--sway must be in [-1, 1] (0 = uniform steps), got " + std::to_string(o.sway));
+    throw Error("--sway must be in [-1, 1] (0 = uniform steps), got " + fmt::format("{:g}", o.sway));
   if (o.seed_opt->count() && o.seed < 0) throw Error("--seed must be >= 0, got " + std::to_string(o.seed));
   if (o.batch_size < 1) throw Error("--batch-size must be >= 1, got " + std::to_string(o.batch_size));
 }
@@ -102,8 +102,8 @@ std::vector<Job> read_prompt_file(const std::string& path, const RootConfig& cfg
       // A manifest works as a prompt file: its clip durations are the lengths to generate.
       job.request.seconds = j.contains("seconds") ? j.value("seconds", 0.0) : j.value("duration", 0.0);
       if (!std::isfinite(job.request.seconds) || job.request.seconds < 0 || job.request.seconds > max_seconds)
-        throw Error("\"seconds\" must be in [0, " + std::to_string(max_seconds) +
-                    "] (dit.sample.max_seconds), got " + std::to_string(job.request.seconds));
+        throw Error(fmt::format("\"seconds\" must be in [0, {:g}] (dit.sample.max_seconds), got {:g}",
+                                max_seconds, job.request.seconds));
       job.domain = j.value("domain", std::string());
       job.request.prompt_text = j.value("prompt_text", std::string());
       if (j.contains("prompt_audio")) {
