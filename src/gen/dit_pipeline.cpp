@@ -221,17 +221,8 @@ namespace {
 
 // The checksum a checkpoint's progress.json records for `file`, else the file's own.
 std::string recorded_or_computed_xxh64(const std::string& file) {
-  const fs::path progress = fs::path(file).parent_path() / "progress.json";
-  std::error_code ec;
-  if (fs::is_regular_file(progress, ec)) {
-    try {
-      const auto j = nlohmann::json::parse(read_file(progress.string(), std::size_t(1) << 20));
-      const auto& e = j.at("files").at(fs::path(file).filename().string());
-      if (e.is_object() && e.contains("xxh64")) return e["xxh64"].get<std::string>();
-    } catch (const std::exception&) {  // computed below
-    }
-  }
-  return file_xxh64(file);
+  const std::string recorded = io::recorded_checksum(file);
+  return recorded.empty() ? file_xxh64(file) : recorded;
 }
 
 }  // namespace

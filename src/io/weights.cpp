@@ -89,13 +89,24 @@ std::string shape_str(const torch::Tensor& t) {
   return c10::str(t.sizes());
 }
 
-// A file of one of our checkpoint folders is compared with the checksum its progress.json lists
-// (train/checkpoint.h): a weight file changed after it was written is an error, not a model that
-// silently computes something else. Files outside checkpoints have no checksum to compare.
+// A file of one of our checkpoint folders is compared with the checksum its progress.json lists:
+// a weight file changed after it was written is an error, not a model that silently computes
+// something else. Files outside checkpoints have no checksum to compare.
 void verify_checkpoint_file(const std::string& path) {
+  const std::string recorded = recorded_checksum(path);
+  if (recorded.empty()) return;
+  const std::string sum = file_xxh64(path);
+  if (sum != recorded)
+    throw Error("weights '" + path + "' do not match their checksum (xxh64 " + sum + ", progress.json says " +
+                recorded + "): the file changed after it was written");
+}
+
+}  // namespace
+
+std::string recorded_checksum(const std::string& path) {
   const fs::path progress = fs::path(path).parent_path() / "progress.json";
   std::error_code ec;
-  if (!fs::is_regular_file(progress, ec)) return;
+  if (!fs::is_regular_file(progress, ec)) return "";
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(read_file(progress.string(), std::size_t(1) << 20));
@@ -104,16 +115,12 @@ void verify_checkpoint_file(const std::string& path) {
                 first_line(e.what()) + ")");
   }
   const std::string name = fs::path(path).filename().string();
-  if (!j.is_object() || !j.contains("files") || !j["files"].is_object() || !j["files"].contains(name)) return;
+  if (!j.is_object() || !j.contains("files") || !j["files"].is_object() || !j["files"].contains(name))
+    return "";
   const nlohmann::json& entry = j["files"][name];
-  if (!entry.is_object() || !entry.contains("xxh64") || !entry["xxh64"].is_string()) return;
-  const std::string sum = file_xxh64(path);
-  if (sum != entry["xxh64"].get<std::string>())
-    throw Error("weights '" + path + "' do not match their checksum (xxh64 " + sum + ", progress.json says " +
-                entry["xxh64"].get<std::string>() + "): the file changed after it was written");
+  if (!entry.is_object() || !entry.contains("xxh64") || !entry["xxh64"].is_string()) return "";
+  return entry["xxh64"].get<std::string>();
 }
-
-}  // namespace
 
 std::string resolve_weights_path(const std::string& path) {
   std::error_code ec;

@@ -231,15 +231,23 @@ TEST(DiTStage, ConfigErrorsNameTheKey) {
   test::expect_error([&] { train_run(c); }, {"dit.model.latent_dim", "8-d"});
 }
 
+namespace {
+
+// A (random) tiny tokenizer checkpoint that carries its config, as a tokenizer run writes it.
+std::string write_random_tokenizer(const std::string& path) {
+  const RootConfig cfg = test::model_config("tiny");
+  torch::manual_seed(5);
+  models::AudioVAE vae(cfg.model, cfg.frontend.dasheng, cfg.frontend.vocos);
+  io::save_safetensors(path, io::module_state(*vae), {{kConfigMetadataKey, weights_config_yaml(cfg)}});
+  return path;
+}
+
+}  // namespace
+
 TEST(DiTGenerate, ExtractTrainAndGenerateWavsOfTheRequestedDuration) {
   LatentCorpus corpus;
   test::TempDir dir;
-  // A (random) tiny tokenizer checkpoint that carries its config, as a tokenizer run writes it.
-  RootConfig tok_cfg = test::model_config("tiny");
-  torch::manual_seed(5);
-  models::AudioVAE vae(tok_cfg.model, tok_cfg.frontend.dasheng, tok_cfg.frontend.vocos);
-  const std::string tok = dir.path("tokenizer.safetensors");
-  io::save_safetensors(tok, io::module_state(*vae), {{kConfigMetadataKey, weights_config_yaml(tok_cfg)}});
+  const std::string tok = write_random_tokenizer(dir.path("tokenizer.safetensors"));
   std::string out;
   for (const auto& m : {corpus.train, corpus.valid})
     ASSERT_EQ(test::run_command(bin() + "extract --checkpoint " + tok + " --what latents --manifest " + m +
@@ -349,11 +357,7 @@ TEST(DiTGenerate, ExtractTrainAndGenerateWavsOfTheRequestedDuration) {
 TEST(DiTGenerate, ACheckpointFindsItsTokenizerFromAnyFolderAndItsExportCarriesIt) {
   LatentCorpus corpus;
   test::TempDir dir;
-  RootConfig tok_cfg = test::model_config("tiny");
-  torch::manual_seed(5);
-  models::AudioVAE vae(tok_cfg.model, tok_cfg.frontend.dasheng, tok_cfg.frontend.vocos);
-  io::save_safetensors(dir.path("work/tokenizer.safetensors"), io::module_state(*vae),
-                       {{kConfigMetadataKey, weights_config_yaml(tok_cfg)}});
+  write_random_tokenizer(dir.path("work/tokenizer.safetensors"));
   std::string out;
   ASSERT_EQ(
       test::run_command(bin() + "extract --checkpoint " + dir.path("work/tokenizer.safetensors") +

@@ -29,6 +29,11 @@ struct WeightSet {
 // those tensors only.
 WeightSet read_weights(const std::string& path, const std::function<bool(const std::string&)>& keep = {});
 
+// The XXH64 (16 hex digits) that the progress.json beside `path`, in one of our checkpoint
+// folders (train/checkpoint.h), records for that file; "" when none does (a file outside a
+// checkpoint, or one written before checksums). An unreadable progress.json is an error.
+std::string recorded_checksum(const std::string& path);
+
 // The file `read_weights` would read for `path`: a folder resolves to its index, EMA or model
 // weights; anything else is returned as it is.
 std::string resolve_weights_path(const std::string& path);
