@@ -7,14 +7,18 @@
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
+#include <nlohmann/json.hpp>
 
 #include "commands.h"
 #include "losatok/core/config.h"
+#include "losatok/core/device.h"
 #include "losatok/core/error.h"
 #include "losatok/core/file_util.h"
 #include "losatok/core/logging.h"
 #include "losatok/train/dit_stage.h"
+#include "losatok/train/op_count.h"
 #include "losatok/train/trainer.h"
 
 namespace fs = std::filesystem;
@@ -28,7 +32,44 @@ struct BenchOptions {
   int steps = 10;
   int warmup = 2;
   bool from_features = false;
+  bool count_ops = false;
+  double peak_tflops = 0;  // 0: the detected GPU's known bf16 peak, none on a CPU
+  std::string json_out;
 };
+
+// The model name of the N-th NVIDIA GPU as the driver reports it (/proc/driver/nvidia/gpus, in
+// PCI bus order: the order CUDA uses with CUDA_DEVICE_ORDER=PCI_BUS_ID); empty when unknown.
+std::string gpu_model(int64_t index) {
+  std::vector<fs::path> gpus;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator("/proc/driver/nvidia/gpus", ec)) gpus.push_back(e.path());
+  std::sort(gpus.begin(), gpus.end());
+  if (index < 0 || index >= static_cast<int64_t>(gpus.size())) return "";
+  // /proc files report size 0: read them line by line.
+  std::ifstream in(gpus[static_cast<std::size_t>(index)] / "information");
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind("Model:", 0) == 0) {
+      std::string name = line.substr(6);
+      name.erase(0, name.find_first_not_of(" \t"));
+      return name;
+    }
+  return "";
+}
+
+// Dense bf16 tensor-core peaks (TFLOP/s) of GPUs by the driver's model name, from the vendors'
+// data sheets (SXM parts; the PCIe/NVL variants are close enough to be named separately later).
+double known_peak_tflops(const std::string& name) {
+  struct Peak {
+    const char* key;
+    double tflops;
+  };
+  static const Peak peaks[] = {{"H200", 989.0}, {"H100", 989.0}, {"GH200", 989.0}, {"B200", 2250.0},
+                               {"A100", 312.0}, {"L40S", 362.0}, {"L4", 121.0},    {"A10", 125.0},
+                               {"4090", 165.0}, {"V100", 125.0}};
+  for (const auto& p : peaks)
+    if (name.find(p.key) != std::string::npos) return p.tflops;
+  return 0;
+}
 
 // A batch of noise audio at the configured segment length (or cached-feature shaped tensors).
 data::Batch synthetic_batch(const RootConfig& cfg, bool from_features, int64_t index) {
@@ -135,6 +176,19 @@ int run_bench(const BenchOptions& o, const Context& ctx) {
   for (const auto& spec : trainer.stage().optimizers())
     for (const auto& [n, p] : spec.parameters) params += p.numel();
   std::cout << fmt::format("  trained parameters {:.1f} M\n", params / 1e6);
+  nlohmann::json out = {{"stage", trainer.stage().name()},
+                        {"device", cfg.runtime.device},
+                        {"batch_size", cfg.data.batch_size},
+                        {"grad_accum", cfg.train.grad_accum},
+                        {"precision", cfg.train.precision},
+                        {"audio_seconds_per_step", report.audio_seconds},
+                        {"steps", times.size()},
+                        {"warmup", o.warmup},
+                        {"step_s", {{"mean", mean}, {"median", median}, {"min", times.front()}}},
+                        {"samples_per_s", report.samples / mean},
+                        {"audio_s_per_s", report.audio_seconds / mean},
+                        {"peak_rss_mib", ru.ru_maxrss / 1024.0},
+                        {"trained_parameters", params}};
   if (latents) {
     // Model FLOPs of a DiT training step (forward + backward = 3 x forward): 6 N T for the
     // weights, plus self-attention's two (T x T x width) products per block and sequence.
@@ -152,7 +206,60 @@ int run_bench(const BenchOptions& o, const Context& ctx) {
     std::cout << fmt::format(
         "  model FLOPs {:.3f} TFLOP per step, {:.1f} TFLOP/s achieved ({:.0f} latent frames)\n", flops / 1e12,
         flops / mean / 1e12, frames);
+    out["model_tflop_per_step"] = flops / 1e12;
+    out["achieved_tflops"] = flops / mean / 1e12;
+    double peak = o.peak_tflops;
+    std::string peak_source = "--peak-tflops";
+    if (peak <= 0 && trainer.device().is_cuda()) {
+      const std::string gpu = gpu_model(trainer.device().has_index() ? trainer.device().index() : 0);
+      peak = known_peak_tflops(gpu);
+      peak_source = gpu.empty() ? "unknown GPU" : gpu;
+    }
+    if (peak > 0) {
+      std::cout << fmt::format("  MFU {:.1f} % of {:.0f} TFLOP/s ({})\n", 100 * flops / mean / 1e12 / peak,
+                               peak, peak_source);
+      out["peak_tflops"] = peak;
+      out["mfu"] = flops / mean / 1e12 / peak;
+    }
   }
+  if (o.count_ops) {
+    // One more step with a RecordFunction callback counting the ATen operations it dispatches
+    // (not timed: the callback slows every operation down).
+    train::OpCounter counter;
+    {
+      const train::StepReport counted = trainer.step(micro);
+      for (auto& [k, v] : counted.metrics) (void)v.item<double>();
+    }
+    const train::OpCounts counts = counter.counts(), views = counter.view_counts();
+    std::string line =
+        fmt::format("  ATen ops per step {} (and {} view/alias ops):", train::OpCounter::total(counts),
+                    train::OpCounter::total(views));
+    nlohmann::json by_phase = nlohmann::json::object(), top = nlohmann::json::object(),
+                   views_by_phase = nlohmann::json::object();
+    std::string tops;
+    for (std::size_t i = 0; i < counts.size(); ++i) {
+      const auto phase = static_cast<train::OpPhase>(i);
+      const char* name = train::op_phase_name(phase);
+      line += fmt::format(" {} {}", name, counts[i]);
+      by_phase[name] = counts[i];
+      views_by_phase[name] = views[i];
+      if (counts[i] == 0) continue;
+      std::string most = fmt::format("    {:<10}", name);
+      std::size_t shown = 0;
+      for (const auto& [op, n] : counter.top(phase, 40)) {
+        if (shown++ < 6) most += fmt::format(" {} {}", op, n);
+        top[name][op] = n;
+      }
+      tops += most + "\n";
+    }
+    std::cout << line << "\n  most frequent:\n" << tops;
+    out["ops_per_step"] = {{"total", train::OpCounter::total(counts)},
+                           {"by_phase", by_phase},
+                           {"most_frequent", top},
+                           {"view_ops", train::OpCounter::total(views)},
+                           {"view_ops_by_phase", views_by_phase}};
+  }
+  if (!o.json_out.empty()) write_file_atomic(o.json_out, out.dump(2) + "\n");
   return 0;
 }
 
@@ -163,6 +270,12 @@ void add_bench_command(CLI::App& app, Context& ctx) {
   auto o = std::make_shared<BenchOptions>();
   sub->add_option("--steps", o->steps, "timed steps")->capture_default_str();
   sub->add_option("--warmup", o->warmup, "untimed steps first")->capture_default_str();
+  sub->add_flag("--count-ops", o->count_ops,
+                "count the ATen operations of one more step by phase (forward, backward, optimizer, ...)");
+  sub->add_option("--peak-tflops", o->peak_tflops,
+                  "peak TFLOP/s for the MFU (default: the detected GPU's dense bf16 peak)")
+      ->check(CLI::NonNegativeNumber);
+  sub->add_option("--json", o->json_out, "write the figures to this JSON file");
   sub->add_flag(
       "--from-features", o->from_features,
       "feed features shaped like the feature cache's (skips the frozen encoder, as data.cache_dir does)");

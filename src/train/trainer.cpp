@@ -17,6 +17,7 @@
 #include "losatok/io/safetensors.h"
 #include "losatok/io/weights.h"
 #include "losatok/train/metrics.h"
+#include "losatok/train/op_count.h"
 #include "losatok/train/schedule.h"
 
 namespace fs = std::filesystem;
@@ -215,6 +216,7 @@ StepReport Trainer::step(const std::vector<data::Batch>& micro_batches) {
       StepOutput out;
       {
         const compat::AutocastGuard guard(autocast, autocast_dtype);
+        const OpPhaseScope ops(OpPhase::kForward);
         out = stage_->train_step(phase, batch, state_.step);
       }
       if (out.loss.defined() && opt) {
@@ -234,6 +236,7 @@ StepReport Trainer::step(const std::vector<data::Batch>& micro_batches) {
           if (!loss.defined()) loss = out.loss.to(torch::kFloat32) * 0.0;
         }
         if (scaler_) loss = loss * scaler_->scale();
+        const OpPhaseScope ops(OpPhase::kBackward);
         loss.backward();
         loss_sum = loss_sum.defined() ? loss_sum + out.loss.detach() : out.loss.detach();
       }
@@ -247,10 +250,20 @@ StepReport Trainer::step(const std::vector<data::Batch>& micro_batches) {
       }
     }
     if (!opt) continue;
-    if (!grad_syncs_.empty()) grad_syncs_[phase]->sync();
-    if (scaler_) scaler_->unscale(opt->parameters());
+    if (!grad_syncs_.empty()) {
+      const OpPhaseScope ops(OpPhase::kGradSync);
+      grad_syncs_[phase]->sync();
+    }
+    if (scaler_) {
+      const OpPhaseScope ops(OpPhase::kScaler);
+      scaler_->unscale(opt->parameters());
+    }
     const std::string suffix = optimizers_.size() > 1 ? "/" + opt->name() : "";
-    const torch::Tensor norm = clip_grad_norm(opt->parameters(), cfg_.train.grad_clip);
+    torch::Tensor norm;
+    {
+      const OpPhaseScope ops(OpPhase::kClipping);
+      norm = clip_grad_norm(opt->parameters(), cfg_.train.grad_clip);
+    }
     report.metrics["grad_norm" + suffix] = norm.to(torch::kFloat64);
     // A non-finite loss or gradient skips this update. Decided on the device (no host sync);
     // every rank takes the decision of the worst one.
@@ -262,7 +275,10 @@ StepReport Trainer::step(const std::vector<data::Batch>& micro_batches) {
       ok = f.to(device_) > 0.5f;
     }
     const double lr = opt->config().lr * lr_factor(opt->config().schedule, state_.step, cfg_.train.max_steps);
-    opt->step(lr, ok);
+    {
+      const OpPhaseScope ops(OpPhase::kOptimizer);
+      opt->step(lr, ok);
+    }
     report.lr[opt->name()] = lr;
     report.applied[opt->name()] = ok;
     all_ok = all_ok.logical_and(ok);
@@ -277,6 +293,7 @@ StepReport Trainer::step(const std::vector<data::Batch>& micro_batches) {
     // fp16 overflow is the scaler's business while it backs off (PyTorch's GradScaler skips
     // such steps silently): they count as non-finite steps once the scale is below 1.
     counted = counted.logical_and(scaler_->scale() < 1.0f);
+    const OpPhaseScope ops(OpPhase::kScaler);
     scaler_->update(all_ok.logical_not());
     report.metrics["loss_scale"] = scaler_->scale().to(torch::kFloat64);
   }
@@ -285,7 +302,10 @@ StepReport Trainer::step(const std::vector<data::Batch>& micro_batches) {
   skip_total_ = skip_total_ + skipped;
   skip_worst_ = torch::maximum(skip_worst_, skip_run_);
   report.skipped = all_ok.logical_not();
-  ema_->update(state_.step, ema_ok.defined() ? ema_ok : all_ok);
+  {
+    const OpPhaseScope ops(OpPhase::kEma);
+    ema_->update(state_.step, ema_ok.defined() ? ema_ok : all_ok);
+  }
   ++state_.step;
   state_.samples_seen += report.samples * dist_.world_size;
   state_.audio_seconds_seen += report.audio_seconds * dist_.world_size;
