@@ -3,6 +3,7 @@
 
 #include <torch/torch.h>
 
+#include "losatok/core/compat.h"
 #include "losatok/core/error.h"
 
 namespace losatok::train {
@@ -10,25 +11,30 @@ namespace losatok::train {
 Ema::Ema(const NamedTensors& parameters, const EmaConfig& config) : params_(parameters), config_(config) {
   if (!enabled()) return;
   torch::NoGradGuard no_grad;
-  for (const auto& [n, p] : params_) shadow_[n] = p.detach().clone();
+  for (const auto& [n, p] : params_) {
+    shadow_[n] = p.detach().clone();
+    param_list_.push_back(p);
+    shadow_list_.push_back(shadow_[n]);
+  }
 }
 
 void Ema::update(int64_t step, const torch::Tensor& apply) {
   if (!enabled() || params_.empty()) return;
   torch::NoGradGuard no_grad;
-  // A skipped optimizer step leaves the weights as they were: the average does not move either.
-  torch::Tensor weight;
-  if (apply.defined() && step >= config_.start_step)
-    weight = apply.to(params_.front().second.device(), torch::kFloat32).reshape({}) *
-             static_cast<float>(1 - config_.decay);
-  for (const auto& [n, p] : params_) {
-    torch::Tensor& s = shadow_.at(n);
-    if (step < config_.start_step)
-      s.copy_(p);
-    else if (weight.defined())
-      s.lerp_(p, weight.to(s.scalar_type()));
-    else
-      s.lerp_(p, 1 - config_.decay);
+  // Multi-tensor ops over all weights at once.
+  if (step < config_.start_step) {  // a copy
+    at::_foreach_zero_(shadow_list_);
+    at::_foreach_add_(shadow_list_, param_list_);
+  } else if (apply.defined()) {
+    // A skipped optimizer step leaves the weights as they were: the average does not move either
+    // (weight 0, decided on the device).
+    const torch::Tensor w = apply.to(params_.front().second.device(), torch::kFloat32).reshape({}) *
+                            static_cast<float>(1 - config_.decay);
+    compat::foreach_mul_(shadow_list_, 1 - w);
+    at::_foreach_add_(shadow_list_, compat::foreach_mul(param_list_, w));
+  } else {
+    at::_foreach_mul_(shadow_list_, config_.decay);
+    at::_foreach_add_(shadow_list_, param_list_, 1 - config_.decay);
   }
 }
 

@@ -21,6 +21,9 @@ void OptimConfig::validate() const {
         "must be two numbers in [0, 1)");
   check(eps > 0, "eps", "must be positive");
   check(weight_decay >= 0, "weight_decay", "must be >= 0");
+  check(implementation == "auto" || implementation == "fused" || implementation == "foreach" ||
+            implementation == "per_tensor",
+        "implementation", "must be auto, fused, foreach or per_tensor, got '" + implementation + "'");
 }
 
 void EmaConfig::validate() const {

@@ -54,21 +54,73 @@ inline at::Tensor scaled_dot_product_attention(const at::Tensor& q, const at::Te
       q, k, v, mask.defined() ? optional<at::Tensor>(mask) : optional<at::Tensor>(), dropout_p, is_causal);
 #else
   const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(-1)));
-  at::Tensor scores = at::matmul(q, k.transpose(-2, -1)) * scale;
+  at::Tensor scores = at::matmul(q, k.transpose(-2, -1));
+  // An additive mask and the scale in one operation: mask + scale * scores.
+  if (mask.defined() && mask.scalar_type() != at::kBool && !is_causal) {
+    at::Tensor probs = at::softmax(at::add(mask, scores, scale), -1);
+    if (dropout_p > 0.0) probs = at::dropout(probs, dropout_p, /*train=*/true);
+    return at::matmul(probs, v);
+  }
+  scores = scores * scale;
   if (is_causal) {
     const auto lq = q.size(-2), lk = k.size(-2);
     at::Tensor causal = at::ones({lq, lk}, q.options().dtype(at::kBool)).tril();
     scores = scores.masked_fill(causal.logical_not(), -std::numeric_limits<float>::infinity());
   }
   if (mask.defined()) {
-    if (mask.scalar_type() == at::kBool)
-      scores = scores.masked_fill(mask.logical_not(), -std::numeric_limits<float>::infinity());
+    if (mask.scalar_type() == at::kBool)  // one operation forward and one backward
+      scores = at::where(mask, scores, -std::numeric_limits<float>::infinity());
     else
       scores = scores + mask;
   }
   at::Tensor probs = at::softmax(scores, -1);
   if (dropout_p > 0.0) probs = at::dropout(probs, dropout_p, /*train=*/true);
   return at::matmul(probs, v);
+#endif
+}
+
+// Multi-tensor ops with a 0-d tensor as the scalar (LibTorch >= 2.4 has them natively, on the
+// device, without a host sync). On 1.13 a CPU scalar is read on the host (free); a device
+// scalar falls back to one op per tensor.
+inline constexpr bool kForeachTensorScalar = LOSATOK_TORCH_AT_LEAST(2, 4);
+inline void foreach_mul_(at::TensorList self, const at::Tensor& scalar) {
+#if LOSATOK_TORCH_AT_LEAST(2, 4)
+  at::_foreach_mul_(self, scalar);
+#else
+  if (scalar.device().is_cpu()) {
+    at::_foreach_mul_(self, scalar.item());
+  } else {
+    for (const auto& t : self) const_cast<at::Tensor&>(t).mul_(scalar);
+  }
+#endif
+}
+inline std::vector<at::Tensor> foreach_mul(at::TensorList self, const at::Tensor& scalar) {
+#if LOSATOK_TORCH_AT_LEAST(2, 4)
+  return at::_foreach_mul(self, scalar);
+#else
+  if (scalar.device().is_cpu()) return at::_foreach_mul(self, scalar.item());
+  std::vector<at::Tensor> out;
+  out.reserve(self.size());
+  for (const auto& t : self) out.push_back(t * scalar);
+  return out;
+#endif
+}
+
+// AdamW as one fused kernel per group (PyTorch's fused=True: CUDA since 2.0, CPU since 2.4).
+// `found_inf` (float, 0-d, 1 = skip) makes the kernel leave everything as it was, decided on the
+// device; `state_steps` hold the step count after this update (float).
+inline constexpr bool kHasFusedAdamW = LOSATOK_TORCH_AT_LEAST(2, 4);
+inline void fused_adamw_(at::TensorList params, at::TensorList grads, at::TensorList exp_avgs,
+                         at::TensorList exp_avg_sqs, at::TensorList state_steps, double lr, double beta1,
+                         double beta2, double weight_decay, double eps, const at::Tensor& found_inf) {
+#if LOSATOK_TORCH_AT_LEAST(2, 4)
+  at::_fused_adamw_(params, grads, exp_avgs, exp_avg_sqs, /*max_exp_avg_sqs=*/{}, state_steps, lr, beta1,
+                    beta2, weight_decay, eps, /*amsgrad=*/false, /*maximize=*/false, /*grad_scale=*/nullopt,
+                    found_inf.defined() ? optional<at::Tensor>(found_inf) : optional<at::Tensor>());
+#else
+  (void)params, (void)grads, (void)exp_avgs, (void)exp_avg_sqs, (void)state_steps, (void)lr, (void)beta1,
+      (void)beta2, (void)weight_decay, (void)eps, (void)found_inf;
+  TORCH_CHECK(false, "fused AdamW needs LibTorch >= 2.4");
 #endif
 }
 

@@ -5,6 +5,7 @@
 
 #include <map>
 #include <string>
+#include <vector>
 
 #include "losatok/train/optimizer.h"
 
@@ -26,6 +27,7 @@ class Ema {
   NamedTensors params_;
   EmaConfig config_;
   std::map<std::string, torch::Tensor> shadow_;
+  std::vector<torch::Tensor> param_list_, shadow_list_;  // aligned, for the multi-tensor ops
 };
 
 }  // namespace losatok::train

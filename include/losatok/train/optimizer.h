@@ -1,4 +1,5 @@
-// AdamW over named parameters (PyTorch's algorithm, single-tensor form), with its state keyed
+// AdamW over named parameters (PyTorch's algorithm: fused, multi-tensor or per-tensor, see
+// OptimConfig::implementation), with its state keyed
 // by parameter name so a checkpoint is readable, survives reordering, and means the same on
 // every LibTorch version.
 #pragma once
@@ -38,12 +39,25 @@ class AdamW {
   void load_state(const std::map<std::string, torch::Tensor>& state, const std::string& where);
 
  private:
+  enum class Impl { kFused, kForeach, kPerTensor };
+  struct Group {  // parameters with a gradient, of one dtype and one weight decay
+    bool decay = false;
+    std::vector<torch::Tensor> params, grads, exp_avg, exp_avg_sq;
+  };
+  std::vector<Group> groups() const;
+  void step_fused(double lr, const torch::Tensor& ok);
+  void step_foreach(double lr, const torch::Tensor& ok);
+  void step_per_tensor(double lr, const torch::Tensor& ok);
+
   std::string name_;
+  Impl impl_ = Impl::kForeach;
   NamedTensors params_;
   std::vector<bool> decay_;
   OptimConfig config_;
   std::vector<torch::Tensor> exp_avg_, exp_avg_sq_;
   torch::Tensor step_count_;  // float64 scalar on the parameters' device
+  torch::Tensor fused_step_;  // float32 copy for the fused kernel
+  int64_t host_steps_ = 0;    // the foreach path's host copy (it reads every step's outcome)
 };
 
 // The global L2 norm of the parameters' gradients, and (max_norm > 0) every gradient scaled by

@@ -35,6 +35,11 @@ struct OptimConfig {
   double eps = 1e-8;
   double weight_decay = 0.01;
   ScheduleConfig schedule;
+  // How the update runs (same arithmetic, same checkpoints): auto = fused (one kernel per group,
+  // LibTorch >= 2.4, CPU and CUDA) where LibTorch has it, else foreach; foreach = one multi-
+  // tensor op per step of the algorithm (on LibTorch < 2.4 a skipped step is decided on the
+  // host: free on a CPU); per_tensor = a loop over the parameters (the reference; slowest).
+  std::string implementation = "auto";
 
   template <class V>
   void visit(V& v) {
@@ -43,6 +48,7 @@ struct OptimConfig {
     v("eps", eps);
     v("weight_decay", weight_decay);
     v("schedule", schedule);
+    v("implementation", implementation);
   }
   void validate() const;
 };
