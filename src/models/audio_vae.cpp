@@ -5,6 +5,7 @@
 
 #include "losatok/core/error.h"
 #include "losatok/models/init.h"
+#include "losatok/models/layers.h"
 
 namespace losatok::models {
 
@@ -97,7 +98,7 @@ VaeFeatures AudioVAEImpl::encode_embeddings(torch::Tensor acoustic_emb, torch::T
   VaeFeatures f;
   if (!config_.has_semantic_branch()) {  // acoustic_only
     f.acoustic_emb = acoustic_emb;
-    f.acoustic_emb_low = fc_a->forward(f.acoustic_emb);
+    f.acoustic_emb_low = apply_linear(fc_a, f.acoustic_emb);
     f.unified_emb = f.acoustic_emb;
     f.unified_emb_low = f.acoustic_emb_low;
   } else {
@@ -111,11 +112,11 @@ VaeFeatures AudioVAEImpl::encode_embeddings(torch::Tensor acoustic_emb, torch::T
       return f;
     }
     f.semantic_emb_low = semantic_encoder->bottleneck->compress(f.semantic_emb);
-    f.acoustic_emb_low = fc_a->forward(f.acoustic_emb);
+    f.acoustic_emb_low = apply_linear(fc_a, f.acoustic_emb);
     f.unified_emb_low = f.acoustic_emb_low + f.semantic_emb_low;
   }
-  f.mu = fc_mu->forward(f.unified_emb_low);
-  f.logvar = fc_logvar->forward(f.unified_emb_low).clamp(-config_.logvar_clamp, config_.logvar_clamp);
+  f.mu = apply_linear(fc_mu, f.unified_emb_low);
+  f.logvar = apply_linear(fc_logvar, f.unified_emb_low).clamp(-config_.logvar_clamp, config_.logvar_clamp);
   f.z = sample ? f.mu + torch::exp(0.5 * f.logvar) * torch::randn_like(f.mu) : f.mu;
   return f;
 }

@@ -4,10 +4,12 @@
 #include <torch/torch.h>
 
 #include <cmath>
+#include <limits>
 
 #include "losatok/core/compat.h"
 #include "losatok/core/error.h"
 #include "losatok/models/init.h"
+#include "losatok/models/layers.h"
 #include "losatok/models/sembo.h"
 
 namespace losatok::models {
@@ -74,11 +76,12 @@ DashengAttentionImpl::DashengAttentionImpl(int dim, int num_heads_, bool qkv_bia
 torch::Tensor DashengAttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& key_mask) {
   const int64_t b = x.size(0), n = x.size(1), d = x.size(2);
   // (B, N, 3D) -> 3 x (B, H, N, D/H)
-  const auto parts = qkv->forward(x).reshape({b, n, 3, num_heads, d / num_heads}).permute({2, 0, 3, 1, 4});
+  const auto parts =
+      apply_linear(qkv, x).reshape({b, n, 3, num_heads, d / num_heads}).permute({2, 0, 3, 1, 4});
   torch::Tensor mask;
   if (key_mask.defined()) mask = key_mask.view({b, 1, 1, n});
   const torch::Tensor out = compat::scaled_dot_product_attention(parts[0], parts[1], parts[2], mask);
-  return proj->forward(out.transpose(1, 2).reshape({b, n, d}));
+  return apply_linear(proj, out.transpose(1, 2).reshape({b, n, d}));
 }
 
 DashengMlpImpl::DashengMlpImpl(int dim, int hidden) {
@@ -87,7 +90,7 @@ DashengMlpImpl::DashengMlpImpl(int dim, int hidden) {
 }
 
 torch::Tensor DashengMlpImpl::forward(const torch::Tensor& x) {
-  return fc2->forward(torch::gelu(fc1->forward(x)));
+  return apply_linear(fc2, torch::gelu(apply_linear(fc1, x)));
 }
 
 DashengBlockImpl::DashengBlockImpl(const EncoderConfig& c) {
@@ -157,6 +160,11 @@ torch::Tensor DashengEncoderImpl::forward_mel(const torch::Tensor& mel, const to
       // A clip with no valid token in this chunk attends everywhere: its outputs there are
       // padding, but must stay finite.
       keys = keys | keys.any(1, /*keepdim=*/true).logical_not();
+      // Without fused attention (LibTorch < 2.0) an additive mask made once per chunk saves the
+      // blocks an operation each.
+      if (!compat::kHasFusedSdpa)
+        keys = torch::zeros(keys.sizes(), h.options())
+                   .masked_fill_(keys.logical_not(), -std::numeric_limits<float>::infinity());
     }
     for (const auto& block : *blocks) h = block->as<DashengBlock>()->forward(h, keys);
     outputs.push_back(norm->forward(h));

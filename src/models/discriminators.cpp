@@ -37,6 +37,22 @@ PeriodDiscriminatorImpl::PeriodDiscriminatorImpl(int p, const std::vector<int>& 
   conv_post = register_module("conv_post", WNConv2d(ch[5], 1, Shape2{3, 1}, Shape2{1, 1}, Shape2{1, 0}));
 }
 
+std::pair<std::vector<DiscriminatorOutput>, std::vector<DiscriminatorOutput>> split_rows(
+    const std::vector<DiscriminatorOutput>& outputs, int64_t first) {
+  std::pair<std::vector<DiscriminatorOutput>, std::vector<DiscriminatorOutput>> out;
+  for (const auto& o : outputs) {
+    const int64_t rest = o.logits.size(0) - first;
+    DiscriminatorOutput a{o.logits.narrow(0, 0, first), {}}, b{o.logits.narrow(0, first, rest), {}};
+    for (const auto& f : o.features) {
+      a.features.push_back(f.narrow(0, 0, first));
+      b.features.push_back(f.narrow(0, first, rest));
+    }
+    out.first.push_back(std::move(a));
+    out.second.push_back(std::move(b));
+  }
+  return out;
+}
+
 DiscriminatorOutput PeriodDiscriminatorImpl::forward(const torch::Tensor& wave) {
   torch::Tensor x = wave.unsqueeze(1);  // (B, 1, N)
   int64_t t = x.size(2);

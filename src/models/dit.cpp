@@ -4,11 +4,16 @@
 #include <torch/torch.h>
 
 #include <cmath>
+#include <map>
+#include <mutex>
+#include <string>
+#include <tuple>
 
 #include "losatok/core/compat.h"
 #include "losatok/core/error.h"
 #include "losatok/models/checkpointing.h"
 #include "losatok/models/init.h"
+#include "losatok/models/layers.h"
 
 namespace losatok::models {
 
@@ -35,18 +40,41 @@ torch::Tensor frame_weights(const torch::Tensor& mask, const torch::Tensor& like
   return mask.unsqueeze(-1).to(like.scalar_type());
 }
 
+// RoPE tables cos (T, Dh) and [-sin, sin] (T, Dh) for one (length, head size, theta, dtype,
+// device), built once: constants (no gradient), kept for the lengths a run meets.
+struct RopeTables {
+  torch::Tensor cos, sin_signed;
+};
+
+RopeTables rope_tables(int64_t t, int64_t dh, double theta, const torch::TensorOptions& options) {
+  static std::mutex mutex;
+  static std::map<std::tuple<int64_t, int64_t, double, int, std::string>, RopeTables> cache;
+  const auto key =
+      std::make_tuple(t, dh, theta, static_cast<int>(options.dtype().toScalarType()), options.device().str());
+  const std::lock_guard<std::mutex> lock(mutex);
+  const auto it = cache.find(key);
+  if (it != cache.end()) return it->second;
+  if (cache.size() >= 256) cache.clear();  // generation at many lengths: start over
+  const torch::NoGradGuard no_grad;
+  const int64_t half = dh / 2;
+  const auto f32 = torch::TensorOptions().dtype(torch::kFloat32).device(options.device());
+  const torch::Tensor inv = torch::exp(torch::arange(half, f32) * (-std::log(theta) / half));  // (half)
+  const torch::Tensor angles = torch::arange(t, f32).unsqueeze(1) * inv.unsqueeze(0);          // (T, half)
+  const torch::Tensor cos = angles.cos(), sin = angles.sin();
+  RopeTables tables{torch::cat({cos, cos}, -1).to(options.dtype()),
+                    torch::cat({-sin, sin}, -1).to(options.dtype())};
+  cache.emplace(key, tables);
+  return tables;
+}
+
 }  // namespace
 
 torch::Tensor apply_rope(const torch::Tensor& x, double theta) {
-  const int64_t t = x.size(-2), dh = x.size(-1), half = dh / 2;
-  const auto opts = x.options().dtype(torch::kFloat32);
-  const torch::Tensor inv = torch::exp(torch::arange(half, opts) * (-std::log(theta) / half));  // (half)
-  const torch::Tensor angles = torch::arange(t, opts).unsqueeze(1) * inv.unsqueeze(0);          // (T, half)
-  const torch::Tensor cos = torch::cat({angles.cos(), angles.cos()}, -1).to(x.scalar_type());
-  const torch::Tensor sin = torch::cat({angles.sin(), angles.sin()}, -1).to(x.scalar_type());
-  const torch::Tensor x1 = x.narrow(-1, 0, half), x2 = x.narrow(-1, half, half);
-  const torch::Tensor rotated = torch::cat({-x2, x1}, -1);
-  return x * cos + rotated * sin;
+  // x * [cos, cos] + rotate_half(x) * [sin, sin], with rotate_half(x) = [-x2, x1] written as the
+  // halves swapped ([x2, x1], a roll) times [-sin, sin]: three operations.
+  const int64_t dh = x.size(-1);
+  const RopeTables tables = rope_tables(x.size(-2), dh, theta, x.options());
+  return torch::addcmul(x * tables.cos, x.roll(dh / 2, -1), tables.sin_signed);
 }
 
 torch::Tensor timestep_features(const torch::Tensor& t, int64_t dim) {
@@ -75,23 +103,41 @@ AttentionImpl::AttentionImpl(int dim, int heads_, int context_dim, bool qk_norm,
 torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& context,
                                      const torch::Tensor& key_mask) {
   const int64_t b = x.size(0), t = x.size(1), dim = x.size(2), dh = dim / heads;
-  const auto split = [&](const torch::Tensor& y) {  // (B, L, dim) -> (B, H, L, dh)
-    return y.view({b, y.size(1), heads, dh}).transpose(1, 2);
-  };
-  torch::Tensor qh, kh, vh;
   if (qkv) {
-    const auto parts = qkv->forward(x).chunk(3, -1);
-    qh = split(parts[0]), kh = split(parts[1]), vh = split(parts[2]);
-  } else {
-    const auto parts = kv->forward(context).chunk(2, -1);
-    qh = split(q->forward(x)), kh = split(parts[0]), vh = split(parts[1]);
+    // (B, T, 3 dim) -> (3, B, H, T, dh): views of the one projection.
+    const torch::Tensor parts = apply_linear(qkv, x).view({b, t, 3, heads, dh}).permute({2, 0, 3, 1, 4});
+    const std::vector<torch::Tensor> qkv_h = parts.unbind(0);
+    torch::Tensor qh = qkv_h[0], kh = qkv_h[1];
+    if (q_norm) qh = q_norm->forward(qh), kh = k_norm->forward(kh);
+    if (rope_theta > 0) {
+      // q and k rotated in one call.
+      const std::vector<torch::Tensor> qk =
+          apply_rope(q_norm ? torch::stack({qh, kh}) : parts.narrow(0, 0, 2), rope_theta).unbind(0);
+      qh = qk[0], kh = qk[1];
+    }
+    return attend(qh, kh, qkv_h[2], key_mask);
   }
+  // (B, L, 2 dim) -> (2, B, H, L, dh)
+  const std::vector<torch::Tensor> kvh =
+      apply_linear(kv, context).view({b, context.size(1), 2, heads, dh}).permute({2, 0, 3, 1, 4}).unbind(0);
+  return cross(x, kvh[0], kvh[1], key_mask);
+}
+
+torch::Tensor AttentionImpl::cross(const torch::Tensor& x, const torch::Tensor& k, const torch::Tensor& v,
+                                   const torch::Tensor& key_mask) {
+  const int64_t b = x.size(0), t = x.size(1), dh = x.size(2) / heads;
+  torch::Tensor qh = apply_linear(q, x).view({b, t, heads, dh}).transpose(1, 2), kh = k;
   if (q_norm) qh = q_norm->forward(qh), kh = k_norm->forward(kh);
-  if (qkv && rope_theta > 0) qh = apply_rope(qh, rope_theta), kh = apply_rope(kh, rope_theta);
+  return attend(qh, kh, v, key_mask);
+}
+
+torch::Tensor AttentionImpl::attend(const torch::Tensor& qh, const torch::Tensor& kh, const torch::Tensor& vh,
+                                    const torch::Tensor& key_mask) {
+  const int64_t b = qh.size(0), t = qh.size(2);
   torch::Tensor mask;
   if (key_mask.defined()) mask = key_mask.view({b, 1, 1, key_mask.size(1)});
   const torch::Tensor o = compat::scaled_dot_product_attention(qh, kh, vh, mask);
-  return proj->forward(o.transpose(1, 2).reshape({b, t, dim}));
+  return apply_linear(proj, o.transpose(1, 2).reshape({b, t, -1}));
 }
 
 GegluMlpImpl::GegluMlpImpl(int dim, int hidden) {
@@ -100,8 +146,8 @@ GegluMlpImpl::GegluMlpImpl(int dim, int hidden) {
 }
 
 torch::Tensor GegluMlpImpl::forward(const torch::Tensor& x) {
-  const auto parts = proj->forward(x).chunk(2, -1);
-  return out->forward(parts[0] * F::gelu(parts[1]));
+  const auto parts = apply_linear(proj, x).chunk(2, -1);
+  return apply_linear(out, parts[0] * F::gelu(parts[1]));
 }
 
 DiTBlockImpl::DiTBlockImpl(const DiTConfig& c, int ta_dim, bool takes_skip)
@@ -128,16 +174,56 @@ torch::Tensor DiTBlockImpl::forward(const torch::Tensor& x_in, const torch::Tens
                                     const torch::Tensor& mask, const torch::Tensor& cond,
                                     const torch::Tensor& cond_mask, const torch::Tensor& ta,
                                     const torch::Tensor& skip) {
+  const int64_t w = x_in.size(2);
+  const torch::Tensor mod = modulation(apply_linear(adaln, t).view({t.size(0), 6, w}), uniflow_gates);
+  const std::vector<torch::Tensor> kv =
+      apply_linear(cross_attn->kv, norm_context->forward(cond))
+          .view({cond.size(0), cond.size(1), 2, cross_attn->heads, w / cross_attn->heads})
+          .permute({2, 0, 3, 1, 4})
+          .unbind(0);
+  return forward_prepared(x_in, mod, mask, kv[0], kv[1], cond_mask, ta, skip);
+}
+
+torch::Tensor DiTBlockImpl::modulation(const torch::Tensor& m, bool uniflow_gates) {
+  // [shift, 1 + scale, gate'] of the self-attention and of the MLP, where gate' = 1 - gate with
+  // UniFlow's gates (the attention's then goes through tanh) and the gate itself with adaLN-Zero:
+  // m * sign + offset, one operation for every block's six.
+  const std::vector<float> sign =
+      uniflow_gates ? std::vector<float>{1, 1, -1, 1, 1, -1} : std::vector<float>{1, 1, 1, 1, 1, 1};
+  const std::vector<float> offset =
+      uniflow_gates ? std::vector<float>{0, 1, 1, 0, 1, 1} : std::vector<float>{0, 1, 0, 0, 1, 0};
+  const auto opts = torch::TensorOptions().dtype(m.scalar_type()).device(m.device());
+  static std::mutex mutex;
+  static std::map<std::tuple<bool, int, std::string>, std::pair<torch::Tensor, torch::Tensor>> cache;
+  std::pair<torch::Tensor, torch::Tensor> so;
+  {
+    const std::lock_guard<std::mutex> lock(mutex);
+    const auto key = std::make_tuple(uniflow_gates, static_cast<int>(m.scalar_type()), m.device().str());
+    auto it = cache.find(key);
+    if (it == cache.end())
+      it = cache
+               .emplace(key, std::make_pair(torch::tensor(sign).to(opts).unsqueeze(-1),
+                                            torch::tensor(offset).to(opts).unsqueeze(-1)))
+               .first;
+    so = it->second;
+  }
+  return torch::addcmul(so.second, m, so.first);  // (..., 6, W)
+}
+
+torch::Tensor DiTBlockImpl::forward_prepared(const torch::Tensor& x_in, const torch::Tensor& mod,
+                                             const torch::Tensor& mask, const torch::Tensor& k,
+                                             const torch::Tensor& v, const torch::Tensor& cond_mask,
+                                             const torch::Tensor& ta, const torch::Tensor& skip) {
   torch::Tensor x = x_in;
-  if (skip_linear) x = skip_linear->forward(skip_norm->forward(torch::cat({x, skip}, -1)));
-  // shift, scale, gate of the self-attention; shift, scale, gate of the MLP.
-  const auto m = adaln->forward(t).unsqueeze(1).chunk(6, -1);  // (B, 1, W) each
-  const torch::Tensor g_attn = uniflow_gates ? torch::tanh(1 - m[2]) : m[2];
-  const torch::Tensor g_mlp = uniflow_gates ? 1 - m[5] : m[5];
-  x = x + g_attn * attn->forward(norm1->forward(x) * (1 + m[1]) + m[0], {}, mask);
-  if (ta_proj) x = x + ta_proj->forward(ta_norm->forward(ta));
-  x = x + cross_attn->forward(norm_cross->forward(x), norm_context->forward(cond), cond_mask);
-  x = x + g_mlp * mlp->forward(norm2->forward(x) * (1 + m[4]) + m[3]);
+  if (skip_linear) x = apply_linear(skip_linear, skip_norm->forward(torch::cat({x, skip}, -1)));
+  // (B, 1, W) each: shift, 1 + scale, gate' of the self-attention, then of the MLP (one unbind:
+  // its backward is one stack).
+  const std::vector<torch::Tensor> m = mod.unsqueeze(2).unbind(1);
+  const torch::Tensor g_attn = uniflow_gates ? torch::tanh(m[2]) : m[2];
+  x = torch::addcmul(x, g_attn, attn->forward(torch::addcmul(m[0], norm1->forward(x), m[1]), {}, mask));
+  if (ta_proj) x = x + apply_linear(ta_proj, ta_norm->forward(ta));
+  x = x + cross_attn->cross(norm_cross->forward(x), k, v, cond_mask);
+  x = torch::addcmul(x, m[5], mlp->forward(torch::addcmul(m[3], norm2->forward(x), m[4])));
   return x;
 }
 
@@ -181,33 +267,67 @@ torch::Tensor DiTImpl::forward(const torch::Tensor& x_in, const torch::Tensor& s
                                const torch::Tensor& mask, const torch::Tensor& cond_in,
                                const torch::Tensor& cond_mask, const torch::Tensor& ta) {
   const torch::Tensor w = frame_weights(mask, x_in);
-  torch::Tensor x = input_proj->forward(x_in) * w;
+  torch::Tensor x = apply_linear(input_proj, x_in) * w;
   // One SiLU of the time embedding feeds every AdaLN (UniFlow).
   const torch::Tensor t =
       F::silu(time_embed->forward(timestep_features(sigma * 1000.0, config.time_freq_dim)));
   const torch::Tensor cond = context_embed->forward(cond_in);
+  const int n = config.blocks(), width = config.width;
+  std::vector<DiTBlockImpl*> bs;
+  for (int i = 0; i < n; ++i) bs.push_back(blocks[i]->as<DiTBlockImpl>());
+  // Every block's AdaLN reads the same time embedding: one GEMM over their weights side by side
+  // (the parameters stay per block, as checkpoints name them).
+  std::vector<torch::Tensor> aw, ab;
+  for (auto* b : bs) aw.push_back(b->adaln->weight), ab.push_back(b->adaln->bias);
+  const torch::Tensor mods = DiTBlockImpl::modulation(
+      torch::linear(t, torch::cat(aw), torch::cat(ab)).view({t.size(0), n, 6, width}), bs[0]->uniflow_gates);
+  // Every block's cross-attention keys and values come from the same condition through its own
+  // LayerNorm (affine g_i, b_i) and kv weight W_i: W_i (g_i * c^ + b_i) = (W_i g_i) c^ + W_i b_i, with
+  // c^ normalised once, so all blocks' keys and values are one GEMM as well.
+  std::vector<torch::Tensor> kw, ng, nb;
+  for (auto* b : bs)
+    kw.push_back(b->cross_attn->kv->weight), ng.push_back(b->norm_context->weight),
+        nb.push_back(b->norm_context->bias);
+  const torch::Tensor w_kv = torch::stack(kw);  // (N, 2W, W)
+  const auto& ln = bs[0]->norm_context->options;
+  const torch::Tensor cond_hat =
+      F::layer_norm(cond, F::LayerNormFuncOptions(ln.normalized_shape()).eps(ln.eps()));
+  const torch::Tensor kv_weight = (w_kv * torch::stack(ng).unsqueeze(1)).view({n * 2 * width, width});
+  const torch::Tensor kv_bias = torch::bmm(w_kv, torch::stack(nb).unsqueeze(-1)).view({n * 2 * width});
+  const int heads = bs[0]->cross_attn->heads;
+  // (B, L, N * 2W) -> (N, 2, B, H, L, dh)
+  const torch::Tensor kvs = torch::linear(cond_hat, kv_weight, kv_bias)
+                                .view({cond.size(0), cond.size(1), n, 2, heads, width / heads})
+                                .permute({2, 3, 0, 4, 1, 5});
+  const std::vector<torch::Tensor> block_mods = mods.unbind(1), block_kvs = kvs.unbind(0);
   const int half = config.depth / 2;
   std::vector<torch::Tensor> skips;
-  for (int i = 0; i < config.blocks(); ++i) {
-    auto* block = blocks[i]->as<DiTBlockImpl>();
+  for (int i = 0; i < n; ++i) {
+    auto* block = bs[static_cast<std::size_t>(i)];
     torch::Tensor skip;
     if (block->skip_linear) {  // out-blocks pair with the in-blocks in reverse order
       skip = skips.back();
       skips.pop_back();
     }
+    const torch::Tensor& mod = block_mods[static_cast<std::size_t>(i)];
+    const torch::Tensor& kv = block_kvs[static_cast<std::size_t>(i)];  // (2, B, H, L, dh)
     if (config.grad_checkpointing && is_training() && torch::GradMode::is_enabled()) {
       x = checkpoint(
           [block, mask, cond_mask](const std::vector<torch::Tensor>& in) {
-            return block->forward(in[0], in[1], mask, in[2], cond_mask, in[3], in[4]);
+            const std::vector<torch::Tensor> k_v = in[2].unbind(0);
+            return block->forward_prepared(in[0], in[1], mask, k_v[0], k_v[1], cond_mask, in[3], in[4]);
           },
-          {x, t, cond, ta, skip});
+          {x, mod, kv, ta, skip});
     } else {
-      x = block->forward(x, t, mask, cond, cond_mask, ta, skip);
+      const std::vector<torch::Tensor> k_v = kv.unbind(0);
+      x = block->forward_prepared(x, mod, mask, k_v[0], k_v[1], cond_mask, ta, skip);
     }
     if (config.uvit_skips && i < half) skips.push_back(x);  // the in-blocks' outputs
   }
-  const auto m = final_adaln->forward(t).unsqueeze(1).chunk(2, -1);
-  torch::Tensor out = final_proj->forward(final_norm->forward(x) * (1 + m[1]) + m[0]) * w;
+  const torch::Tensor m = apply_linear(final_adaln, t).view({t.size(0), 2, 1, width});  // shift, scale
+  torch::Tensor out =
+      apply_linear(final_proj, torch::addcmul(m.select(1, 0), final_norm->forward(x), m.select(1, 1) + 1)) *
+      w;
   if (final_conv) out = final_conv->forward(out.transpose(1, 2)).transpose(1, 2) * w;
   return out;
 }

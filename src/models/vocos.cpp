@@ -6,6 +6,7 @@
 #include "losatok/audio/stft.h"
 #include "losatok/models/checkpointing.h"
 #include "losatok/models/init.h"
+#include "losatok/models/layers.h"
 
 namespace losatok::models {
 
@@ -23,7 +24,7 @@ ConvNeXtBlockImpl::ConvNeXtBlockImpl(int dim, int intermediate_dim, int kernel_s
 
 torch::Tensor ConvNeXtBlockImpl::forward(const torch::Tensor& x) {
   torch::Tensor h = dwconv->forward(x).transpose(1, 2);  // (B, T, C)
-  h = pwconv2->forward(torch::gelu(pwconv1->forward(norm->forward(h))));
+  h = apply_linear(pwconv2, torch::gelu(apply_linear(pwconv1, norm->forward(h))));
   return x + (gamma * h).transpose(1, 2);
 }
 
@@ -62,7 +63,7 @@ IstftHeadImpl::IstftHeadImpl(int dim, const DecoderConfig& c)
 
 torch::Tensor IstftHeadImpl::forward(const torch::Tensor& x) {
   // The iSTFT runs in float32 whatever the autocast dtype of the backbone.
-  const torch::Tensor h = out->forward(x).transpose(1, 2).to(torch::kFloat32);  // (B, n_fft + 2, T)
+  const torch::Tensor h = apply_linear(out, x).transpose(1, 2).to(torch::kFloat32);  // (B, n_fft + 2, T)
   const auto parts = h.chunk(2, 1);
   const torch::Tensor mag = torch::exp(parts[0]).clamp_max(mag_max_);
   const torch::Tensor spec = torch::complex(mag * torch::cos(parts[1]), mag * torch::sin(parts[1]));

@@ -8,6 +8,7 @@
 #include "losatok/core/error.h"
 #include "losatok/io/weights.h"
 #include "losatok/models/init.h"
+#include "losatok/models/layers.h"
 #include "losatok/train/sembo_stage.h"
 
 namespace losatok::train {
@@ -81,7 +82,7 @@ MaeDecoderImpl::MaeDecoderImpl(const MaeStageConfig& c, const EncoderConfig& enc
 torch::Tensor MaeDecoderImpl::forward(const torch::Tensor& visible, const torch::Tensor& kept,
                                       const torch::Tensor& restore, const torch::Tensor& valid) {
   const int64_t b = visible.size(0), k = visible.size(1), t = restore.size(1);
-  torch::Tensor y = decoder_embed->forward(visible);  // (B, K, W)
+  torch::Tensor y = models::apply_linear(decoder_embed, visible);  // (B, K, W)
   const int64_t w = y.size(2);
   // A row's positions past its own share hold masked patches: mask tokens there too.
   y = torch::where(kept.unsqueeze(-1), y, mask_token.to(y.dtype()));
@@ -91,7 +92,7 @@ torch::Tensor MaeDecoderImpl::forward(const torch::Tensor& visible, const torch:
   y = y + decoder_pos_embed.narrow(1, 0, t);
   const torch::Tensor keys = attendable(valid);
   for (const auto& block : *decoder_blocks) y = block->as<models::DashengBlock>()->forward(y, keys);
-  return decoder_pred->forward(decoder_norm->forward(y));
+  return models::apply_linear(decoder_pred, decoder_norm->forward(y));
 }
 
 MaeStage::MaeStage(const RootConfig& cfg, const torch::Device& device)

@@ -228,10 +228,13 @@ StepOutput TokenizerStage::train_step(std::size_t index, const data::Batch& batc
       torch::NoGradGuard no_grad;
       fw = forward(batch, section_.sample_latent);
     }
-    const torch::Tensor d_mpd =
-        losses::discriminator_hinge_loss(mpd_->forward(fw.y), mpd_->forward(fw.y_hat));
-    const torch::Tensor d_mrd =
-        losses::discriminator_hinge_loss(mrd_->forward(fw.y), mrd_->forward(fw.y_hat));
+    // Real and generated audio in one pass of each discriminator.
+    const torch::Tensor both = torch::cat({fw.y, fw.y_hat});
+    const int64_t b = fw.y.size(0);
+    const auto mpd = models::split_rows(mpd_->forward(both), b);
+    const auto mrd = models::split_rows(mrd_->forward(both), b);
+    const torch::Tensor d_mpd = losses::discriminator_hinge_loss(mpd.first, mpd.second);
+    const torch::Tensor d_mrd = losses::discriminator_hinge_loss(mrd.first, mrd.second);
     out.loss = d_mpd + section_.gan.mrd_weight * d_mrd;
     out.terms.emplace_back("clips", out.loss);
     out.metrics = {{"d_loss", out.loss.detach()}, {"d_mpd", d_mpd.detach()}, {"d_mrd", d_mrd.detach()}};

@@ -29,6 +29,11 @@ struct DiscriminatorOutput {
   std::vector<torch::Tensor> features;
 };
 
+// Outputs of one pass over a batch made of two (rows [0, first) and [first, B)), as two
+// (views): a discriminator runs real and generated audio in one pass, half the operations.
+std::pair<std::vector<DiscriminatorOutput>, std::vector<DiscriminatorOutput>> split_rows(
+    const std::vector<DiscriminatorOutput>& outputs, int64_t first);
+
 // HiFi-GAN period discriminator: the waveform folded into (T / p, p), five (5, 1) convolutions
 // with stride 3 along time (channels 1 -> 32 -> 128 -> 512 -> 1024 -> 1024 by default),
 // LeakyReLU 0.1, post conv (3, 1).

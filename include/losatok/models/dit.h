@@ -32,6 +32,13 @@ struct AttentionImpl : torch::nn::Module {
   // key_mask (B, keys) bool, true = attend (undefined: all).
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& context = {},
                         const torch::Tensor& key_mask = {});
+  // Cross-attention with keys and values already projected and split into heads (B, H, L, dh)
+  // (k before its k_norm).
+  torch::Tensor cross(const torch::Tensor& x, const torch::Tensor& k, const torch::Tensor& v,
+                      const torch::Tensor& key_mask = {});
+  // Attention over heads (B, H, T, dh) and the output projection.
+  torch::Tensor attend(const torch::Tensor& qh, const torch::Tensor& kh, const torch::Tensor& vh,
+                       const torch::Tensor& key_mask);
   int heads;
   double rope_theta;
   torch::nn::Linear qkv{nullptr}, q{nullptr}, kv{nullptr}, proj{nullptr};
@@ -60,6 +67,15 @@ struct DiTBlockImpl : torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& mask,
                         const torch::Tensor& cond, const torch::Tensor& cond_mask, const torch::Tensor& ta,
                         const torch::Tensor& skip);
+  // The same with the block's modulation (B, 6, W) (from modulation()) and its cross-attention
+  // keys and values (B, H, L, dh) computed outside: the DiT does all blocks' at once.
+  torch::Tensor forward_prepared(const torch::Tensor& x, const torch::Tensor& mod, const torch::Tensor& mask,
+                                 const torch::Tensor& k, const torch::Tensor& v,
+                                 const torch::Tensor& cond_mask, const torch::Tensor& ta,
+                                 const torch::Tensor& skip);
+  // adaln's output (..., 6, W) -> [shift, 1 + scale, gate'] twice (gate' = 1 - gate with
+  // UniFlow's gates, whose attention gate is then tanh(gate'); the gate with adaLN-Zero).
+  static torch::Tensor modulation(const torch::Tensor& m, bool uniflow_gates);
   bool uniflow_gates;
   torch::nn::LayerNorm norm1{nullptr}, ta_norm{nullptr}, norm_cross{nullptr}, norm_context{nullptr},
       norm2{nullptr}, skip_norm{nullptr};
