@@ -170,20 +170,6 @@ DiTBlockImpl::DiTBlockImpl(const DiTConfig& c, int ta_dim, bool takes_skip)
   adaln = register_module("adaln", linear(c.width, 6 * c.width));
 }
 
-torch::Tensor DiTBlockImpl::forward(const torch::Tensor& x_in, const torch::Tensor& t,
-                                    const torch::Tensor& mask, const torch::Tensor& cond,
-                                    const torch::Tensor& cond_mask, const torch::Tensor& ta,
-                                    const torch::Tensor& skip) {
-  const int64_t w = x_in.size(2);
-  const torch::Tensor mod = modulation(apply_linear(adaln, t).view({t.size(0), 6, w}), uniflow_gates);
-  const std::vector<torch::Tensor> kv =
-      apply_linear(cross_attn->kv, norm_context->forward(cond))
-          .view({cond.size(0), cond.size(1), 2, cross_attn->heads, w / cross_attn->heads})
-          .permute({2, 0, 3, 1, 4})
-          .unbind(0);
-  return forward_prepared(x_in, mod, mask, kv[0], kv[1], cond_mask, ta, skip);
-}
-
 torch::Tensor DiTBlockImpl::modulation(const torch::Tensor& m, bool uniflow_gates) {
   // [shift, 1 + scale, gate'] of the self-attention and of the MLP, where gate' = 1 - gate with
   // UniFlow's gates (the attention's then goes through tanh) and the gate itself with adaLN-Zero:
@@ -210,10 +196,10 @@ torch::Tensor DiTBlockImpl::modulation(const torch::Tensor& m, bool uniflow_gate
   return torch::addcmul(so.second, m, so.first);  // (..., 6, W)
 }
 
-torch::Tensor DiTBlockImpl::forward_prepared(const torch::Tensor& x_in, const torch::Tensor& mod,
-                                             const torch::Tensor& mask, const torch::Tensor& k,
-                                             const torch::Tensor& v, const torch::Tensor& cond_mask,
-                                             const torch::Tensor& ta, const torch::Tensor& skip) {
+torch::Tensor DiTBlockImpl::forward(const torch::Tensor& x_in, const torch::Tensor& mod,
+                                    const torch::Tensor& mask, const torch::Tensor& k, const torch::Tensor& v,
+                                    const torch::Tensor& cond_mask, const torch::Tensor& ta,
+                                    const torch::Tensor& skip) {
   torch::Tensor x = x_in;
   if (skip_linear) x = apply_linear(skip_linear, skip_norm->forward(torch::cat({x, skip}, -1)));
   // (B, 1, W) each: shift, 1 + scale, gate' of the self-attention, then of the MLP (one unbind:
@@ -315,12 +301,12 @@ torch::Tensor DiTImpl::forward(const torch::Tensor& x_in, const torch::Tensor& s
       x = checkpoint(
           [block, mask, cond_mask](const std::vector<torch::Tensor>& in) {
             const std::vector<torch::Tensor> k_v = in[2].unbind(0);
-            return block->forward_prepared(in[0], in[1], mask, k_v[0], k_v[1], cond_mask, in[3], in[4]);
+            return block->forward(in[0], in[1], mask, k_v[0], k_v[1], cond_mask, in[3], in[4]);
           },
           {x, mod, kv, ta, skip});
     } else {
       const std::vector<torch::Tensor> k_v = kv.unbind(0);
-      x = block->forward_prepared(x, mod, mask, k_v[0], k_v[1], cond_mask, ta, skip);
+      x = block->forward(x, mod, mask, k_v[0], k_v[1], cond_mask, ta, skip);
     }
     if (config.uvit_skips && i < half) skips.push_back(x);  // the in-blocks' outputs
   }

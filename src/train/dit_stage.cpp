@@ -12,6 +12,7 @@
 #include "losatok/audio/audio_io.h"
 #include "losatok/audio/mel.h"
 #include "losatok/audio/spectrogram_image.h"
+#include "losatok/core/device.h"
 #include "losatok/core/error.h"
 #include "losatok/core/logging.h"
 #include "losatok/data/extract.h"
@@ -211,11 +212,11 @@ DiTStage::Inputs DiTStage::inputs(const data::Batch& batch, bool sample) {
     throw Error("dit: the batch has no cached latents 'mu' (data.cache_dir must hold `--what latents`)");
   auto& m = pipeline_->model();
   Inputs in;
-  torch::Tensor z = it->second.to(device_, torch::kFloat32);
-  in.mask = batch.feature_mask().to(device_);
+  torch::Tensor z = to_device(it->second, device_, torch::kFloat32);
+  in.mask = to_device(batch.feature_mask(), device_);
   if (sample)
     if (const auto lv = batch.features.find("logvar"); lv != batch.features.end())
-      z = z + torch::exp(0.5 * lv->second.to(device_, torch::kFloat32)) * torch::randn_like(z);
+      z = z + torch::exp(0.5 * to_device(lv->second, device_, torch::kFloat32)) * torch::randn_like(z);
   in.z = m.normalize(z) * in.mask.unsqueeze(-1);
   if (condition_cache_) {
     std::vector<torch::Tensor> emb;
@@ -281,8 +282,12 @@ StepOutput DiTStage::train_step(std::size_t, const data::Batch& batch, int64_t) 
   const FlowConfig& flow = dit_.flow;
   Inputs in = inputs(batch, dit_.sample_latent);
   const int64_t b = in.z.size(0);
-  // Random draws on the CPU generator in a fixed order: resumable bitwise.
-  const torch::Tensor drop = torch::rand({b}, torch::kFloat64) < flow.cond_dropout;
+  // Random draws in a fixed order: resumable bitwise. The condition's dropout is drawn where
+  // the model runs (no host-to-device copy), except for TTS, whose cropped clips set it on the
+  // host.
+  const auto draw =
+      torch::TensorOptions(torch::kFloat64).device(m.tts ? torch::Device(torch::kCPU) : device_);
+  const torch::Tensor drop = torch::rand({b}, draw) < flow.cond_dropout;
   torch::Tensor prompt_keep;
   if (m.tts) prompt_keep = torch::rand({b}, torch::kFloat64) >= flow.prompt_dropout;
   apply_conditioning(in, batch, drop, prompt_keep, /*random_span=*/true);

@@ -61,18 +61,13 @@ TORCH_MODULE(GegluMlp);
 // An out-block of the U-ViT owns `skip_norm` + `skip_linear` (concat -> width).
 struct DiTBlockImpl : torch::nn::Module {
   DiTBlockImpl(const DiTConfig& c, int ta_dim, bool takes_skip);
-  // x (B, T, W); t (B, W) time embedding after its SiLU; mask (B, T) bool; cond (B, L, W) the
-  // embedded condition + cond_mask (B, L); ta (B, T, ta_dim) or undefined; skip (B, T, W) or
-  // undefined.
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& mask,
-                        const torch::Tensor& cond, const torch::Tensor& cond_mask, const torch::Tensor& ta,
-                        const torch::Tensor& skip);
-  // The same with the block's modulation (B, 6, W) (from modulation()) and its cross-attention
-  // keys and values (B, H, L, dh) computed outside: the DiT does all blocks' at once.
-  torch::Tensor forward_prepared(const torch::Tensor& x, const torch::Tensor& mod, const torch::Tensor& mask,
-                                 const torch::Tensor& k, const torch::Tensor& v,
-                                 const torch::Tensor& cond_mask, const torch::Tensor& ta,
-                                 const torch::Tensor& skip);
+  // x (B, T, W); mod (B, 6, W) the block's modulation (modulation() of its adaln's output on the
+  // time embedding); mask (B, T) bool; k, v (B, H, L, dh) its cross-attention keys (before
+  // k_norm) and values of the embedded condition + cond_mask (B, L); ta (B, T, ta_dim) or
+  // undefined; skip (B, T, W) or undefined. The DiT computes every block's mod and k, v at once.
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& mod, const torch::Tensor& mask,
+                        const torch::Tensor& k, const torch::Tensor& v, const torch::Tensor& cond_mask,
+                        const torch::Tensor& ta, const torch::Tensor& skip);
   // adaln's output (..., 6, W) -> [shift, 1 + scale, gate'] twice (gate' = 1 - gate with
   // UniFlow's gates, whose attention gate is then tanh(gate'); the gate with adaLN-Zero).
   static torch::Tensor modulation(const torch::Tensor& m, bool uniflow_gates);
