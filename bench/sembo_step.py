@@ -44,6 +44,8 @@ def main():
     ap.add_argument("--lambda-rec", type=float, default=1e3)
     ap.add_argument("--lambda-rel", type=float, default=1.0)
     ap.add_argument("--ema", type=float, default=0.999)
+    ap.add_argument("--count-ops", action="store_true", help="count one more step's ATen operations by phase")
+    ap.add_argument("--per-tensor", action="store_true", help="per-parameter AdamW, clipping and EMA loops")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
@@ -53,13 +55,14 @@ def main():
     for p in enc.parameters():
         p.requires_grad_(False)
     params = list(bott.named_parameters())
-    opt = torch.optim.AdamW(
+    opt = step_timing.adamw(
         [
             {"params": [p for n, p in params if p.dim() >= 2], "weight_decay": 0.01},
             {"params": [p for n, p in params if p.dim() < 2], "weight_decay": 0.0},
         ],
-        lr=1e-3,
-        betas=(0.9, 0.999),
+        1e-3,
+        (0.9, 0.999),
+        a.per_tensor,
     )
     ema = [p.detach().clone() for _, p in params]
     tokens = int(a.seconds * 16000) // 640
@@ -68,27 +71,30 @@ def main():
     feats = torch.randn(a.batch, tokens, size["enc"]["dim"]) if a.from_features else None
 
     def step():
-        if feats is None:
-            with torch.no_grad():
-                h = enc(wav, lengths)
-        else:
-            h = feats
-        mask = (torch.arange(h.shape[1])[None, :] < (lengths // 640)[:, None]).float()
-        low = bott.downsample(h)
-        restored = bott.upsample(low)
-        m = mask.unsqueeze(-1)
-        rec = ((F.normalize(restored, dim=-1) - F.normalize(h, dim=-1)).pow(2) * m).sum() / (m.sum() * h.shape[-1])
-        pm = mask.unsqueeze(2) * mask.unsqueeze(1)
-        rel = ((time_relation(low) - time_relation(h)).pow(2) * pm).sum() / pm.sum()
-        loss = a.lambda_rec * rec + a.lambda_rel * rel
+        with step_timing.phase("forward"):
+            if feats is None:
+                with torch.no_grad():
+                    h = enc(wav, lengths)
+            else:
+                h = feats
+            mask = (torch.arange(h.shape[1])[None, :] < (lengths // 640)[:, None]).float()
+            low = bott.downsample(h)
+            restored = bott.upsample(low)
+            m = mask.unsqueeze(-1)
+            rec = ((F.normalize(restored, dim=-1) - F.normalize(h, dim=-1)).pow(2) * m).sum() / (m.sum() * h.shape[-1])
+            pm = mask.unsqueeze(2) * mask.unsqueeze(1)
+            rel = ((time_relation(low) - time_relation(h)).pow(2) * pm).sum() / pm.sum()
+            loss = a.lambda_rec * rec + a.lambda_rel * rel
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        norm = torch.nn.utils.clip_grad_norm_(bott.parameters(), 1.0)
+        with step_timing.phase("backward"):
+            loss.backward()
+        with step_timing.phase("clipping"):
+            norm = step_timing.clip(bott.parameters(), 1.0, a.per_tensor)
         if torch.isfinite(loss) and torch.isfinite(norm):
-            opt.step()
-        with torch.no_grad():
-            for s, (_, p) in zip(ema, params):
-                s.lerp_(p, 1 - a.ema)
+            with step_timing.phase("optimizer"):
+                opt.step()
+        with torch.no_grad(), step_timing.phase("ema"):
+            step_timing.ema_update(ema, [p for _, p in params], a.ema, a.per_tensor)
         return loss.item()
 
     times = step_timing.time_steps(step, a.warmup, a.steps)
@@ -96,6 +102,8 @@ def main():
         f"pytorch eager {torch.__version__} sembo ({a.size}, batch {a.batch}, {a.seconds:.2f} s, "
         f"{'from cached features' if a.from_features else 'from audio'}, {a.threads} threads):",
         times, a.batch, a.batch * tokens * 0.04)
+    if a.count_ops:
+        step_timing.count_ops(step)
 
 if __name__ == "__main__":
     main()
