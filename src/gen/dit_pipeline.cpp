@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "losatok/core/device.h"
 #include "losatok/core/error.h"
 #include "losatok/core/file_util.h"
 #include "losatok/core/logging.h"
@@ -70,15 +71,15 @@ DiTPipeline::Condition DiTPipeline::text_condition(const std::vector<std::string
     // mask is the text's.
     const int64_t t = frames.size(1);
     for (auto& r : rows) r.resize(t, kTextFiller);  // cut, or filled
-    torch::Tensor tokens = pad_tokens(rows, kTextPad, t).first.to(device_);
-    c.cond_mask = frames.to(device_);
+    torch::Tensor tokens = to_device(pad_tokens(rows, kTextPad, t).first, device_);
+    c.cond_mask = to_device(frames, device_);
     c.cond = model_->text_encoder->forward(tokens, c.cond_mask);
     c.aligned = c.cond;
     return c;
   }
   auto [tokens, mask] = pad_tokens(rows, kTextPad, 1);
-  c.cond_mask = mask.to(device_);
-  c.cond = model_->text_encoder->forward(tokens.to(device_), c.cond_mask);
+  c.cond_mask = to_device(mask, device_);
+  c.cond = model_->text_encoder->forward(to_device(tokens, device_), c.cond_mask);
   return c;
 }
 

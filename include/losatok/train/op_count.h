@@ -5,13 +5,14 @@
 // Only top-level operations are counted (the ones our code and autograd's backward nodes
 // dispatch; an operation that dispatches others inside counts once). Operations whose schema
 // only aliases their input (views, transposes, detach, a `to` that changes nothing) are counted
-// apart, unless something inside them computes (a reshape that copies). The phase is process-wide, so
-// backward passes that autograd runs on its device threads count under the phase that started them.
+// apart, unless something inside them computes (a reshape that copies). Operations of every
+// thread count, under the phase set last (a data loader's workers would too: `bench` runs none). The phase is
+// process-wide, so backward passes that autograd runs on its device threads count under the phase that
+// started them.
 #pragma once
 
 #include <array>
 #include <cstdint>
-#include <map>
 #include <string>
 #include <utility>
 #include <vector>
