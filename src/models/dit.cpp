@@ -174,25 +174,23 @@ torch::Tensor DiTBlockImpl::modulation(const torch::Tensor& m, bool uniflow_gate
   // [shift, 1 + scale, gate'] of the self-attention and of the MLP, where gate' = 1 - gate with
   // UniFlow's gates (the attention's then goes through tanh) and the gate itself with adaLN-Zero:
   // m * sign + offset, one operation for every block's six.
-  const std::vector<float> sign =
-      uniflow_gates ? std::vector<float>{1, 1, -1, 1, 1, -1} : std::vector<float>{1, 1, 1, 1, 1, 1};
-  const std::vector<float> offset =
-      uniflow_gates ? std::vector<float>{0, 1, 1, 0, 1, 1} : std::vector<float>{0, 1, 0, 0, 1, 0};
-  const auto opts = torch::TensorOptions().dtype(m.scalar_type()).device(m.device());
   static std::mutex mutex;
   static std::map<std::tuple<bool, int, std::string>, std::pair<torch::Tensor, torch::Tensor>> cache;
-  std::pair<torch::Tensor, torch::Tensor> so;
-  {
-    const std::lock_guard<std::mutex> lock(mutex);
-    const auto key = std::make_tuple(uniflow_gates, static_cast<int>(m.scalar_type()), m.device().str());
-    auto it = cache.find(key);
-    if (it == cache.end())
-      it = cache
-               .emplace(key, std::make_pair(torch::tensor(sign).to(opts).unsqueeze(-1),
-                                            torch::tensor(offset).to(opts).unsqueeze(-1)))
-               .first;
-    so = it->second;
+  const std::lock_guard<std::mutex> lock(mutex);
+  const auto key = std::make_tuple(uniflow_gates, static_cast<int>(m.scalar_type()), m.device().str());
+  auto it = cache.find(key);
+  if (it == cache.end()) {
+    const std::vector<float> sign =
+        uniflow_gates ? std::vector<float>{1, 1, -1, 1, 1, -1} : std::vector<float>{1, 1, 1, 1, 1, 1};
+    const std::vector<float> offset =
+        uniflow_gates ? std::vector<float>{0, 1, 1, 0, 1, 1} : std::vector<float>{0, 1, 0, 0, 1, 0};
+    const auto opts = torch::TensorOptions().dtype(m.scalar_type()).device(m.device());
+    it = cache
+             .emplace(key, std::make_pair(torch::tensor(sign).to(opts).unsqueeze(-1),
+                                          torch::tensor(offset).to(opts).unsqueeze(-1)))
+             .first;
   }
+  const auto& so = it->second;
   return torch::addcmul(so.second, m, so.first);  // (..., 6, W)
 }
 
