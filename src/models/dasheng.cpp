@@ -105,6 +105,19 @@ torch::Tensor DashengBlockImpl::forward(const torch::Tensor& x, const torch::Ten
   return h + mlp->forward(norm2->forward(h));
 }
 
+torch::Tensor DashengBlockImpl::forward_inference(const torch::Tensor& x, const torch::Tensor& padding) {
+  const int64_t d = x.size(2);
+  const torch::Tensor qkv_bias =
+      attn->qkv->bias.defined() ? attn->qkv->bias : torch::zeros({3 * d}, attn->qkv->weight.options());
+  compat::optional<torch::Tensor> mask;
+  compat::optional<int64_t> mask_type;
+  if (padding.defined()) mask = padding, mask_type = 1;  // a key padding mask (B, N)
+  return at::_transformer_encoder_layer_fwd(
+      x, d, attn->num_heads, attn->qkv->weight, qkv_bias, attn->proj->weight, attn->proj->bias,
+      /*use_gelu=*/true, /*norm_first=*/true, norm1->options.eps(), norm1->weight, norm1->bias, norm2->weight,
+      norm2->bias, mlp->fc1->weight, mlp->fc1->bias, mlp->fc2->weight, mlp->fc2->bias, mask, mask_type);
+}
+
 DashengPatchEmbedImpl::DashengPatchEmbedImpl(int n_mels, int patch_frames, int dim) {
   proj = register_module(
       "proj", nn::Conv2d(nn::Conv2dOptions(1, dim, {n_mels, patch_frames}).stride({n_mels, patch_frames})));
@@ -160,13 +173,19 @@ torch::Tensor DashengEncoderImpl::forward_mel(const torch::Tensor& mel, const to
       // A clip with no valid token in this chunk attends everywhere: its outputs there are
       // padding, but must stay finite.
       keys = keys | keys.any(1, /*keepdim=*/true).logical_not();
-      // Without fused attention (LibTorch < 2.0) an additive mask made once per chunk saves the
-      // blocks an operation each.
-      if (!compat::kHasFusedSdpa)
+    }
+    // Frozen (no autograd, and no autocast that would lower the linears' precision): each block
+    // is one fused operation. Otherwise the modules; without fused attention (LibTorch < 2.0)
+    // with an additive mask made once per chunk, which saves the blocks an operation each.
+    if (!torch::GradMode::is_enabled() && !(h.is_cuda() && compat::cuda_autocast_enabled())) {
+      const torch::Tensor padding = keys.defined() ? keys.logical_not() : torch::Tensor();
+      for (const auto& block : *blocks) h = block->as<DashengBlock>()->forward_inference(h, padding);
+    } else {
+      if (keys.defined() && !compat::kHasFusedSdpa)
         keys = torch::zeros(keys.sizes(), h.options())
                    .masked_fill_(keys.logical_not(), -std::numeric_limits<float>::infinity());
+      for (const auto& block : *blocks) h = block->as<DashengBlock>()->forward(h, keys);
     }
-    for (const auto& block : *blocks) h = block->as<DashengBlock>()->forward(h, keys);
     outputs.push_back(norm->forward(h));
   }
   if (outputs.empty()) return torch::zeros({x.size(0), 0, x.size(1)}, x.options());

@@ -38,6 +38,9 @@ TORCH_MODULE(DashengMlp);
 struct DashengBlockImpl : torch::nn::Module {
   explicit DashengBlockImpl(const EncoderConfig& c);
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& key_mask = {});
+  // The same without autograd, as one operation (PyTorch's TransformerEncoderLayer fast path,
+  // aten::_transformer_encoder_layer_fwd); padding (B, N) bool, true = a padded key (or undefined).
+  torch::Tensor forward_inference(const torch::Tensor& x, const torch::Tensor& padding = {});
   torch::nn::LayerNorm norm1{nullptr}, norm2{nullptr};
   DashengAttention attn{nullptr};
   DashengMlp mlp{nullptr};
