@@ -82,7 +82,6 @@ inline at::Tensor scaled_dot_product_attention(const at::Tensor& q, const at::Te
 // Multi-tensor ops with a 0-d tensor as the scalar (LibTorch >= 2.4 has them natively, on the
 // device, without a host sync). On 1.13 a CPU scalar is read on the host (free); a device
 // scalar falls back to one op per tensor.
-inline constexpr bool kForeachTensorScalar = LOSATOK_TORCH_AT_LEAST(2, 4);
 inline void foreach_mul_(at::TensorList self, const at::Tensor& scalar) {
 #if LOSATOK_TORCH_AT_LEAST(2, 4)
   at::_foreach_mul_(self, scalar);
