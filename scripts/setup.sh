@@ -11,12 +11,12 @@ BUILD_PKGS=(
   libtorch-dev libgloo-dev libopenblas0-pthread
   libyaml-cpp-dev libspdlog-dev libfmt-dev libcli11-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev
-  libsndfile1-dev libsoxr-dev
+  libsndfile1-dev libsoxr-dev libsentencepiece-dev
 )
 # Used by the demo and the data scripts: fetching and unpacking Debian packages of real audio;
 # the plots (gnuplot) and the rough TTS word error rate of `losatok eval gen` (pocketsphinx).
 RUN_PKGS=(dpkg-dev ca-certificates gnuplot-nox pocketsphinx pocketsphinx-en-us)
-REFERENCE_PKGS=(python3 python3-torch python3-torchaudio python3-numpy python3-scipy)
+REFERENCE_PKGS=(python3 python3-torch python3-torchaudio python3-numpy python3-scipy python3-sentencepiece sentencepiece)
 # scripts/make_demo_corpus.sh: conversion, MIDI / groove rendering, synthetic speech, JSON.
 CORPUS_PKGS=(sox libsox-fmt-all fluidsynth mma espeak-ng jq)
 

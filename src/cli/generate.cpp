@@ -28,6 +28,7 @@ struct GenerateOptions {
   ConfigOptions config;
   std::vector<std::string> texts;
   std::string prompts, out, out_dir, tokenizer, prompt_audio, prompt_text, condition;
+  std::string speaker, speaker_embedding, phonemes, task;
   double seconds = 0;
   int steps = 0, batch_size = 8;
   double cfg_scale = 0, sway = 0;
@@ -106,6 +107,10 @@ std::vector<Job> read_prompt_file(const std::string& path, const RootConfig& cfg
                                 max_seconds, job.request.seconds));
       job.domain = j.value("domain", std::string());
       job.request.prompt_text = j.value("prompt_text", std::string());
+      job.request.phonemes = j.value("phonemes", std::string());
+      // A manifest's speaker is its `speaker`, else its `label` (as training reads it).
+      job.request.speaker = j.value("speaker", j.value("label", std::string()));
+      job.request.task = j.value("task", std::string());
       if (j.contains("prompt_audio")) {
         fs::path a = j.at("prompt_audio").get<std::string>();
         if (a.is_relative()) a = dir / a;
@@ -164,6 +169,9 @@ int run_generate(const GenerateOptions& o, const Context& ctx) {
       j.request.seconds = o.seconds;
       j.request.prompt_audio = prompt;
       j.request.prompt_text = o.prompt_text;
+      j.request.speaker = o.speaker;
+      j.request.phonemes = o.phonemes;
+      j.request.task = o.task;
       j.out = (texts.size() == 1 && !o.out.empty())
                   ? o.out
                   : (fs::path(o.out_dir) / fmt::format("gen-{:03d}.wav", i)).string();
@@ -181,6 +189,28 @@ int run_generate(const GenerateOptions& o, const Context& ctx) {
   } else if (!o.condition.empty()) {
     throw Error("--condition is for models conditioned on cached embeddings; this one reads text");
   }
+  if (!o.speaker_embedding.empty()) {
+    if (!(dit.uniflow_tts() && dit.tts.speaker.source == "cache"))
+      throw Error("--speaker-embedding is for UniFlow TTS with dit.tts.speaker.source cache");
+    const io::WeightSet w = io::read_weights(o.speaker_embedding);
+    const auto t = w.tensors.find(dit.tts.speaker.tensor);
+    if (t == w.tensors.end())
+      throw Error("speaker embedding '" + o.speaker_embedding + "' has no tensor '" + dit.tts.speaker.tensor +
+                  "'");
+    for (auto& j : jobs) j.request.speaker_embedding = t->second;
+  }
+  if (dit.joint())
+    for (auto& j : jobs)
+      if (j.request.task.empty()) {
+        // A manifest's domain names the task: speech -> tts, music -> ttm, else tta.
+        j.request.task = j.domain == "speech"  ? "tts"
+                         : j.domain == "music" ? "ttm"
+                         : !j.domain.empty()   ? "tta"
+                                               : "";
+        if (j.request.task.empty())
+          throw Error(
+              "the joint model needs each prompt's task: give --task tta|ttm|tts (or \"task\" per prompt)");
+      }
   {
     // The longest clip of a batch sets its attention's memory; refuse what cannot fit in RAM.
     const double rate = static_cast<double>(cfg.audio.sample_rate) / cfg.samples_per_token();
@@ -253,11 +283,18 @@ void add_generate_command(CLI::App& app, Context& ctx) {
   sub->add_option("--text", o->texts, "caption (TTA / TTM) or transcript (TTS); repeatable");
   sub->add_option("--prompts", o->prompts,
                   "JSON Lines (a manifest works): {\"text\", \"seconds\" or \"duration\", \"prompt_audio\", "
-                  "\"prompt_text\", \"out\", \"domain\"} per clip; --out-dir gets generated.jsonl");
+                  "\"prompt_text\", \"speaker\", \"phonemes\", \"task\", \"out\", \"domain\"} per clip; "
+                  "--out-dir gets generated.jsonl");
   sub->add_option("--seconds", o->seconds, "duration (TTS: estimated from the text when 0)")
       ->capture_default_str();
   sub->add_option("--prompt-audio", o->prompt_audio, "TTS: audio prompt (the voice to continue)");
   sub->add_option("--prompt-text", o->prompt_text, "TTS: the prompt's transcript");
+  sub->add_option("--speaker", o->speaker, "UniFlow TTS with a speaker table: the speaker's name");
+  sub->add_option("--speaker-embedding", o->speaker_embedding,
+                  "UniFlow TTS with cached speaker vectors: a .safetensors holding dit.tts.speaker.tensor");
+  sub->add_option("--phonemes", o->phonemes,
+                  "UniFlow TTS: the phonemes (espeak-ng --ipa --sep=_ style) instead of espeak-ng's");
+  sub->add_option("--task", o->task, "the joint model: tta, ttm or tts");
   sub->add_option(
       "--condition", o->condition,
       "models conditioned on cached embeddings: a .safetensors holding dit.condition.tensor (L, C)");

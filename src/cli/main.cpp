@@ -25,6 +25,7 @@ int main(int argc, char** argv) {
   cli::add_codec_commands(app, ctx);
   cli::add_weights_commands(app, ctx);
   cli::add_extract_command(app, ctx);
+  cli::add_text_encode_command(app, ctx);
   cli::add_train_command(app, ctx);
   cli::add_bench_command(app, ctx);
   cli::add_generate_command(app, ctx);

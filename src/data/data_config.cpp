@@ -10,6 +10,8 @@ using config::check;
 void DataSource::validate() const {
   check(!manifest.empty(), "manifest", "must name a JSON Lines manifest");
   check(weight >= 0, "weight", "must be >= 0 (0 = in proportion to the clip count)");
+  check(task.empty() || task == "tta" || task == "ttm" || task == "tts", "task",
+        "must be tta, ttm or tts (or empty), got '" + task + "'");
 }
 
 void DataConfig::validate() const {

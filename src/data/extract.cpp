@@ -12,6 +12,7 @@
 #include "losatok/core/error.h"
 #include "losatok/core/logging.h"
 #include "losatok/io/weights.h"
+#include "losatok/models/t5.h"
 
 namespace losatok::data {
 
@@ -25,6 +26,39 @@ CacheProducer cache_producer(const std::string& what, models::AudioVAEImpl& vae,
   if (what == "latents")
     return {what, hash_tensors(io::module_state(vae)), hash_text(weights_config_yaml(cfg))};
   throw Error("extract: unknown feature kind '" + what + "' (semantic or latents)");
+}
+
+CacheProducer text_cache_producer(const models::T5TextEncoder& encoder) {
+  return {"condition", encoder.weights_hash(), encoder.config_hash()};
+}
+
+ExtractReport extract_text_features(models::T5TextEncoder& encoder, const std::vector<Clip>& clips,
+                                    FeatureCacheWriter& writer, int batch_size) {
+  if (batch_size <= 0) throw Error("extract: batch size must be positive");
+  std::vector<const Clip*> todo;
+  std::set<std::string> queued;
+  ExtractReport report;
+  for (const auto& c : clips) {
+    if (writer.contains(c.key))
+      ++report.skipped_existing;
+    else if (queued.insert(c.key).second)
+      todo.push_back(&c);
+  }
+  for (std::size_t start = 0; start < todo.size(); start += static_cast<std::size_t>(batch_size)) {
+    const std::size_t end = std::min(todo.size(), start + static_cast<std::size_t>(batch_size));
+    std::vector<std::string> texts;
+    for (std::size_t i = start; i < end; ++i) texts.push_back(todo[i]->entry.text);
+    const auto e = encoder.encode(texts);
+    const torch::Tensor lengths = e.mask.sum(1).cpu();
+    for (std::size_t i = start; i < end; ++i) {
+      const int64_t row = static_cast<int64_t>(i - start);
+      writer.add(todo[i]->key,
+                 {{"cond_emb", e.hidden[row].narrow(0, 0, lengths[row].item<int64_t>()).cpu().contiguous()}});
+      ++report.written;
+    }
+  }
+  writer.flush();
+  return report;
 }
 
 CacheProducer semantic_cache_producer(models::DashengEncoderImpl& encoder, const RootConfig& cfg) {

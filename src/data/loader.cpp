@@ -90,19 +90,35 @@ AudioLoader::AudioLoader(const DataConfig& config, const std::vector<DataSource>
             for (const auto& s : sources) w.push_back(s.weight);
             return w;
           }(),
-          config, options) {}
+          config, options) {
+  // Sources that name a task (the joint DiT) batch by task.
+  bool any_task = false;
+  for (const auto& s : sources) any_task = any_task || !s.task.empty();
+  if (!any_task) return;
+  std::map<std::string, int> ids;
+  std::vector<int> groups;
+  for (const auto& s : sources)
+    groups.push_back(ids.emplace(s.task, static_cast<int>(ids.size())).first->second);
+  SamplerOptions so = sampler_options();
+  so.source_groups = groups;
+  sampler_ = std::make_unique<BatchSampler>(sizes_, weights_, durations_, so);
+}
 
 AudioLoader::AudioLoader(std::vector<Clip> clips, std::vector<double> weights, const DataConfig& config,
                          const LoaderOptions& options)
     : clips_(std::move(clips)), config_(config), options_(options) {
   config_.validate();
-  std::vector<int64_t> sizes(std::max<std::size_t>(weights.size(), 1), 0);
-  std::vector<double> durations;
+  sizes_.assign(std::max<std::size_t>(weights.size(), 1), 0);
+  weights_ = std::move(weights);
   for (const auto& c : clips_) {
-    if (c.source >= static_cast<int>(sizes.size())) sizes.resize(c.source + 1, 0);
-    ++sizes[c.source];
-    durations.push_back(c.entry.duration);
+    if (c.source >= static_cast<int>(sizes_.size())) sizes_.resize(c.source + 1, 0);
+    ++sizes_[c.source];
+    durations_.push_back(c.entry.duration);
   }
+  sampler_ = std::make_unique<BatchSampler>(sizes_, weights_, durations_, sampler_options());
+}
+
+SamplerOptions AudioLoader::sampler_options() const {
   SamplerOptions so;
   so.seed = options_.seed;
   so.batch_size = config_.batch_size;
@@ -111,7 +127,7 @@ AudioLoader::AudioLoader(std::vector<Clip> clips, std::vector<double> weights, c
   so.bucket_batches = config_.bucket_batches;
   so.rank = options_.rank;
   so.world_size = options_.world_size;
-  sampler_ = std::make_unique<BatchSampler>(sizes, weights, durations, so);
+  return so;
 }
 
 AudioLoader::~AudioLoader() {

@@ -71,6 +71,17 @@ std::vector<ManifestEntry> read_manifest(const std::string& path) {
     read_string(j, "label", e.label, path, line);
     read_string(j, "domain", e.domain, path, line);
     read_string(j, "split", e.split, path, line);
+    read_string(j, "speaker", e.speaker, path, line);
+    read_string(j, "phonemes", e.phonemes, path, line);
+    if (j.contains("durations") && !j["durations"].is_null()) {
+      const auto& d = j["durations"];
+      if (!d.is_array()) bad(path, line, "\"durations\" must be an array of frame counts");
+      for (const auto& x : d) {
+        if (!x.is_number_integer() || x.get<int64_t>() < 0)
+          bad(path, line, "\"durations\" must hold integers >= 0 (frames per phoneme)");
+        e.durations.push_back(x.get<int64_t>());
+      }
+    }
     const bool has_duration = j.contains("duration") && !j["duration"].is_null();
     read_number(j, "duration", e.duration, path, line);
     read_number(j, "offset", e.offset, path, line);

@@ -39,8 +39,8 @@ bool espeak_available() {
 
 namespace {
 
-// Runs `espeak-ng -q --ipa -v VOICE --stdin`, feeding `text` on stdin; returns stdout.
-std::string run_espeak(const std::string& voice, const std::string& text) {
+// Runs `espeak-ng -q --ipa [--sep=SEP] -v VOICE --stdin`, feeding `text` on stdin; returns stdout.
+std::string run_espeak(const std::string& voice, const std::string& separator, const std::string& text) {
   // Close-on-exec: a child spawned by another thread must not inherit these ends (it would hold
   // our stdin writer open and espeak-ng would never see end of input).
   int in[2], out[2];
@@ -57,6 +57,7 @@ std::string run_espeak(const std::string& voice, const std::string& text) {
   posix_spawn_file_actions_adddup2(&actions, out[1], 1);
   posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0);
   std::vector<std::string> args = {"espeak-ng", "-q", "--ipa", "-v", voice, "--stdin"};
+  if (!separator.empty()) args.insert(args.begin() + 3, "--sep=" + separator);
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -103,7 +104,8 @@ std::string run_espeak(const std::string& voice, const std::string& text) {
 
 }  // namespace
 
-Phonemizer::Phonemizer(std::string voice) : voice_(std::move(voice)) {
+Phonemizer::Phonemizer(std::string voice, std::string separator)
+    : voice_(std::move(voice)), separator_(std::move(separator)) {
   // A write to an espeak-ng that exited must be an error, not a silent death of the program.
   std::signal(SIGPIPE, SIG_IGN);
   if (!espeak_available())
@@ -116,7 +118,7 @@ std::string Phonemizer::operator()(const std::string& text) {
     std::lock_guard<std::mutex> lock(mutex_);
     if (const auto it = memo_.find(text); it != memo_.end()) return it->second;
   }
-  const std::string raw = run_espeak(voice_, text);
+  const std::string raw = run_espeak(voice_, separator_, text);
   // One line per clause: joined by single spaces, surrounding blanks dropped.
   std::string ipa;
   std::stringstream lines(raw);
@@ -154,6 +156,81 @@ std::vector<int64_t> TextTokenizer::encode(const std::string& text_in) {
   }
   if (out.empty()) out.push_back(kTextFiller);
   return out;
+}
+
+namespace {
+
+// Decodes one UTF-8 code point at s[i] (advancing i); invalid bytes read as U+FFFD.
+char32_t next_code_point(const std::string& s, std::size_t& i) {
+  const auto byte = [&](std::size_t k) { return static_cast<unsigned char>(s[k]); };
+  const unsigned char c = byte(i);
+  int extra = c < 0x80 ? 0 : (c >> 5) == 0x6 ? 1 : (c >> 4) == 0xE ? 2 : (c >> 3) == 0x1E ? 3 : -1;
+  if (extra < 0 || i + static_cast<std::size_t>(extra) >= s.size()) {
+    ++i;
+    return 0xFFFD;
+  }
+  char32_t cp = extra == 0 ? c : c & (0x3F >> extra);
+  for (int k = 1; k <= extra; ++k) {
+    if ((byte(i + k) & 0xC0) != 0x80) {
+      ++i;
+      return 0xFFFD;
+    }
+    cp = (cp << 6) | (byte(i + k) & 0x3F);
+  }
+  i += extra + 1;
+  return cp;
+}
+
+}  // namespace
+
+int phoneme_symbol_id(char32_t cp) {
+  constexpr char32_t kDirect = 0x370;  // Latin, IPA extensions, modifiers, combining marks
+  if (cp < kDirect) return 2 + static_cast<int>(cp);
+  constexpr int first = 2 + static_cast<int>(kDirect);
+  return first + static_cast<int>(cp % static_cast<char32_t>(kPhonemeVocab - first));
+}
+
+std::vector<PhonemeUnit> phoneme_units(const std::string& separated) {
+  std::vector<PhonemeUnit> out;
+  PhonemeUnit unit;
+  bool word_start = true;
+  const auto flush = [&]() {
+    if (unit.empty()) return;
+    if (word_start) unit.insert(unit.begin(), kPhonemeWordStart);
+    word_start = false;
+    if (static_cast<int>(unit.size()) > kMaxPhonemeSymbols) unit.resize(kMaxPhonemeSymbols);
+    out.push_back(std::move(unit));
+    unit.clear();
+  };
+  for (std::size_t i = 0; i < separated.size();) {
+    const char32_t cp = next_code_point(separated, i);
+    if (cp == ' ' || cp == '\t' || cp == '\n' || cp == '\r') {
+      flush();
+      word_start = true;
+    } else if (cp == '_') {
+      flush();
+    } else {
+      unit.push_back(phoneme_symbol_id(cp));
+    }
+  }
+  flush();
+  return out;
+}
+
+PhonemeTokenizer::PhonemeTokenizer(const std::string& source, const std::string& voice) : source_(source) {
+  if (source_ == "espeak") phonemizer_ = std::make_unique<Phonemizer>(voice, "_");
+}
+
+std::vector<PhonemeUnit> PhonemeTokenizer::units(const std::string& text, const std::string& phonemes) {
+  std::vector<PhonemeUnit> u;
+  if (!phonemes.empty())
+    u = phoneme_units(phonemes);
+  else if (phonemizer_)
+    u = phoneme_units((*phonemizer_)(text.substr(0, 8192)));
+  else
+    throw Error("tts: dit.tts.phonemes is manifest, but a clip or prompt has no \"phonemes\" (\"" +
+                text.substr(0, 40) + "\")");
+  return u;
 }
 
 }  // namespace losatok::data

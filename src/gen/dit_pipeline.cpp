@@ -3,8 +3,11 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <numeric>
 
 #include "losatok/core/device.h"
 #include "losatok/core/error.h"
@@ -12,6 +15,7 @@
 #include "losatok/core/logging.h"
 #include "losatok/models/flow_matching.h"
 #include "losatok/models/init.h"
+#include "losatok/models/tts.h"
 
 namespace losatok::gen {
 
@@ -40,11 +44,92 @@ std::pair<torch::Tensor, torch::Tensor> pad_tokens(const std::vector<std::vector
 
 DiTPipeline::DiTPipeline(const RootConfig& cfg, const torch::Device& device, int cond_dim)
     : cfg_(cfg), dit_(cfg.section<DiTStageConfig>()), device_(device) {
-  const bool text = dit_.condition.source == "text";
-  model_ = models::DiTModel(dit_.model, dit_.text, text, cond_dim, dit_.task == "tts",
-                            dit_.flow.uncond == "learned");
+  const bool phonemes_only = dit_.task == "tts" && dit_.tts.uniflow();
+  if (!phonemes_only && dit_.condition.source == "t5") {
+    t5_ = std::make_unique<models::T5TextEncoder>(dit_.condition.text_encoder, device_,
+                                                  dit_.condition.max_tokens);
+    cond_dim = t5_->dim();
+  }
+  model_ = models::DiTModel(dit_, cond_dim);
   model_->to(device_);
-  if (text) text_tokens_ = std::make_unique<data::TextTokenizer>(dit_.text);
+  if (!phonemes_only && dit_.condition.source == "text")
+    text_tokens_ = std::make_unique<data::TextTokenizer>(dit_.text);
+  if (dit_.uniflow_tts())
+    phonemes_ = std::make_unique<data::PhonemeTokenizer>(dit_.tts.phonemes, dit_.text.espeak_voice);
+}
+
+int64_t speaker_row(const std::string& name, int rows) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (unsigned char c : name) {
+    h ^= c;
+    h *= 0x100000001b3ull;
+  }
+  return static_cast<int64_t>(h % static_cast<uint64_t>(rows));
+}
+
+int DiTPipeline::task_index(const std::string& task) const {
+  if (!model_->joint) {
+    if (!task.empty() && task != dit_.task)
+      throw Error("generate: this model does " + dit_.task + ", not " + task);
+    return -1;
+  }
+  const int t = dit_task_index(task);
+  if (t < 0)
+    throw Error("generate: the joint model needs each prompt's task (tta, ttm or tts), got '" + task + "'");
+  return t;
+}
+
+DiTPipeline::SpeechInputs DiTPipeline::speech_inputs(const std::vector<std::string>& texts,
+                                                     const std::vector<std::string>& phonemes,
+                                                     const std::vector<std::string>& speaker_names,
+                                                     const std::vector<torch::Tensor>& speaker_vectors) {
+  if (!phonemes_) throw Error("dit: this model has no phoneme path (dit.tts.mode uniflow)");
+  const int64_t b = static_cast<int64_t>(texts.size());
+  std::vector<std::vector<data::PhonemeUnit>> rows;
+  int64_t longest = 1, widest = 1;
+  SpeechInputs out;
+  for (int64_t i = 0; i < b; ++i) {
+    std::vector<data::PhonemeUnit> u =
+        phonemes_->units(texts[i], i < static_cast<int64_t>(phonemes.size()) ? phonemes[i] : std::string());
+    if (u.empty()) u.push_back({data::kPhonemeWordStart});  // an empty text: one silent phoneme
+    longest = std::max<int64_t>(longest, static_cast<int64_t>(u.size()));
+    for (const auto& p : u) widest = std::max<int64_t>(widest, static_cast<int64_t>(p.size()));
+    out.phonemes.push_back(static_cast<int64_t>(u.size()));
+    rows.push_back(std::move(u));
+  }
+  torch::Tensor units = torch::zeros({b, longest, widest}, torch::kLong);
+  torch::Tensor mask = torch::zeros({b, longest}, torch::kBool);
+  auto ua = units.accessor<int64_t, 3>();
+  auto ma = mask.accessor<bool, 2>();
+  for (int64_t i = 0; i < b; ++i)
+    for (std::size_t k = 0; k < rows[i].size(); ++k) {
+      ma[i][static_cast<int64_t>(k)] = true;
+      for (std::size_t j = 0; j < rows[i][k].size(); ++j)
+        ua[i][static_cast<int64_t>(k)][static_cast<int64_t>(j)] = rows[i][k][j];
+    }
+  out.units = to_device(units, device_);
+  out.mask = to_device(mask, device_);
+  const SpeakerConfig& sc = dit_.tts.speaker;
+  if (sc.source == "table") {
+    std::vector<int64_t> ids;
+    for (int64_t i = 0; i < b; ++i)
+      ids.push_back(speaker_row(i < static_cast<int64_t>(speaker_names.size()) ? speaker_names[i] : "",
+                                sc.max_speakers));
+    out.speaker = to_device(torch::tensor(ids, torch::kLong), device_);
+  } else if (sc.source == "cache") {
+    if (static_cast<int64_t>(speaker_vectors.size()) != b)
+      throw Error("tts: every clip or prompt needs a speaker vector (dit.tts.speaker.source cache)");
+    std::vector<torch::Tensor> v;
+    for (const auto& t : speaker_vectors) {
+      const torch::Tensor flat = t.reshape({-1}).to(torch::kFloat32);
+      if (flat.numel() != sc.dim)
+        throw Error("tts: a speaker vector has " + std::to_string(flat.numel()) +
+                    " values, dit.tts.speaker.dim is " + std::to_string(sc.dim));
+      v.push_back(flat);
+    }
+    out.speaker = torch::stack(v).to(device_);
+  }
+  return out;
 }
 
 void DiTPipeline::load_tokenizer(const std::string& path) {
@@ -62,6 +147,13 @@ void DiTPipeline::set_tokenizer(models::LoadedTokenizer tokenizer) {
 
 DiTPipeline::Condition DiTPipeline::text_condition(const std::vector<std::string>& texts,
                                                    const torch::Tensor& frames) {
+  if (t5_) {
+    const models::T5TextEncoder::Encoding e = t5_->encode(texts);
+    Condition c;
+    c.cond = e.hidden;
+    c.cond_mask = e.mask;
+    return c;
+  }
   if (!text_tokens_) throw Error("dit: this model is conditioned on cached embeddings, not on text");
   std::vector<std::vector<int64_t>> rows;
   for (const auto& t : texts) rows.push_back(text_tokens_->encode(t));
@@ -139,9 +231,34 @@ torch::Tensor DiTPipeline::encode_prompt(const std::vector<float>& audio) {
 
 std::vector<torch::Tensor> DiTPipeline::generate(const std::vector<GenerationRequest>& requests,
                                                  const SamplerConfig& sampler) {
+  if (!model_->joint) {
+    for (const auto& r : requests) task_index(r.task);  // a wrong task is an error
+    return generate_task(requests, sampler, -1);
+  }
+  // The joint model samples each task's requests together.
+  std::vector<torch::Tensor> out(requests.size());
+  for (int task = 0; task < kNumDiTTasks; ++task) {
+    std::vector<std::size_t> at;
+    std::vector<GenerationRequest> group;
+    for (std::size_t i = 0; i < requests.size(); ++i)
+      if (task_index(requests[i].task) == task) {
+        at.push_back(i);
+        group.push_back(requests[i]);
+      }
+    if (group.empty()) continue;
+    const auto made = generate_task(group, sampler, task);
+    for (std::size_t k = 0; k < at.size(); ++k) out[at[k]] = made[k];
+  }
+  return out;
+}
+
+std::vector<torch::Tensor> DiTPipeline::generate_task(const std::vector<GenerationRequest>& requests,
+                                                      const SamplerConfig& sampler, int task) {
   torch::NoGradGuard no_grad;
   const int64_t b = static_cast<int64_t>(requests.size());
   if (b == 0) return {};
+  const bool speech = model_->uniflow && (!model_->joint || task == dit_task_index("tts"));
+  const double rate = static_cast<double>(cfg_.audio.sample_rate) / cfg_.samples_per_token();
   const int64_t d = dit_.model.latent_dim;
   std::vector<torch::Tensor> prompts(b);
   std::vector<int64_t> prompt_frames(b, 0), total(b);
@@ -150,7 +267,8 @@ std::vector<torch::Tensor> DiTPipeline::generate(const std::vector<GenerationReq
     const GenerationRequest& r = requests[i];
     texts[i] = r.text;
     if (!r.prompt_audio.empty() && !model_->tts)
-      throw Error("generate: an audio prompt needs a TTS model (this one is " + dit_.task + ")");
+      throw Error("generate: an audio prompt needs an infilling TTS model (this one is " + dit_.task +
+                  (speech ? " with UniFlow's phoneme path: give a speaker instead)" : ")"));
     if (model_->tts && !r.prompt_audio.empty()) {
       // Training aligned each clip's whole transcript over all its frames, prompt included.
       if (r.prompt_text.empty())
@@ -159,13 +277,50 @@ std::vector<torch::Tensor> DiTPipeline::generate(const std::vector<GenerationReq
       prompt_frames[i] = prompts[i].size(0);
       texts[i] = r.prompt_text + " " + r.text;
     }
-    total[i] = prompt_frames[i] + frames_for(r);
+    if (!speech) total[i] = prompt_frames[i] + frames_for(r);
+  }
+  // UniFlow TTS: the phoneme encodings, their durations (the global prediction, or the request's
+  // seconds, shared out by the local ones) and the encodings expanded to the frames.
+  Condition speech_condition;
+  torch::Tensor durations;
+  if (speech) {
+    std::vector<std::string> phonemes, names;
+    std::vector<torch::Tensor> vectors;
+    for (const auto& r : requests) {
+      phonemes.push_back(r.phonemes);
+      names.push_back(r.speaker);
+      if (r.speaker_embedding.defined()) vectors.push_back(r.speaker_embedding);
+      if (dit_.tts.speaker.source == "table" && !known_speakers_.empty() &&
+          std::find(known_speakers_.begin(), known_speakers_.end(), r.speaker) == known_speakers_.end())
+        spdlog::warn("generate: speaker '{}' was not in the training data (its table row is untrained)",
+                     r.speaker);
+    }
+    const SpeechInputs si = speech_inputs(texts, phonemes, names, vectors);
+    const auto o = model_->speech().forward(si.units, si.mask, si.speaker);
+    durations = torch::zeros(si.mask.sizes(), torch::kLong);
+    for (int64_t i = 0; i < b; ++i) {
+      const int64_t p = si.phonemes[i];
+      int64_t want = 0;
+      if (requests[i].seconds > 0)
+        want = std::llround(requests[i].seconds * rate);
+      else if (dit_.tts.use_global_duration)
+        want = std::llround(std::max(0.0, std::exp(o.log_seconds[i].item<double>()) - 1.0) * rate);
+      const std::vector<int64_t> d =
+          models::durations_from_log(o.log_durations[i].narrow(0, 0, p), want > 0 ? std::max(want, p) : 0);
+      durations[i].narrow(0, 0, p).copy_(torch::tensor(d, torch::kLong));
+      total[i] = std::accumulate(d.begin(), d.end(), int64_t{0});
+    }
+    speech_condition.cond = o.content;
+    speech_condition.cond_mask = si.mask;
   }
   const int64_t t = *std::max_element(total.begin(), total.end());
   const torch::Tensor mask =
       (torch::arange(t).unsqueeze(0) < torch::tensor(total, torch::kLong).unsqueeze(1)).to(device_);
   Condition c;
-  if (requests[0].condition.defined()) {
+  if (speech) {
+    c = speech_condition;
+    c.aligned = models::length_regulate(c.cond, durations, t);
+  } else if (requests[0].condition.defined()) {
     std::vector<torch::Tensor> emb;
     for (const auto& r : requests) {
       if (!r.condition.defined()) throw Error("generate: every request needs condition embeddings, or none");
@@ -190,16 +345,15 @@ std::vector<torch::Tensor> DiTPipeline::generate(const std::vector<GenerationReq
   const torch::Tensor cond2 = guided ? torch::cat({c.cond, cond_u}) : c.cond;
   const torch::Tensor cond_mask2 = guided ? torch::cat({c.cond_mask, c.cond_mask}) : c.cond_mask;
   torch::Tensor prompt2, aligned2;
-  if (model_->tts) {
-    prompt2 = guided ? torch::cat({prompt, torch::zeros_like(prompt)}) : prompt;
+  if (model_->tts) prompt2 = guided ? torch::cat({prompt, torch::zeros_like(prompt)}) : prompt;
+  if (c.aligned.defined())
     aligned2 = guided ? torch::cat({c.aligned, torch::zeros_like(c.aligned)}) : c.aligned;
-  }
   at::Generator gen = at::detail::createCPUGenerator(static_cast<uint64_t>(sampler.seed));
   torch::Tensor x = torch::randn({b, t, d}, gen, torch::kFloat32).to(device_) * mask.unsqueeze(-1);
   const auto velocity = [&](const torch::Tensor& xs, double sigma) {
     const torch::Tensor x2 = guided ? torch::cat({xs, xs}) : xs;
     const torch::Tensor s = torch::full({x2.size(0)}, sigma, x2.options());
-    const torch::Tensor v = model_->velocity(x2, s, mask2, cond2, cond_mask2, prompt2, aligned2);
+    const torch::Tensor v = model_->velocity(x2, s, mask2, cond2, cond_mask2, prompt2, aligned2, task);
     if (!guided) return v;
     return models::classifier_free_guidance(v.narrow(0, 0, b), v.narrow(0, b, b), sampler.cfg_scale);
   };
@@ -324,6 +478,14 @@ LoadedDiT load_dit_checkpoint(const io::WeightSet& weights, const RootConfig& co
   const io::LoadReport report = io::load_weights(out.pipeline->model(), own, weights.source, lo);
   io::log_load_report(weights.source, report);
   out.pipeline->model().eval();
+  if (const auto it = weights.metadata.find(kSpeakersKey); it != weights.metadata.end()) {
+    try {
+      out.pipeline->set_known_speakers(nlohmann::json::parse(it->second).get<std::vector<std::string>>());
+    } catch (const std::exception& e) {
+      throw Error("checkpoint '" + weights.source + "': unreadable " + kSpeakersKey + " (" +
+                  first_line(e.what()) + ")");
+    }
+  }
   if (!tokenizer.empty()) {
     out.pipeline->load_tokenizer(tokenizer);
   } else if (!embedded.tensors.empty()) {

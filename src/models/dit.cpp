@@ -14,6 +14,7 @@
 #include "losatok/models/checkpointing.h"
 #include "losatok/models/init.h"
 #include "losatok/models/layers.h"
+#include "losatok/models/tts.h"
 
 namespace losatok::models {
 
@@ -346,14 +347,42 @@ torch::Tensor TextEncoderImpl::forward(const torch::Tensor& tokens, const torch:
   return norm->forward(x) * frame_weights(mask, x);
 }
 
-DiTModelImpl::DiTModelImpl(const DiTConfig& c, const TextEncoderConfig& text, bool text_condition,
-                           int cond_dim_, bool tts_, bool learned_null)
-    : tts(tts_), cond_dim(text_condition ? text.width : cond_dim_) {
+namespace {
+
+// The content width: the built-in text encoder's, a T5's / cache's, or, for a model that only
+// speaks through phonemes, the phoneme encoder's.
+int content_width(const DiTStageConfig& d, int cond_dim) {
+  const bool phonemes_only = d.task == "tts" && d.tts.uniflow();
+  if (phonemes_only) return d.tts.encoder.width;
+  if (d.condition.source == "text") return d.text.width;
+  return cond_dim;
+}
+
+}  // namespace
+
+DiTModelImpl::DiTModelImpl(const DiTStageConfig& d, int cond_dim_)
+    : tts(d.task == "tts" && !d.tts.uniflow()),
+      uniflow(d.uniflow_tts()),
+      joint(d.joint()),
+      cond_dim(content_width(d, cond_dim_)) {
+  const DiTConfig& c = d.model;
   if (cond_dim <= 0) throw Error("DiT: the condition width must be positive");
+  const bool phonemes_only = d.task == "tts" && d.tts.uniflow();
+  const bool text_condition = !phonemes_only && d.condition.source == "text";
   if (tts && !text_condition) throw Error("DiT: tts needs the text encoder");
-  dit = register_module("dit", DiT(c, cond_dim, tts ? c.latent_dim + cond_dim : 0));
-  if (text_condition) text_encoder = register_module("text_encoder", TextEncoder(text));
-  if (learned_null) {
+  const int ta_dim = tts ? c.latent_dim + cond_dim : uniflow ? cond_dim : 0;
+  dit = register_module("dit", DiT(c, cond_dim, ta_dim));
+  if (text_condition) text_encoder = register_module("text_encoder", TextEncoder(d.text));
+  if (uniflow)
+    tts_frontend = register_module("tts", std::make_shared<UniFlowTtsImpl>(d.tts, cond_dim, c.latent_dim));
+  if (joint) {
+    task_tokens = register_parameter("task_tokens", torch::zeros({kNumDiTTasks, cond_dim}));
+    if (!SkipInit::active()) {
+      torch::NoGradGuard no_grad;
+      trunc_normal_(task_tokens, 0.02);
+    }
+  }
+  if (d.flow.uncond == "learned") {
     null_cond = register_parameter("null_cond", torch::zeros({1, cond_dim}));
     if (!SkipInit::active()) {
       torch::NoGradGuard no_grad;
@@ -366,13 +395,22 @@ DiTModelImpl::DiTModelImpl(const DiTConfig& c, const TextEncoderConfig& text, bo
 }
 
 torch::Tensor DiTModelImpl::velocity(const torch::Tensor& x, const torch::Tensor& sigma,
-                                     const torch::Tensor& mask, const torch::Tensor& cond,
-                                     const torch::Tensor& cond_mask, const torch::Tensor& prompt,
-                                     const torch::Tensor& aligned) {
-  torch::Tensor ta;
+                                     const torch::Tensor& mask, const torch::Tensor& cond_in,
+                                     const torch::Tensor& cond_mask_in, const torch::Tensor& prompt,
+                                     const torch::Tensor& aligned, int task) {
+  torch::Tensor ta, cond = cond_in, cond_mask = cond_mask_in;
   if (tts) {
     if (!prompt.defined() || !aligned.defined()) throw Error("DiT: tts needs the prompt and aligned text");
     ta = torch::cat({prompt, aligned}, -1);
+  } else if (uniflow) {
+    ta = aligned.defined() ? aligned : torch::zeros({x.size(0), x.size(1), cond_dim}, x.options());
+  }
+  if (joint) {
+    if (task < 0 || task >= kNumDiTTasks) throw Error("DiT: the joint model needs a task (tta, ttm or tts)");
+    const int64_t b = cond.size(0);
+    cond = torch::cat(
+        {task_tokens[task].to(cond.scalar_type()).view({1, 1, -1}).expand({b, 1, cond_dim}), cond}, 1);
+    cond_mask = torch::cat({torch::ones({b, 1}, cond_mask.options()), cond_mask}, 1);
   }
   return dit->forward(x, sigma, mask, cond, cond_mask, ta);
 }

@@ -108,17 +108,55 @@ void PromptConfig::validate() const {
 }
 
 void ConditionConfig::validate() const {
-  check(source == "text" || source == "cache", "source", "must be text or cache, got '" + source + "'");
+  check(source == "text" || source == "t5" || source == "cache", "source",
+        "must be text, t5 or cache, got '" + source + "'");
   check(source != "cache" || !cache_dir.empty(), "cache_dir", "source cache needs the cache folder");
+  check(source != "t5" || !text_encoder.empty(), "text_encoder",
+        "source t5 needs the Hugging Face T5 / Flan-T5 folder");
+  check(max_tokens >= 2, "max_tokens", "must be >= 2 (a piece and EOS)");
   check(!tensor.empty(), "tensor", "must not be empty");
 }
 
+void PhonemeEncoderConfig::validate() const {
+  check(width > 0 && depth >= 0 && heads > 0, "width", "width, heads must be positive and depth >= 0");
+  check(width % heads == 0, "heads", "must divide width");
+  check(conv_kernel > 0 && conv_kernel % 2 == 1, "conv_kernel", "must be odd and positive");
+  check(duration_kernel > 0 && duration_kernel % 2 == 1, "duration_kernel", "must be odd and positive");
+  check(mlp_ratio > 0, "mlp_ratio", "must be positive");
+}
+
+void SpeakerConfig::validate() const {
+  check(source == "none" || source == "table" || source == "cache", "source",
+        "must be none, table or cache, got '" + source + "'");
+  check(dim > 0, "dim", "must be positive");
+  check(max_speakers > 0, "max_speakers", "must be positive");
+  check(source != "cache" || !cache_dir.empty(), "cache_dir", "source cache needs the cache folder");
+}
+
+void TtsConfig::validate() const {
+  check(mode == "infill" || mode == "uniflow", "mode", "must be infill or uniflow, got '" + mode + "'");
+  check(phonemes == "espeak" || phonemes == "manifest", "phonemes",
+        "must be espeak or manifest, got '" + phonemes + "'");
+  check(durations == "mas" || durations == "manifest", "durations",
+        "must be mas or manifest, got '" + durations + "'");
+  check(duration_weight >= 0 && global_duration_weight >= 0 && prior_weight >= 0, "duration_weight",
+        "loss weights must be >= 0");
+}
+
+int dit_task_index(const std::string& task) {
+  for (int i = 0; i < kNumDiTTasks; ++i)
+    if (task == kDiTTasks[i]) return i;
+  return -1;
+}
+
 void DiTStageConfig::validate() const {
-  check(task == "tta" || task == "ttm" || task == "tts", "task",
-        "must be tta, ttm or tts, got '" + task + "'");
+  check(task == "tta" || task == "ttm" || task == "tts" || task == "joint", "task",
+        "must be tta, ttm, tts or joint, got '" + task + "'");
   check(norm_max_clips >= 1, "norm_max_clips", "must be >= 1");
-  check(task != "tts" || condition.source == "text", "condition.source",
-        "tts aligns the transcript to the latent frames: it needs source text");
+  check(task != "tts" || tts.uniflow() || condition.source == "text", "condition.source",
+        "tts with mode infill aligns the transcript to the latent frames: it needs source text");
+  check(!joint() || tts.uniflow(), "tts.mode",
+        "the joint model speaks through UniFlow's phoneme path: set tts.mode uniflow");
   for (double s : val_sigmas) check(s > 0 && s <= 1, "val_sigmas", "entries must be in (0, 1]");
 }
 

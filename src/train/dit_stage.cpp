@@ -7,6 +7,8 @@
 
 #include <cmath>
 #include <filesystem>
+#include <nlohmann/json.hpp>
+#include <numeric>
 #include <set>
 
 #include "losatok/audio/audio_io.h"
@@ -20,6 +22,7 @@
 #include "losatok/losses/tokenizer_losses.h"
 #include "losatok/models/flow_matching.h"
 #include "losatok/models/init.h"
+#include "losatok/models/tts.h"
 
 namespace fs = std::filesystem;
 
@@ -93,8 +96,51 @@ DiTStage::DiTStage(const RootConfig& cfg, const torch::Device& device)
       throw ConfigError("dit.condition.tensor",
                         "'" + dit_.condition.tensor + "' in '" + dir + "' must be (length, width) per clip");
     cond_dim = static_cast<int>(it->second.size(1));
+    if (!dit_.condition.text_encoder.empty()) {
+      // The cache must hold this encoder's features (`losatok extract --what text`).
+      const models::T5TextEncoder t5(dit_.condition.text_encoder, torch::kCPU, dit_.condition.max_tokens);
+      const data::CacheProducer want = data::text_cache_producer(t5);
+      if (!(condition_cache_->producer() == want))
+        throw ConfigError("dit.condition.cache_dir", "'" + dir +
+                                                         "' was not extracted with the text encoder '" +
+                                                         dit_.condition.text_encoder +
+                                                         "' (its weights, tokenizer or max_tokens differ)");
+    }
+  }
+  if (dit_.joint())
+    for (const auto* list : {&cfg.data.sources, &cfg.data.valid_sources})
+      for (const auto& src : *list)
+        if (src.task.empty())
+          throw ConfigError(
+              list == &cfg.data.sources ? "data.sources" : "data.valid_sources",
+              "the joint model needs each source's task (tta, ttm or tts): '" + src.manifest + "' has none");
+  if (dit_.uniflow_tts()) {
+    const SpeakerConfig& sc = dit_.tts.speaker;
+    if (sc.source == "cache")
+      speaker_cache_ = std::make_shared<data::FeatureCache>(sc.cache_dir, data::CacheProducer{});
+    if (sc.source == "table") {
+      // The speakers of the training clips: their table rows must differ.
+      std::map<int64_t, std::string> rows;
+      for (std::size_t s = 0; s < cfg.data.sources.size(); ++s) {
+        if (dit_.joint() && cfg.data.sources[s].task != "tts") continue;
+        for (const auto& e : data::read_manifest(cfg.data.sources[s].manifest)) {
+          const std::string name = e.speaker.empty() ? e.label : e.speaker;
+          const int64_t row = gen::speaker_row(name, sc.max_speakers);
+          const auto [it, fresh] = rows.emplace(row, name);
+          if (!fresh && it->second != name)
+            throw ConfigError("dit.tts.speaker.max_speakers", "speakers '" + it->second + "' and '" + name +
+                                                                  "' share table row " + std::to_string(row) +
+                                                                  " of " + std::to_string(sc.max_speakers) +
+                                                                  ": use more rows");
+        }
+      }
+      for (const auto& [row, name] : rows) speakers_.push_back(name);
+      std::sort(speakers_.begin(), speakers_.end());
+      spdlog::info("tts: {} speakers in the training data", speakers_.size());
+    }
   }
   pipeline_ = std::make_unique<gen::DiTPipeline>(cfg, device, cond_dim);
+  pipeline_->set_known_speakers(speakers_);
   if (!dit_.tokenizer_checkpoint.empty()) {
     pipeline_->load_tokenizer(dit_.tokenizer_checkpoint);
     tokenizer_record_ = gen::tokenizer_record(dit_.tokenizer_checkpoint, cfg_.run_dir);
@@ -108,8 +154,24 @@ DiTStage::DiTStage(const RootConfig& cfg, const torch::Device& device)
 }
 
 std::map<std::string, std::string> DiTStage::checkpoint_metadata() const {
-  if (tokenizer_record_.empty()) return {};
-  return {{gen::kTokenizerKey, tokenizer_record_}};
+  std::map<std::string, std::string> out;
+  if (!tokenizer_record_.empty()) out[gen::kTokenizerKey] = tokenizer_record_;
+  if (!speakers_.empty()) out[gen::kSpeakersKey] = nlohmann::json(speakers_).dump();
+  return out;
+}
+
+bool DiTStage::cropped(const data::Batch& batch, int64_t i) const {
+  const auto& item = batch.items[i];
+  return item.offset > 0 || batch.feature_lengths[i].item<int64_t>() < latents_->clip(item.clip->key).frames;
+}
+
+int DiTStage::batch_task(const data::Batch& batch, bool valid) const {
+  if (!dit_.joint() || batch.items.empty()) return -1;
+  const auto& sources = valid ? cfg_.data.valid_sources : cfg_.data.sources;
+  const int source = batch.items.front().clip->source;
+  if (source < 0 || source >= static_cast<int>(sources.size()))
+    throw Error("dit: a batch from an unknown source");
+  return dit_task_index(sources[source].task);
 }
 
 std::optional<data::CacheProducer> DiTStage::cache_producer() {
@@ -166,7 +228,7 @@ void DiTStage::ensure_statistics() {
       if (const auto lv = t.find("logvar"); lv != t.end())
         noise_var += lv->second.to(torch::kFloat64).exp().sum(0);
     frames += mu.size(0);
-    if (dit_.task == "tts" && !c->entry.text.empty()) {
+    if (dit_.task == "tts" && !dit_.tts.uniflow() && !c->entry.text.empty()) {
       text_tokens += static_cast<int64_t>(pipeline_->tokens(c->entry.text).size());
       text_frames += mu.size(0);
     }
@@ -206,7 +268,7 @@ std::vector<OptimizerSpec> DiTStage::optimizers() {
   return {{"dit", ema_parameters(), cfg_.train.optim}};
 }
 
-DiTStage::Inputs DiTStage::inputs(const data::Batch& batch, bool sample) {
+DiTStage::Inputs DiTStage::inputs(const data::Batch& batch, bool sample, bool valid) {
   const auto it = batch.features.find("mu");
   if (it == batch.features.end())
     throw Error("dit: the batch has no cached latents 'mu' (data.cache_dir must hold `--what latents`)");
@@ -218,6 +280,12 @@ DiTStage::Inputs DiTStage::inputs(const data::Batch& batch, bool sample) {
     if (const auto lv = batch.features.find("logvar"); lv != batch.features.end())
       z = z + torch::exp(0.5 * to_device(lv->second, device_, torch::kFloat32)) * torch::randn_like(z);
   in.z = m.normalize(z) * in.mask.unsqueeze(-1);
+  in.task = batch_task(batch, valid);
+  in.speech = m.uniflow && (!m.joint || in.task == dit_task_index("tts"));
+  if (in.speech) {
+    speech_condition(in, batch);
+    return in;
+  }
   if (condition_cache_) {
     std::vector<torch::Tensor> emb;
     for (const auto& item : batch.items) {
@@ -235,6 +303,88 @@ DiTStage::Inputs DiTStage::inputs(const data::Batch& batch, bool sample) {
     in.condition = pipeline_->text_condition(texts, in.mask);
   }
   return in;
+}
+
+void DiTStage::speech_condition(Inputs& in, const data::Batch& batch) {
+  auto& m = pipeline_->model();
+  const int64_t b = batch.size(), frames = in.z.size(1);
+  std::vector<std::string> texts, phonemes, names;
+  std::vector<torch::Tensor> vectors;
+  for (const auto& item : batch.items) {
+    const auto& e = item.clip->entry;
+    texts.push_back(e.text);
+    phonemes.push_back(e.phonemes);
+    names.push_back(e.speaker.empty() ? e.label : e.speaker);
+    if (speaker_cache_) {
+      const auto t = speaker_cache_->read(item.clip->key);
+      const auto it = t.find(dit_.tts.speaker.tensor);
+      if (it == t.end())
+        throw Error("speaker cache '" + dit_.tts.speaker.cache_dir + "': clip " + item.clip->key +
+                    " has no '" + dit_.tts.speaker.tensor + "'");
+      vectors.push_back(it->second);
+    }
+  }
+  const gen::DiTPipeline::SpeechInputs si = pipeline_->speech_inputs(texts, phonemes, names, vectors);
+  const auto o = m.speech().forward(si.units, si.mask, si.speaker);
+  const torch::Tensor prior = m.speech().prior(o.hidden);  // (B, P, D)
+  torch::Tensor durations = torch::zeros(si.mask.sizes(), torch::kLong);
+  std::vector<uint8_t> ok(static_cast<std::size_t>(b), 0);
+  int64_t unalignable = 0;
+  {
+    torch::NoGradGuard no_grad;
+    const torch::Tensor p_cpu = prior.detach().to(torch::kCPU, torch::kDouble);
+    const torch::Tensor z_cpu = in.z.detach().to(torch::kCPU, torch::kDouble);
+    for (int64_t i = 0; i < b; ++i) {
+      const int64_t p = si.phonemes[i], t = batch.feature_lengths[i].item<int64_t>();
+      if (cropped(batch, i)) continue;
+      if (p > t) {
+        ++unalignable;
+        continue;
+      }
+      std::vector<int64_t> d;
+      if (dit_.tts.durations == "manifest") {
+        const auto& e = batch.items[i].clip->entry;
+        d = e.durations;
+        if (static_cast<int64_t>(d.size()) != p)
+          throw Error("manifest line " + std::to_string(e.line) + " (" + batch.items[i].clip->key +
+                      "): " + std::to_string(d.size()) + " durations for " + std::to_string(p) + " phonemes");
+        // The cached frames may round differently from the aligner's: the last phoneme takes up the
+        // difference.
+        const int64_t sum = std::accumulate(d.begin(), d.end(), int64_t{0});
+        d.back() += t - sum;
+        if (d.back() < 0) continue;
+      } else {
+        // Glow-TTS: log N(z_t; mu_p, I) up to constants, for each phoneme p and frame t.
+        const torch::Tensor mu = p_cpu[i].narrow(0, 0, p), z = z_cpu[i].narrow(0, 0, t);
+        const torch::Tensor ll =
+            -0.5 * (mu.pow(2).sum(1, true) - 2.0 * mu.mm(z.t()) + z.pow(2).sum(1).unsqueeze(0));
+        d = models::monotonic_alignment(ll);
+      }
+      durations[i].narrow(0, 0, p).copy_(torch::tensor(d, torch::kLong));
+      ok[static_cast<std::size_t>(i)] = 1;
+    }
+  }
+  if (unalignable > 0 && unalignable_clips_ == 0)
+    spdlog::warn("tts: clips with more phonemes than latent frames train without their transcript");
+  unalignable_clips_ += unalignable;
+  in.aligned_rows = to_device(
+      torch::tensor(std::vector<int64_t>(ok.begin(), ok.end()), torch::kLong).to(torch::kBool), device_);
+  const torch::Tensor rows = in.aligned_rows.unsqueeze(1);
+  // Grad-TTS's prior loss: the prior expanded by the durations against the latents.
+  in.prior_loss =
+      losses::masked_mse(models::length_regulate(prior, durations, frames), in.z, in.mask.logical_and(rows));
+  const torch::Tensor ph = si.mask.logical_and(rows).to(o.log_durations.scalar_type());
+  const torch::Tensor target = torch::log1p(to_device(durations, device_).to(o.log_durations.scalar_type()));
+  in.local_duration_loss = ((o.log_durations - target).pow(2) * ph).sum() / ph.sum().clamp_min(1.0);
+  const double rate = static_cast<double>(cfg_.audio.sample_rate) / cfg_.samples_per_token();
+  const torch::Tensor seconds =
+      to_device(batch.feature_lengths, device_).to(o.log_seconds.scalar_type()) / rate;
+  const torch::Tensor r = in.aligned_rows.to(o.log_seconds.scalar_type());
+  in.global_duration_loss =
+      ((o.log_seconds - torch::log1p(seconds)).pow(2) * r).sum() / r.sum().clamp_min(1.0);
+  in.condition.cond = o.content;
+  in.condition.cond_mask = si.mask;
+  in.condition.aligned = models::length_regulate(o.content, durations, frames);
 }
 
 void DiTStage::apply_conditioning(Inputs& in, const data::Batch& batch, torch::Tensor drop,
@@ -258,6 +408,13 @@ void DiTStage::apply_conditioning(Inputs& in, const data::Batch& batch, torch::T
       spdlog::warn("tts: clips longer than data.max_seconds are cropped and train without their transcript");
     cropped_clips_ += cropped;
   }
+  if (in.speech) {
+    // Rows whose transcript is not theirs (cropped, or too many phonemes) train unconditioned.
+    const torch::Tensor d = drop.to(device_).logical_or(in.aligned_rows.logical_not());
+    in.condition.cond = m.drop_condition(in.condition.cond, d);
+    in.condition.aligned = in.condition.aligned * d.logical_not().view({-1, 1, 1}).to(in.z.scalar_type());
+    return;
+  }
   in.condition.cond = m.drop_condition(in.condition.cond, drop);
   if (!m.tts) return;
   const torch::Tensor keep = drop.logical_not().to(device_).view({-1, 1, 1}).to(in.z.scalar_type());
@@ -272,7 +429,7 @@ void DiTStage::apply_conditioning(Inputs& in, const data::Batch& batch, torch::T
 }
 
 std::map<std::string, double> DiTStage::loss_counts(std::size_t, const data::Batch& batch, int64_t) const {
-  if (dit_.task == "tts" || !batch.feature_lengths.defined()) return {};
+  if (dit_.task == "tts" || dit_.joint() || !batch.feature_lengths.defined()) return {};
   return {{"tokens", batch.feature_lengths.to(torch::kCPU, torch::kDouble).sum().item<double>()}};
 }
 
@@ -280,7 +437,7 @@ StepOutput DiTStage::train_step(std::size_t, const data::Batch& batch, int64_t) 
   ensure_statistics();
   auto& m = pipeline_->model();
   const FlowConfig& flow = dit_.flow;
-  Inputs in = inputs(batch, dit_.sample_latent);
+  Inputs in = inputs(batch, dit_.sample_latent, /*valid=*/false);
   const int64_t b = in.z.size(0);
   // Random draws in a fixed order: resumable bitwise. The condition's dropout is drawn where
   // the model runs (no host-to-device copy), except for TTS, whose cropped clips set it on the
@@ -295,10 +452,22 @@ StepOutput DiTStage::train_step(std::size_t, const data::Batch& batch, int64_t) 
   const torch::Tensor noise = torch::randn_like(in.z) * in.mask.unsqueeze(-1);
   const torch::Tensor x = models::flow_interpolate(in.z, noise, sigma);
   const torch::Tensor v = m.velocity(x, sigma, in.mask, in.condition.cond, in.condition.cond_mask, in.prompt,
-                                     in.condition.aligned);
+                                     in.condition.aligned, in.task);
   StepOutput out;
-  out.loss = losses::masked_mse(v, models::flow_target(in.z, noise), in.loss_mask);
-  if (!m.tts) out.terms.emplace_back("tokens", out.loss);  // loss_mask = the valid frames
+  const torch::Tensor fm = losses::masked_mse(v, models::flow_target(in.z, noise), in.loss_mask);
+  out.loss = fm;
+  if (in.speech) {
+    const TtsConfig& t = dit_.tts;
+    out.loss = fm + t.duration_weight * in.local_duration_loss +
+               t.global_duration_weight * in.global_duration_loss + t.prior_weight * in.prior_loss;
+    out.metrics["fm_loss"] = fm.detach();
+    out.metrics["duration_loss"] = in.local_duration_loss.detach();
+    out.metrics["global_duration_loss"] = in.global_duration_loss.detach();
+    out.metrics["prior_loss"] = in.prior_loss.detach();
+  }
+  if (in.task >= 0) out.metrics[std::string(kDiTTasks[in.task]) + "/fm_loss"] = fm.detach();
+  if (!m.tts && !in.speech && !m.joint)
+    out.terms.emplace_back("tokens", out.loss);  // loss_mask = the valid frames
   out.metrics["loss"] = out.loss.detach();
   return out;
 }
@@ -314,20 +483,36 @@ std::map<std::string, double> DiTStage::validate(const std::function<bool(data::
   std::vector<gen::GenerationRequest> from_cache;  // cache-conditioned models generate for clips' embeddings
   // The same noise at every validation: the loss curve compares like with like.
   at::Generator gen = at::detail::createCPUGenerator(static_cast<uint64_t>(cfg_.seed) + 7919);
+  // The joint model's losses per task; UniFlow TTS's duration and prior losses.
+  std::map<std::string, std::pair<double, int64_t>> extra;
+  const auto add = [&extra](const std::string& key, double value) {
+    auto& [sum, n] = extra[key];
+    sum += value;
+    ++n;
+  };
   data::Batch batch;
   while (next(batch)) {
-    Inputs in = inputs(batch, /*sample=*/false);
+    Inputs in = inputs(batch, /*sample=*/false, /*valid=*/true);
     apply_conditioning(in, batch, torch::zeros({in.z.size(0)}, torch::kBool), {}, /*random_span=*/false);
+    double batch_loss = 0;
     for (std::size_t k = 0; k < sigmas.size(); ++k) {
       const torch::Tensor noise =
           torch::randn(in.z.sizes(), gen, torch::kFloat32).to(device_) * in.mask.unsqueeze(-1);
       const torch::Tensor sigma = torch::full({in.z.size(0)}, sigmas[k], in.z.options());
       const torch::Tensor v =
           m.velocity(models::flow_interpolate(in.z, noise, sigma), sigma, in.mask, in.condition.cond,
-                     in.condition.cond_mask, in.prompt, in.condition.aligned);
-      per_sigma[k] += losses::masked_mse(v, models::flow_target(in.z, noise), in.loss_mask).item<double>();
+                     in.condition.cond_mask, in.prompt, in.condition.aligned, in.task);
+      const double l = losses::masked_mse(v, models::flow_target(in.z, noise), in.loss_mask).item<double>();
+      per_sigma[k] += l;
+      batch_loss += l / static_cast<double>(sigmas.size());
     }
-    if (condition_cache_ && from_cache.size() < 2)
+    if (in.task >= 0) add(std::string("val/") + kDiTTasks[in.task] + "/fm_loss", batch_loss);
+    if (in.speech) {
+      add("val/duration_loss", in.local_duration_loss.item<double>());
+      add("val/global_duration_loss", in.global_duration_loss.item<double>());
+      add("val/prior_loss", in.prior_loss.item<double>());
+    }
+    if (condition_cache_ && !in.speech && from_cache.size() < 2)
       for (int64_t i = 0; i < batch.size() && from_cache.size() < 2; ++i) {
         gen::GenerationRequest r;
         const int64_t frames = batch.feature_lengths[i].item<int64_t>();
@@ -346,6 +531,7 @@ std::map<std::string, double> DiTStage::validate(const std::function<bool(data::
     total += per_sigma[k] / batches;
   }
   out["val/fm_loss"] = total / static_cast<double>(sigmas.size());
+  for (const auto& [key, sum_n] : extra) out[key] = sum_n.first / static_cast<double>(sum_n.second);
 
   // Generated samples of the fixed prompts.
   std::vector<gen::GenerationRequest> requests = from_cache;
@@ -354,6 +540,9 @@ std::map<std::string, double> DiTStage::validate(const std::function<bool(data::
       gen::GenerationRequest r;
       r.text = p.text;
       r.seconds = p.seconds;
+      r.task = p.task;
+      r.speaker = p.speaker;
+      if (dit_.joint() && r.task.empty()) continue;  // validate() cannot guess a task
       requests.push_back(r);
     }
   if (pipeline_->tokenizer() && !requests.empty() && !ctx.dir.empty()) {

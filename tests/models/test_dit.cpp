@@ -45,6 +45,17 @@ void randomize(torch::nn::Module& m) {
   for (auto& p : m.parameters()) p.normal_(0.0, 0.2);
 }
 
+// A DiT model with the built-in text encoder: TTA, or the infilling TTS.
+models::DiTModel text_model(const DiTConfig& c, const TextEncoderConfig& t, bool tts,
+                            bool learned_null = false) {
+  DiTStageConfig d;
+  d.model = c;
+  d.text = t;
+  d.task = tts ? "tts" : "tta";
+  d.flow.uncond = learned_null ? "learned" : "zero";
+  return models::DiTModel(d, 0);
+}
+
 }  // namespace
 
 TEST(FlowMatching, InterpolationAndTargetOnHandValues) {
@@ -162,7 +173,7 @@ TEST(DiT, MatchesThePyTorchReference) {
   {
     c.depth = 4;
     c.uvit_skips = true;
-    models::DiTModel m(c, t, true, 0, true);
+    models::DiTModel m = text_model(c, t, true);
     io::load_weights(*m, weights("tts/"), "dit.safetensors (tts)");
     m->eval();
     const torch::Tensor text = m->text_encoder->forward(f.at("in/tts_tokens"), mask);
@@ -176,7 +187,7 @@ TEST(DiT, MatchesThePyTorchReference) {
     c.uvit_skips = false;
     c.gating = "adaln_zero";
     c.final_conv = false;
-    models::DiTModel m(c, t, true, 0, false, /*learned_null=*/true);
+    models::DiTModel m = text_model(c, t, false, true);
     io::load_weights(*m, weights("tta/"), "dit.safetensors (tta)");
     m->eval();
     const torch::Tensor cap_mask = f.at("in/tta_mask");
@@ -265,13 +276,13 @@ TEST(DiT, TextEncoderIgnoresPadding) {
 TEST(DiT, DroppedConditionIsZerosOrTheLearnedRow) {
   torch::manual_seed(9);
   const torch::Tensor cond = torch::randn({3, 4, 16}), drop = torch::tensor({false, true, false});
-  models::DiTModel zero(tiny_dit(), tiny_text(), true, 0, false);
+  models::DiTModel zero = text_model(tiny_dit(), tiny_text(), false);
   EXPECT_FALSE(zero->null_cond.defined());
   torch::Tensor out = zero->drop_condition(cond, drop);
   EXPECT_TRUE(out[0].equal(cond[0]));
   EXPECT_TRUE(out[2].equal(cond[2]));
   EXPECT_EQ(out[1].abs().max().item<float>(), 0.0f);
-  models::DiTModel m(tiny_dit(), tiny_text(), true, 0, false, /*learned_null=*/true);
+  models::DiTModel m = text_model(tiny_dit(), tiny_text(), false, true);
   out = m->drop_condition(cond, drop);
   EXPECT_TRUE(out[0].equal(cond[0]));
   for (int64_t l = 0; l < 4; ++l) EXPECT_TRUE(out[1][l].equal(m->null_cond[0]));
@@ -293,7 +304,7 @@ TEST(DiT, DroppedConditionIsZerosOrTheLearnedRow) {
                         "dit.blocks.5.adaln.weight", "dit.blocks.0.ta_proj.weight"})
     EXPECT_FALSE(names.count(n)) << n;
   // TTS: the prompt and aligned text enter every block as time-aligned context.
-  models::DiTModel tts(tiny_dit(), tiny_text(), true, 0, true);
+  models::DiTModel tts = text_model(tiny_dit(), tiny_text(), true);
   EXPECT_EQ(tts->dit->blocks[2]->as<models::DiTBlockImpl>()->ta_proj->weight.sizes(),
             (std::vector<int64_t>{32, 6 + 16}));
 }
@@ -301,10 +312,10 @@ TEST(DiT, DroppedConditionIsZerosOrTheLearnedRow) {
 TEST(DiT, GradientCheckpointingKeepsGradients) {
   torch::manual_seed(10);
   DiTConfig c = tiny_dit();
-  models::DiTModel plain(c, tiny_text(), true, 0, true);
+  models::DiTModel plain = text_model(c, tiny_text(), true);
   randomize(*plain);
   c.grad_checkpointing = true;
-  models::DiTModel ckpt(c, tiny_text(), true, 0, true);
+  models::DiTModel ckpt = text_model(c, tiny_text(), true);
   {
     torch::NoGradGuard no_grad;
     const auto src = plain->named_parameters();

@@ -11,11 +11,14 @@ namespace losatok {
 struct DataSource {
   std::string manifest;
   double weight = 0.0;  // share of each epoch's draws; all 0 = in proportion to clip counts
+  // The joint DiT's task of this source's clips (tta | ttm | tts); batches then hold one task.
+  std::string task;
 
   template <class V>
   void visit(V& v) {
     v("manifest", manifest);
     v("weight", weight);
+    v("task", task);
   }
   void validate() const;
 };

@@ -12,11 +12,18 @@
 #include "losatok/data/loader.h"
 #include "losatok/models/audio_vae.h"
 
+namespace losatok::models {
+class T5TextEncoder;
+}
+
 namespace losatok::data {
 
 // semantic: `semantic_emb` of the frozen encoder (weights and config of the encoder only);
 // latents: `mu` and `logvar` of the tokenizer (the whole model).
 CacheProducer cache_producer(const std::string& what, models::AudioVAEImpl& vae, const RootConfig& cfg);
+// text: a frozen T5's caption features `cond_emb` (L, d_model) per clip (what the DiT's condition
+// cache reads): its weights, config.json, spiece.model and max_tokens.
+CacheProducer text_cache_producer(const models::T5TextEncoder& encoder);
 // The `semantic` producer of an encoder alone (what the SemBo stage expects of a cache).
 CacheProducer semantic_cache_producer(models::DashengEncoderImpl& encoder, const RootConfig& cfg);
 
@@ -25,6 +32,10 @@ struct ExtractReport {
   std::vector<std::string> bad;  // clip keys
   double audio_seconds = 0;
 };
+
+// Encodes the `text` of every clip not yet in `writer`, `batch_size` captions at a time.
+ExtractReport extract_text_features(models::T5TextEncoder& encoder, const std::vector<Clip>& clips,
+                                    FeatureCacheWriter& writer, int batch_size);
 
 using NamedFeatures = std::map<std::string, torch::Tensor>;
 

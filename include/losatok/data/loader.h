@@ -82,6 +82,7 @@ class AudioLoader {
  public:
   AudioLoader(std::vector<Clip> clips, std::vector<double> weights, const DataConfig& config,
               const LoaderOptions& options);
+  // Sources that name a `task` (the joint DiT) batch by task: each batch holds one task's clips.
   AudioLoader(const DataConfig& config, const std::vector<DataSource>& sources, const LoaderOptions& options);
   ~AudioLoader();
   AudioLoader(const AudioLoader&) = delete;
@@ -104,11 +105,14 @@ class AudioLoader {
   std::vector<float> read_item(const Clip& clip, uint64_t seed, int64_t* offset, bool* bad, std::string* why,
                                bool* permanent);
   std::vector<int64_t> batch_ids(int64_t epoch, int64_t index);
+  SamplerOptions sampler_options() const;
 
   std::vector<Clip> clips_;
   DataConfig config_;
   LoaderOptions options_;
   std::unique_ptr<BatchSampler> sampler_;
+  std::vector<int64_t> sizes_;  // clips per source
+  std::vector<double> weights_, durations_;
 
   mutable std::mutex mutex_;
   std::condition_variable cv_;

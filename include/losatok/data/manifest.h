@@ -2,6 +2,7 @@
 // relative paths resolved against the manifest's folder.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -10,6 +11,11 @@ namespace losatok::data {
 struct ManifestEntry {
   std::string audio;  // resolved path
   std::string text, label, domain, split;
+  // TTS (UniFlow-style): the speaker's name (else `label` names it), phonemes as espeak-ng
+  // --ipa --sep=_ writes them ("_" between phonemes, spaces between words) and frames per
+  // phoneme from an external aligner (25 Hz latent frames, one per phoneme).
+  std::string speaker, phonemes;
+  std::vector<int64_t> durations;
   double duration = -1.0;  // seconds; < 0 = unknown (to the end of the file)
   double offset = 0.0;     // seconds into the file
   int line = 0;            // 1-based line in the manifest, for messages

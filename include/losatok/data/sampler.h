@@ -16,6 +16,9 @@ struct SamplerOptions {
   int bucket_batches = 0;  // > 0: sort by duration within windows of this many batches
   int rank = 0;            // distributed: this rank takes every world_size-th batch
   int world_size = 1;
+  // Per source, the group its clips batch with (the joint DiT's task); empty = no grouping. A
+  // batch then holds clips of one group; every rank has the same group at the same batch.
+  std::vector<int> source_groups;
 };
 
 class BatchSampler {
@@ -32,6 +35,9 @@ class BatchSampler {
 
  private:
   std::vector<int64_t> draws(int64_t epoch) const;  // clip ids of one epoch, all ranks
+  // One rank's batches of `ids` (drawn, all ranks): sharded, bucketed, cut into batches.
+  std::vector<std::vector<int64_t>> batches_of(const std::vector<int64_t>& ids, int64_t epoch) const;
+  int group_of(int64_t id) const;
 
   std::vector<int64_t> sizes_, offsets_, counts_;  // per source: clips, first id, draws per epoch
   std::vector<double> durations_;

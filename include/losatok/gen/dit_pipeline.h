@@ -12,6 +12,7 @@
 #include "losatok/io/weights.h"
 #include "losatok/models/dit.h"
 #include "losatok/models/dit_config.h"
+#include "losatok/models/t5.h"
 #include "losatok/models/tokenizer_checkpoint.h"
 
 namespace losatok::gen {
@@ -23,7 +24,16 @@ struct GenerationRequest {
   std::vector<float> prompt_audio;  // TTS: audio prompt at audio.sample_rate (may be empty)
   std::string prompt_text;          // its transcript
   torch::Tensor condition;          // (L, C) embeddings, for models conditioned on a cache
+  // UniFlow TTS: the speaker (a name for a table, a (dim) vector for a cache), the phonemes when
+  // given (espeak-ng --ipa --sep=_ style; else espeak-ng makes them).
+  std::string speaker, phonemes;
+  torch::Tensor speaker_embedding;
+  std::string task;  // the joint model: tta | ttm | tts ("" = the model's own task)
 };
+
+// The row of a speaker name in the learned speaker table: a 64-bit FNV-1a hash of the name
+// modulo the rows, so that training, resuming and generation agree without a list.
+int64_t speaker_row(const std::string& name, int rows);
 
 // The generation model with its conditioning and the tokenizer that decodes its latents.
 class DiTPipeline {
@@ -50,6 +60,24 @@ class DiTPipeline {
   // Text tokens of one text (their count sets the TTS duration).
   std::vector<int64_t> tokens(const std::string& text) { return text_tokens_->encode(text); }
 
+  // UniFlow TTS inputs of a batch: phoneme units (B, P, K), their mask (B, P) and the speakers
+  // (ids (B) for a table, vectors (B, dim) for a cache, undefined for none), on the device.
+  struct SpeechInputs {
+    torch::Tensor units, mask, speaker;
+    std::vector<int64_t> phonemes;  // per row
+  };
+  // texts[i] with phonemes[i] when given (else espeak-ng); speakers: names (table) ...
+  SpeechInputs speech_inputs(const std::vector<std::string>& texts, const std::vector<std::string>& phonemes,
+                             const std::vector<std::string>& speaker_names,
+                             const std::vector<torch::Tensor>& speaker_vectors);
+  // The speaker names a training run saw (checkpoint metadata kSpeakersKey): generation warns
+  // about others.
+  void set_known_speakers(std::vector<std::string> names) { known_speakers_ = std::move(names); }
+  const std::vector<std::string>& known_speakers() const { return known_speakers_; }
+  models::T5TextEncoder* t5() { return t5_.get(); }
+  // The joint model's task of a request (kDiTTasks index; -1 for single-task models).
+  int task_index(const std::string& task) const;
+
   // Latent frames to generate for a request (without the prompt).
   int64_t frames_for(const GenerationRequest& r);
   // Normalised prompt latents (P, D) of an audio prompt.
@@ -66,7 +94,13 @@ class DiTPipeline {
   torch::Device device_;
   models::DiTModel model_{nullptr};
   std::unique_ptr<data::TextTokenizer> text_tokens_;
+  std::unique_ptr<data::PhonemeTokenizer> phonemes_;
+  std::unique_ptr<models::T5TextEncoder> t5_;
+  std::vector<std::string> known_speakers_;
   models::LoadedTokenizer tokenizer_;
+  // generate() for requests of one task.
+  std::vector<torch::Tensor> generate_task(const std::vector<GenerationRequest>& requests,
+                                           const SamplerConfig& sampler, int task);
 };
 
 // A DiT checkpoint ready to generate: its config and the pipeline with its weights loaded
@@ -92,6 +126,8 @@ LoadedDiT load_dit_checkpoint(const io::WeightSet& weights, const RootConfig& co
 inline constexpr const char* kTokenizerKey = "losatok.tokenizer";
 inline constexpr const char* kTokenizerConfigKey = "losatok.tokenizer_config";
 inline constexpr const char* kTokenizerPrefix = "tokenizer.";
+// The speaker names of a UniFlow TTS run (a JSON array), for generation's warnings.
+inline constexpr const char* kSpeakersKey = "losatok.speakers";
 // The tokenizer file to read ("" when the weights embed it); an error listing the places tried
 // when it is nowhere.
 std::string find_dit_tokenizer(const io::WeightSet& weights, const DiTStageConfig& dit);

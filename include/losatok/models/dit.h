@@ -119,32 +119,39 @@ struct TextEncoderImpl : torch::nn::Module {
 };
 TORCH_MODULE(TextEncoder);
 
+struct UniFlowTtsImpl;
 // The trained generation model, as checkpoints name it: `dit.*`, `text_encoder.*` (when the
-// condition is text), `null_cond` (only with flow.uncond = learned: the condition token of
-// classifier-free guidance's unconditional input) and the buffers `latent_mean`, `latent_std`
-// (per latent dimension; 0 / 1 unless dit.standardize) and `frames_per_token` (TTS speaking rate).
+// condition is the built-in text encoder), `tts.*` (UniFlow-style TTS: models/tts.h),
+// `task_tokens` (the joint model: one content token per task of kDiTTasks), `null_cond` (only
+// with flow.uncond = learned: the condition token of classifier-free guidance's unconditional
+// input) and the buffers `latent_mean`, `latent_std` (per latent dimension; 0 / 1 unless
+// dit.standardize) and `frames_per_token` (the infilling TTS's speaking rate).
 struct DiTModelImpl : torch::nn::Module {
-  // cond_dim: width of the condition sequence (the text encoder's, or the cached embeddings');
-  // tts: the time-aligned context holds the prompt latents and the frame-aligned text;
-  // learned_null: the unconditional input is the trained row null_cond (else zeros).
-  DiTModelImpl(const DiTConfig& dit, const TextEncoderConfig& text, bool text_condition, int cond_dim,
-               bool tts, bool learned_null = false);
+  // cond_dim: the width of a T5's or a cache's condition embeddings (the built-in text encoder
+  // and a phoneme-only TTS set their own).
+  DiTModelImpl(const DiTStageConfig& dit, int cond_dim);
   // The model's velocity for noisy latents x (B, T, D) at sigma (B). prompt (B, T, D) and
-  // aligned (B, T, C) are the TTS inputs (undefined otherwise).
+  // aligned (B, T, C) are the infilling TTS's inputs; aligned alone UniFlow TTS's time-aligned
+  // content (undefined = none: zeros). task: the joint model's task (kDiTTasks index), whose
+  // token leads the content.
   torch::Tensor velocity(const torch::Tensor& x, const torch::Tensor& sigma, const torch::Tensor& mask,
                          const torch::Tensor& cond, const torch::Tensor& cond_mask,
-                         const torch::Tensor& prompt = {}, const torch::Tensor& aligned = {});
+                         const torch::Tensor& prompt = {}, const torch::Tensor& aligned = {}, int task = -1);
   // Rows of cond (B, L, C) where drop (B) is true become the unconditional input (zeros, or the
   // learned null_cond).
   torch::Tensor drop_condition(const torch::Tensor& cond, const torch::Tensor& drop) const;
   torch::Tensor normalize(const torch::Tensor& z) const { return (z - latent_mean) / latent_std; }
   torch::Tensor denormalize(const torch::Tensor& z) const { return z * latent_std + latent_mean; }
+  UniFlowTtsImpl& speech() { return *tts_frontend; }
 
-  bool tts;
+  bool tts;      // F5-TTS infilling: the prompt latents and the frame-aligned text
+  bool uniflow;  // UniFlow TTS: the phoneme path (alone, or in the joint model)
+  bool joint;
   int cond_dim;
   DiT dit{nullptr};
   TextEncoder text_encoder{nullptr};
-  torch::Tensor null_cond, latent_mean, latent_std, frames_per_token;
+  std::shared_ptr<UniFlowTtsImpl> tts_frontend;
+  torch::Tensor null_cond, task_tokens, latent_mean, latent_std, frames_per_token;
 };
 TORCH_MODULE(DiTModel);
 

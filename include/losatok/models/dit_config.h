@@ -132,36 +132,130 @@ struct SamplerConfig {
 // A fixed prompt validation generates (and `losatok generate` reads from a prompts file).
 struct PromptConfig {
   std::string text;
-  double seconds = 0.0;  // 0 = estimated (TTS: from the text length)
+  double seconds = 0.0;  // 0 = estimated (TTS: from the text length, or the predicted durations)
+  std::string task;      // the joint model: tta | ttm | tts
+  std::string speaker;   // UniFlow TTS with a speaker table
 
   template <class V>
   void visit(V& v) {
     v("text", text);
     v("seconds", seconds);
+    v("task", task);
+    v("speaker", speaker);
   }
   void validate() const;
 };
 
-// The condition sequence: the built-in text encoder over the manifest's `text`, or embeddings
-// made elsewhere (T5, CLAP) read per clip from a feature cache whose producer is `condition`.
+// The condition sequence of TTA / TTM: the built-in text encoder over the manifest's `text`, a
+// frozen T5 / Flan-T5 (a Hugging Face folder) encoding it on the fly, or embeddings made
+// elsewhere (`losatok extract --what text`, or any other model) read per clip from a feature
+// cache whose producer is `condition`.
 struct ConditionConfig {
-  std::string source = "text";  // text | cache
-  std::string cache_dir;        // source cache: the cache folder
+  std::string source = "text";  // text | t5 | cache
+  // t5: the Hugging Face folder (config.json, model.safetensors | pytorch_model.bin,
+  // spiece.model). cache: when given, the cache's producer must be this encoder.
+  std::string text_encoder;
+  int max_tokens = 512;   // t5: longer captions are cut (EOS kept)
+  std::string cache_dir;  // source cache: the cache folder
   std::string tensor = "cond_emb";
 
   template <class V>
   void visit(V& v) {
     v("source", source);
+    v("text_encoder", text_encoder);
+    v("max_tokens", max_tokens);
     v("cache_dir", cache_dir);
     v("tensor", tensor);
   }
   void validate() const;
 };
 
+// The phoneme encoder of UniFlow-style TTS (FastSpeech 2's encoder: embedding,
+// rotary positions in the self-attention -> feed-forward transformer blocks with a
+// convolutional FFN, post-norm).
+struct PhonemeEncoderConfig {
+  int width = 256;
+  int depth = 4;
+  int heads = 2;
+  int conv_kernel = 9;      // the FFN's first Conv1d
+  double mlp_ratio = 4.0;   // FFN hidden = mlp_ratio * width
+  int duration_kernel = 3;  // the duration predictor's Conv1d (two layers, FastSpeech 2)
+
+  template <class V>
+  void visit(V& v) {
+    v("width", width);
+    v("depth", depth);
+    v("heads", heads);
+    v("conv_kernel", conv_kernel);
+    v("mlp_ratio", mlp_ratio);
+    v("duration_kernel", duration_kernel);
+  }
+  void validate() const;
+};
+
+// Who speaks (UniFlow-style TTS): none | table (a learned embedding per speaker name: the
+// manifest's `speaker`, else the clip's `label`; the names are saved with the checkpoint) |
+// cache (a per-clip vector read from a feature cache: any speaker model a user trusts, e.g.
+// WavLM-ECAPA or WeSpeaker, extracted elsewhere).
+struct SpeakerConfig {
+  std::string source = "table";
+  int dim = 256;            // the speaker vector's width (cache: must match the cache)
+  int max_speakers = 4096;  // table: rows (names beyond are an error)
+  std::string cache_dir;
+  std::string tensor = "spk_emb";  // cache: (dim) or (1, dim) per clip
+
+  template <class V>
+  void visit(V& v) {
+    v("source", source);
+    v("dim", dim);
+    v("max_speakers", max_speakers);
+    v("cache_dir", cache_dir);
+    v("tensor", tensor);
+  }
+  void validate() const;
+};
+
+// Text-to-speech. infill: F5-TTS in-context infilling (the transcript stretched to the frames,
+// an audio prompt). uniflow: UniFlow-Audio's content path: phonemes -> phoneme encoder (+ speaker)
+// -> per-phoneme and global duration predictors; the encodings are the cross-attention content
+// and, expanded by durations to the latent frames, the time-aligned context.
+struct TtsConfig {
+  std::string mode = "infill";      // infill | uniflow
+  std::string phonemes = "espeak";  // uniflow: espeak (text.espeak_voice) | manifest (`phonemes` field)
+  // uniflow: durations for training from a monotonic alignment search between the phonemes'
+  // prior and the latents (mas), or the manifest's `durations` (frames per phoneme).
+  std::string durations = "mas";
+  PhonemeEncoderConfig encoder;
+  SpeakerConfig speaker;
+  double duration_weight = 0.1;         // local: MSE of log(1 + frames) per phoneme
+  double global_duration_weight = 0.1;  // global: MSE of log(1 + seconds)
+  double prior_weight = 1.0;            // the alignment prior's MSE to the latents (Grad-TTS)
+  // Generation: the global prediction sets the length and the local ones share it out (true),
+  // or the local predictions alone.
+  bool use_global_duration = true;
+
+  template <class V>
+  void visit(V& v) {
+    v("mode", mode);
+    v("phonemes", phonemes);
+    v("durations", durations);
+    v("encoder", encoder);
+    v("speaker", speaker);
+    v("duration_weight", duration_weight);
+    v("global_duration_weight", global_duration_weight);
+    v("prior_weight", prior_weight);
+    v("use_global_duration", use_global_duration);
+  }
+  void validate() const;
+  bool uniflow() const { return mode == "uniflow"; }
+};
+
 // The `dit:` section (the DiT stage and generation): flow matching on tokenizer latents read from the feature
 // cache (data.cache_dir, `losatok extract --what latents`), for text-to-audio / music / speech.
 struct DiTStageConfig {
-  std::string task = "tta";  // tta | ttm | tts
+  // tta | ttm | tts | joint (one model for all three, UniFlow-Audio: each data source names its
+  // task, batches hold one task, and a learned task token leads the content)
+  std::string task = "tta";
   // The tokenizer whose latents the cache holds: checks the cache's producer and decodes
   // generated latents to audio. "" = accept any latents cache, and no audio at validation.
   std::string tokenizer_checkpoint;
@@ -174,6 +268,7 @@ struct DiTStageConfig {
   DiTConfig model;
   TextEncoderConfig text;
   ConditionConfig condition;
+  TtsConfig tts;
   FlowConfig flow;
   SamplerConfig sample;
   std::vector<double> val_sigmas = {0.1, 0.3, 0.5, 0.7, 0.9};  // validation loss at these sigmas
@@ -189,12 +284,21 @@ struct DiTStageConfig {
     v("model", model);
     v("text", text);
     v("condition", condition);
+    v("tts", tts);
     v("flow", flow);
     v("sample", sample);
     v("val_sigmas", val_sigmas);
     v("val_prompts", val_prompts);
   }
   void validate() const;
+  bool joint() const { return task == "joint"; }
+  // Whether the model generates speech with UniFlow's phoneme path (task tts or joint).
+  bool uniflow_tts() const { return joint() || (task == "tts" && tts.uniflow()); }
 };
+
+// The tasks of the joint model, in the order of its task tokens.
+inline constexpr const char* kDiTTasks[] = {"tta", "ttm", "tts"};
+inline constexpr int kNumDiTTasks = 3;
+int dit_task_index(const std::string& task);  // -1 when not one of kDiTTasks
 
 }  // namespace losatok

@@ -41,8 +41,20 @@ class DiTStage : public Stage {
     torch::Tensor z, mask;  // normalised latents (B, T, D), valid frames (B, T)
     gen::DiTPipeline::Condition condition;
     torch::Tensor prompt, loss_mask;  // TTS: latents outside the infill span; where the loss counts
+    int task = -1;                    // the joint model's task of the batch
+    bool speech = false;              // UniFlow TTS: the phoneme path
+    // UniFlow TTS: rows whose transcript is theirs (not cropped, alignable) (B) bool; the duration
+    // losses and the alignment prior's loss (0-d) over those rows.
+    torch::Tensor aligned_rows, local_duration_loss, global_duration_loss, prior_loss;
   };
-  Inputs inputs(const data::Batch& batch, bool sample);
+  // valid: the batch comes from data.valid_sources (their tasks).
+  Inputs inputs(const data::Batch& batch, bool sample, bool valid);
+  // The phoneme path of a batch: encodings, durations (alignment search or the manifest's), the
+  // time-aligned content and the duration and prior losses.
+  void speech_condition(Inputs& in, const data::Batch& batch);
+  // Whether clip i of the batch was cropped (its transcript no longer matches its frames).
+  bool cropped(const data::Batch& batch, int64_t i) const;
+  int batch_task(const data::Batch& batch, bool valid) const;
   // Applies condition dropout (rows of `drop`, CPU bool) and, for TTS, the infill span (random,
   // or everything after the first 30 %), the prompt (kept in rows of `prompt_keep` when given)
   // and the loss mask.
@@ -56,12 +68,13 @@ class DiTStage : public Stage {
   DiTStageConfig dit_;
   torch::Device device_;
   std::unique_ptr<gen::DiTPipeline> pipeline_;
-  std::shared_ptr<data::FeatureCache> condition_cache_;
+  std::shared_ptr<data::FeatureCache> condition_cache_, speaker_cache_;
+  std::vector<std::string> speakers_;            // the training clips' speaker names (table), sorted
   std::optional<data::CacheProducer> producer_;  // hashing the tokenizer's weights takes a while
   std::shared_ptr<data::FeatureCache> latents_;  // the training cache (clip lengths)
   bool statistics_ready_ = false;
   std::string tokenizer_record_;
-  int64_t cropped_clips_ = 0;
+  int64_t cropped_clips_ = 0, unalignable_clips_ = 0;
 };
 
 }  // namespace losatok::train
