@@ -9,6 +9,7 @@ clipping and EMA are the best a PyTorch user has here (fused AdamW on >= 2.4, fo
 
   /usr/bin/python3 bench/dit_step.py --width 512 --batch 2 --seconds 10 --threads 2
   build/src/losatok --threads 2 bench --config configs/dit_tta.yaml --config configs/model/dit_512.yaml \\
+      dit.condition.source=text \\
       data.batch_size=2
 """
 import argparse

@@ -2,7 +2,8 @@
 # The README's first command: set-up, build, the demo corpus from Debian packages, then the
 # whole method on tiny configs: MAE pretraining of the semantic encoder -> SemBo on it (with its
 # PCA / channel-merge baselines) -> tokenizer
-# (LoSATok and an acoustic-only baseline) -> latent extraction -> DiT (TTA, TTS) ->
+# (LoSATok and an acoustic-only baseline) -> latent extraction -> DiT (TTA on a tiny T5, UniFlow-
+# style TTS, the joint TTA + TTM + TTS model) ->
 # generation -> eval recon / probe / gen / rank, the tiny paper tables (Figure 4, Table 5,
 # Table 6 beside the paper's numbers), plots, and one summary table whose every number comes
 # from this run.
@@ -10,7 +11,8 @@
 #   DEMO_FAST=1 scripts/demo.sh               a few steps per stage (the test suite's variant)
 #   DEVICE=cuda CONFIG_SIZE=paper scripts/demo.sh   the paper's sizes on a GPU (README)
 # Environment: BUILD_DIR (build), DEMO_DIR (demo), CORPUS_DIR (DEMO_DIR/corpus), SKIP_BUILD=1
-# (use BUILD_DIR's binary as it is), DEVICE (cpu), CONFIG_SIZE (tiny | paper).
+# (use BUILD_DIR's binary as it is), DEVICE (cpu), CONFIG_SIZE (tiny | paper), T5_DIR (the DiTs'
+# caption encoder, a Hugging Face Flan-T5 folder; default the tiny random T5 of tests/fixtures).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD_DIR="${BUILD_DIR:-build}"
@@ -97,13 +99,17 @@ train "tokenizer$sfx" tokenizer_acoustic_only model.variant=acoustic_only 'token
 tok="$runs/tokenizer/checkpoints/best"
 tok_ac="$runs/tokenizer_acoustic_only/checkpoints/best"
 
-section "latent extraction, DiT (text-to-audio, text-to-speech)"
+section "latent extraction, DiT (text-to-audio, text-to-speech, joint)"
 for split in train valid; do
   "$bin" --log-level warn extract --checkpoint "$tok" --device "$DEVICE" --what latents \
     --manifest "$m/all.$split.jsonl" --out "$runs/latents"
 done
-train "dit_tta$sfx" dit_tta dit.tokenizer_checkpoint="$tok" data.cache_dir="$runs/latents" "${data_all[@]}"
+t5="dit.condition.text_encoder=${T5_DIR:-tests/fixtures/t5_tiny}"
+train "dit_tta$sfx" dit_tta dit.tokenizer_checkpoint="$tok" data.cache_dir="$runs/latents" "$t5" "${data_all[@]}"
 train "dit_tts$sfx" dit_tts dit.tokenizer_checkpoint="$tok" data.cache_dir="$runs/latents" "${data_speech[@]}"
+data_joint=("data.sources=[{manifest: $m/audio.train.jsonl, weight: 1, task: tta}, {manifest: $m/music.train.jsonl, weight: 1, task: ttm}, {manifest: $m/speech.train.jsonl, weight: 1, task: tts}]"
+  "data.valid_sources=[{manifest: $m/audio.valid.jsonl, task: tta}, {manifest: $m/music.valid.jsonl, task: ttm}, {manifest: $m/speech.valid.jsonl, task: tts}]")
+train "dit_joint$sfx" dit_joint dit.tokenizer_checkpoint="$tok" data.cache_dir="$runs/latents" "$t5" "${data_joint[@]}"
 
 section "generation: the test captions and transcripts"
 gen() {  # DiT run, prompts manifest, output folder
@@ -162,13 +168,13 @@ if [ "$SIZE" = tiny ]; then
 fi
 
 section "plots"
-for r in mae sembo tokenizer tokenizer_acoustic_only dit_tta dit_tts; do
+for r in mae sembo tokenizer tokenizer_acoustic_only dit_tta dit_tts dit_joint; do
   "$bin" --log-level warn plot "$runs/$r" | sed 's/^/  /'
 done
 
 section "summary"
 # One table, written by the program from the runs' metrics.jsonl and the eval JSONs.
-"$bin" --log-level warn report "$runs"/{mae,mae_untrained,sembo,tokenizer,tokenizer_acoustic_only,dit_tta,dit_tts} \
+"$bin" --log-level warn report "$runs"/{mae,mae_untrained,sembo,tokenizer,tokenizer_acoustic_only,dit_tta,dit_tts,dit_joint} \
   "$ev"/{probe_mae,probe_mae_untrained,recon,recon_acoustic_only,probe,probe_acoustic_only,gen_tta,gen_tts,rank}.json \
   --out "$OUT/summary.txt"
 # Every number the method must produce is there (the WER only where pocketsphinx is installed).

@@ -59,9 +59,9 @@ if has bench; then
   bench tokenizer --config configs/tokenizer.yaml tokenizer.sembo_checkpoint= runtime.device=cuda \
     train.precision=bf16 tokenizer.gan.start_step=0 --steps 10 --warmup 3
   log "bench DiT width 512 (TTA recipe), bf16"
-  bench dit512 --config configs/dit_tta.yaml runtime.device=cuda train.precision=bf16 --steps 10 --warmup 3
+  bench dit512 --config configs/dit_tta.yaml dit.condition.source=text runtime.device=cuda train.precision=bf16 --steps 10 --warmup 3
   log "bench DiT width 1024, bf16"
-  bench dit1024 --config configs/dit_tta.yaml --config configs/model/dit_1024.yaml runtime.device=cuda \
+  bench dit1024 --config configs/dit_tta.yaml --config configs/model/dit_1024.yaml dit.condition.source=text runtime.device=cuda \
     train.precision=bf16 --steps 10 --warmup 3
 fi
 

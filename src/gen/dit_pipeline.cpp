@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <numeric>
+#include <set>
 
 #include "losatok/core/device.h"
 #include "losatok/core/error.h"
@@ -286,15 +287,17 @@ std::vector<torch::Tensor> DiTPipeline::generate_task(const std::vector<Generati
   if (speech) {
     std::vector<std::string> phonemes, names;
     std::vector<torch::Tensor> vectors;
+    std::set<std::string> unknown;
     for (const auto& r : requests) {
       phonemes.push_back(r.phonemes);
       names.push_back(r.speaker);
       if (r.speaker_embedding.defined()) vectors.push_back(r.speaker_embedding);
       if (dit_.tts.speaker.source == "table" && !known_speakers_.empty() &&
           std::find(known_speakers_.begin(), known_speakers_.end(), r.speaker) == known_speakers_.end())
-        spdlog::warn("generate: speaker '{}' was not in the training data (its table row is untrained)",
-                     r.speaker);
+        unknown.insert(r.speaker);
     }
+    for (const auto& name : unknown)
+      spdlog::warn("generate: speaker '{}' was not in the training data (its table row is untrained)", name);
     const SpeechInputs si = speech_inputs(texts, phonemes, names, vectors);
     const auto o = model_->speech().forward(si.units, si.mask, si.speaker);
     durations = torch::zeros(si.mask.sizes(), torch::kLong);

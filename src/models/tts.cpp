@@ -144,7 +144,8 @@ UniFlowTtsImpl::UniFlowTtsImpl(const TtsConfig& c, int out_dim, int latent_dim) 
   out_proj = register_module("out_proj", torch::nn::Linear(w, out_dim));
   prior_proj = register_module("prior_proj", torch::nn::Linear(w, latent_dim));
   local_duration = register_module("local_duration", DurationPredictor(w, c.encoder.duration_kernel));
-  global_duration1 = register_module("global_duration1", torch::nn::Linear(w, w));
+  // The global predictor sees the mean encoding and log(1 + phonemes): a mean alone hides the length.
+  global_duration1 = register_module("global_duration1", torch::nn::Linear(w + 1, w));
   global_duration2 = register_module("global_duration2", torch::nn::Linear(w, 1));
 }
 
@@ -164,7 +165,8 @@ UniFlowTtsImpl::Output UniFlowTtsImpl::forward(const torch::Tensor& units, const
   o.hidden = h;
   o.content = apply_linear(out_proj, h) * m;
   o.log_durations = local_duration->forward(h, mask);
-  const torch::Tensor pooled = h.sum(1) / m.sum(1).clamp_min(1.0);
+  const torch::Tensor count = m.sum(1);  // (B, 1)
+  const torch::Tensor pooled = torch::cat({h.sum(1) / count.clamp_min(1.0), torch::log1p(count)}, 1);
   o.log_seconds =
       apply_linear(global_duration2, torch::relu(apply_linear(global_duration1, pooled))).squeeze(-1);
   return o;

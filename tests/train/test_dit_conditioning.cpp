@@ -257,18 +257,18 @@ TEST(DiTConditioning, UniFlowTtsLearnsDurationsAndGeneratesToThem) {
   EXPECT_EQ(weights.tensors.count("text_encoder.embed.weight"), 0u);  // phonemes only
   ASSERT_TRUE(weights.metadata.count(gen::kSpeakersKey));
   EXPECT_EQ(weights.metadata.at(gen::kSpeakersKey), "[\"spk-a\",\"spk-b\"]");
-  // The generated length is the predicted durations' sum (global length shared out by the
-  // local predictions), and the durations the model learned: "a" (2 frames) x 1, "d" (4) x 2.
+  // The generated length is the predicted durations' sum, and the durations the model learned:
+  // "a" (2 frames) x 1, "d" (4) x 2.
   const std::string tok = write_random_tokenizer(dir.path("tok.safetensors"));
   gen::LoadedDiT loaded = gen::load_dit_checkpoint(weights, c, torch::kCPU, true, tok);
   auto& p = *loaded.pipeline;
   const auto si = p.speech_inputs({"ad d"}, {"a_d d"}, {"spk-a"}, {});
   torch::NoGradGuard no_grad;
   const auto o = p.model().speech().forward(si.units, si.mask, si.speaker);
-  const double rate = 25.0;
-  const int64_t global = std::llround((std::exp(o.log_seconds[0].item<double>()) - 1.0) * rate);
-  const std::vector<int64_t> d = models::durations_from_log(o.log_durations[0], std::max<int64_t>(global, 3));
+  const std::vector<int64_t> d = models::durations_from_log(o.log_durations[0], 0);
   const int64_t frames = d[0] + d[1] + d[2];
+  // The global predictor learned the length too: log(1 + 0.4 s).
+  EXPECT_NEAR(std::exp(o.log_seconds[0].item<double>()) - 1.0, 0.4, 0.15);
   EXPECT_NEAR(static_cast<double>(frames), 10.0, 3.0);  // 2 + 4 + 4
   EXPECT_LT(d[0], d[1]);
   gen::GenerationRequest r;

@@ -230,9 +230,10 @@ struct TtsConfig {
   double duration_weight = 0.1;         // local: MSE of log(1 + frames) per phoneme
   double global_duration_weight = 0.1;  // global: MSE of log(1 + seconds)
   double prior_weight = 1.0;            // the alignment prior's MSE to the latents (Grad-TTS)
-  // Generation: the global prediction sets the length and the local ones share it out (true),
-  // or the local predictions alone.
-  bool use_global_duration = true;
+  // Generation: the local predictions' sum sets the length (false), or the global prediction
+  // does and the local ones share it out (true). On the demo corpus (tiny, 300 steps) the local
+  // sum follows the held-out clips' lengths closely (r 0.99), the global prediction less (r 0.9).
+  bool use_global_duration = false;
 
   template <class V>
   void visit(V& v) {

@@ -61,7 +61,7 @@ struct UniFlowTtsImpl : torch::nn::Module {
     torch::Tensor hidden;         // (B, P, width): encoder output + speaker
     torch::Tensor content;        // (B, P, out_dim): the DiT's content (zero on padding)
     torch::Tensor log_durations;  // (B, P): predicted log(1 + frames)
-    torch::Tensor log_seconds;    // (B): predicted log(1 + seconds)
+    torch::Tensor log_seconds;    // (B): predicted log(1 + seconds), from the mean encoding and the count
   };
   // units (B, P, K) symbol ids (data::PhonemeUnit, 0-padded), mask (B, P) bool; speaker: ids
   // (B) int64 for a table, vectors (B, dim) for a cache, undefined for none.
