@@ -14,6 +14,8 @@
 #include "losatok/core/config.h"
 #include "losatok/core/file_util.h"
 #include "losatok/io/safetensors.h"
+#include "losatok/io/weights.h"
+#include "losatok/models/audio_vae.h"
 
 namespace losatok::test {
 
@@ -23,6 +25,14 @@ std::string source_path(const std::string& relative) {
 
 RootConfig model_config(const std::string& name) {
   return read_root_config({source_path("configs/model/" + name + ".yaml")}, {});
+}
+
+std::string write_random_tokenizer(const std::string& path) {
+  const RootConfig cfg = model_config("tiny");
+  torch::manual_seed(5);
+  models::AudioVAE vae(cfg.model, cfg.frontend.dasheng, cfg.frontend.vocos);
+  io::save_safetensors(path, io::module_state(*vae), {{kConfigMetadataKey, weights_config_yaml(cfg)}});
+  return path;
 }
 
 TinyCorpus::TinyCorpus() {

@@ -21,6 +21,9 @@ std::string fixture(const std::string& name);
 std::string source_path(const std::string& relative);
 // The root config with configs/model/<name>.yaml applied.
 RootConfig model_config(const std::string& name = "tiny");
+// A random tiny tokenizer checkpoint (configs/model/tiny.yaml, seed 5) that carries its config,
+// as a tokenizer run writes it; returns `path`.
+std::string write_random_tokenizer(const std::string& path);
 // Runs `command` through the shell; returns its exit status and fills `output` with stdout + stderr.
 // The JSON objects of a JSON Lines file (metrics.jsonl), in order.
 std::vector<nlohmann::json> read_jsonl(const std::string& path);

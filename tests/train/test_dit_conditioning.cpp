@@ -145,14 +145,6 @@ std::string bin() {
   return std::string(LOSATOK_BINARY) + " --threads 1 ";
 }
 
-std::string write_random_tokenizer(const std::string& path) {
-  RootConfig cfg = test::model_config("tiny");
-  torch::manual_seed(5);
-  models::AudioVAE vae(cfg.model, cfg.frontend.dasheng, cfg.frontend.vocos);
-  io::save_safetensors(path, io::module_state(*vae), {{kConfigMetadataKey, weights_config_yaml(cfg)}});
-  return path;
-}
-
 }  // namespace
 
 TEST(DiTConditioning, T5CaptionsOnTheFlyTrainWithFallingValidationLoss) {
@@ -259,7 +251,7 @@ TEST(DiTConditioning, UniFlowTtsLearnsDurationsAndGeneratesToThem) {
   EXPECT_EQ(weights.metadata.at(gen::kSpeakersKey), "[\"spk-a\",\"spk-b\"]");
   // The generated length is the predicted durations' sum, and the durations the model learned:
   // "a" (2 frames) x 1, "d" (4) x 2.
-  const std::string tok = write_random_tokenizer(dir.path("tok.safetensors"));
+  const std::string tok = test::write_random_tokenizer(dir.path("tok.safetensors"));
   gen::LoadedDiT loaded = gen::load_dit_checkpoint(weights, c, torch::kCPU, true, tok);
   auto& p = *loaded.pipeline;
   const auto si = p.speech_inputs({"ad d"}, {"a_d d"}, {"spk-a"}, {});
@@ -328,7 +320,7 @@ TEST(DiTConditioning, UniFlowTtsReadsSpeakerVectorsFromACache) {
   const auto model = io::load_safetensors(dir.path("run/checkpoints/step-2/model.safetensors"));
   EXPECT_EQ(model.tensors.count("tts.speaker_table.weight"), 0u);
   EXPECT_EQ(model.tensors.at("tts.speaker_proj.weight").size(1), 16);
-  const std::string tok = write_random_tokenizer(dir.path("tok.safetensors"));
+  const std::string tok = test::write_random_tokenizer(dir.path("tok.safetensors"));
   io::save_safetensors(dir.path("voice.safetensors"), {{"spk_emb", torch::randn({1, 16})}}, {});
   io::save_safetensors(dir.path("short.safetensors"), {{"spk_emb", torch::randn({5})}}, {});
   const std::string gen = bin() + "generate --checkpoint " + dir.path("run/checkpoints/step-2") +
@@ -403,7 +395,7 @@ TEST(DiTConditioning, JointModelTrainsOnThreeTasksAndResumesExactly) {
   const auto tb = io::load_safetensors(dir.path("split/checkpoints/step-8/model.safetensors")).tensors;
   for (const auto& [k, v] : ta) EXPECT_TRUE(torch::equal(v, tb.at(k))) << k;
   // Generation: each prompt's task; a missing one is an error naming the flag.
-  const std::string tok = write_random_tokenizer(dir.path("tok.safetensors"));
+  const std::string tok = test::write_random_tokenizer(dir.path("tok.safetensors"));
   std::string out;
   ASSERT_EQ(test::run_command(
                 bin() + "generate --checkpoint " + dir.path("straight/checkpoints/step-8") + " --tokenizer " +

@@ -231,18 +231,7 @@ TEST(DiTStage, ConfigErrorsNameTheKey) {
   test::expect_error([&] { train_run(c); }, {"dit.model.latent_dim", "8-d"});
 }
 
-namespace {
-
-// A (random) tiny tokenizer checkpoint that carries its config, as a tokenizer run writes it.
-std::string write_random_tokenizer(const std::string& path) {
-  const RootConfig cfg = test::model_config("tiny");
-  torch::manual_seed(5);
-  models::AudioVAE vae(cfg.model, cfg.frontend.dasheng, cfg.frontend.vocos);
-  io::save_safetensors(path, io::module_state(*vae), {{kConfigMetadataKey, weights_config_yaml(cfg)}});
-  return path;
-}
-
-}  // namespace
+using test::write_random_tokenizer;
 
 TEST(DiTGenerate, ExtractTrainAndGenerateWavsOfTheRequestedDuration) {
   LatentCorpus corpus;
