@@ -45,7 +45,7 @@ std::pair<torch::Tensor, torch::Tensor> pad_tokens(const std::vector<std::vector
 
 DiTPipeline::DiTPipeline(const RootConfig& cfg, const torch::Device& device, int cond_dim)
     : cfg_(cfg), dit_(cfg.section<DiTStageConfig>()), device_(device) {
-  const bool phonemes_only = dit_.task == "tts" && dit_.tts.uniflow();
+  const bool phonemes_only = dit_.phonemes_only();
   if (!phonemes_only && dit_.condition.source == "t5") {
     t5_ = std::make_unique<models::T5TextEncoder>(dit_.condition.text_encoder, device_,
                                                   dit_.condition.max_tokens);

@@ -352,8 +352,7 @@ namespace {
 // The content width: the built-in text encoder's, a T5's / cache's, or, for a model that only
 // speaks through phonemes, the phoneme encoder's.
 int content_width(const DiTStageConfig& d, int cond_dim) {
-  const bool phonemes_only = d.task == "tts" && d.tts.uniflow();
-  if (phonemes_only) return d.tts.encoder.width;
+  if (d.phonemes_only()) return d.tts.encoder.width;
   if (d.condition.source == "text") return d.text.width;
   return cond_dim;
 }
@@ -367,8 +366,7 @@ DiTModelImpl::DiTModelImpl(const DiTStageConfig& d, int cond_dim_)
       cond_dim(content_width(d, cond_dim_)) {
   const DiTConfig& c = d.model;
   if (cond_dim <= 0) throw Error("DiT: the condition width must be positive");
-  const bool phonemes_only = d.task == "tts" && d.tts.uniflow();
-  const bool text_condition = !phonemes_only && d.condition.source == "text";
+  const bool text_condition = !d.phonemes_only() && d.condition.source == "text";
   if (tts && !text_condition) throw Error("DiT: tts needs the text encoder");
   const int ta_dim = tts ? c.latent_dim + cond_dim : uniflow ? cond_dim : 0;
   dit = register_module("dit", DiT(c, cond_dim, ta_dim));

@@ -124,7 +124,7 @@ DiTStage::DiTStage(const RootConfig& cfg, const torch::Device& device)
       for (std::size_t s = 0; s < cfg.data.sources.size(); ++s) {
         if (dit_.joint() && cfg.data.sources[s].task != "tts") continue;
         for (const auto& e : data::read_manifest(cfg.data.sources[s].manifest)) {
-          const std::string name = e.speaker.empty() ? e.label : e.speaker;
+          const std::string name = data::speaker_name(e);
           const int64_t row = gen::speaker_row(name, sc.max_speakers);
           const auto [it, fresh] = rows.emplace(row, name);
           if (!fresh && it->second != name)
@@ -314,7 +314,7 @@ void DiTStage::speech_condition(Inputs& in, const data::Batch& batch) {
     const auto& e = item.clip->entry;
     texts.push_back(e.text);
     phonemes.push_back(e.phonemes);
-    names.push_back(e.speaker.empty() ? e.label : e.speaker);
+    names.push_back(data::speaker_name(e));
     if (speaker_cache_) {
       const auto t = speaker_cache_->read(item.clip->key);
       const auto it = t.find(dit_.tts.speaker.tensor);
@@ -394,19 +394,17 @@ void DiTStage::apply_conditioning(Inputs& in, const data::Batch& batch, torch::T
   if (m.tts) {
     // A clip longer than data.max_seconds was cropped: its transcript no longer matches, so it
     // trains (and validates) without text, as a dropped condition.
-    int64_t cropped = 0;
+    int64_t crops = 0;
     auto flags = drop.accessor<bool, 1>();
     for (int64_t i = 0; i < batch.size(); ++i) {
-      const auto& item = batch.items[i];
-      if (item.offset > 0 ||
-          batch.feature_lengths[i].item<int64_t>() < latents_->clip(item.clip->key).frames) {
+      if (cropped(batch, i)) {
         flags[i] = true;
-        ++cropped;
+        ++crops;
       }
     }
-    if (cropped > 0 && cropped_clips_ == 0)
+    if (crops > 0 && cropped_clips_ == 0)
       spdlog::warn("tts: clips longer than data.max_seconds are cropped and train without their transcript");
-    cropped_clips_ += cropped;
+    cropped_clips_ += crops;
   }
   if (in.speech) {
     // Rows whose transcript is not theirs (cropped, or too many phonemes) train unconditioned.

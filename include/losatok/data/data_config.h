@@ -12,7 +12,7 @@ struct DataSource {
   std::string manifest;
   double weight = 0.0;  // share of each epoch's draws; all 0 = in proportion to clip counts
   // The joint DiT's task of this source's clips (tta | ttm | tts); batches then hold one task.
-  std::string task;
+  std::string task = "";
 
   template <class V>
   void visit(V& v) {

@@ -21,6 +21,11 @@ struct ManifestEntry {
   int line = 0;            // 1-based line in the manifest, for messages
 };
 
+// Who speaks in a clip: its `speaker`, else its `label`.
+inline const std::string& speaker_name(const ManifestEntry& e) {
+  return e.speaker.empty() ? e.label : e.speaker;
+}
+
 // Bounds on a manifest: one clip per line, a line at most this long, at most this many lines.
 inline constexpr int kMaxManifestLineBytes = 1 << 20;
 inline constexpr int kMaxManifestLines = 50000000;

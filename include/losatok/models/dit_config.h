@@ -294,7 +294,9 @@ struct DiTStageConfig {
   void validate() const;
   bool joint() const { return task == "joint"; }
   // Whether the model generates speech with UniFlow's phoneme path (task tts or joint).
-  bool uniflow_tts() const { return joint() || (task == "tts" && tts.uniflow()); }
+  bool uniflow_tts() const { return joint() || phonemes_only(); }
+  // A UniFlow TTS model alone: its content is the phonemes', no caption encoder.
+  bool phonemes_only() const { return task == "tts" && tts.uniflow(); }
 };
 
 // The tasks of the joint model, in the order of its task tokens.
