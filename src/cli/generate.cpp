@@ -213,7 +213,7 @@ int run_generate(const GenerateOptions& o, const Context& ctx) {
       }
   {
     // The longest clip of a batch sets its attention's memory; refuse what cannot fit in RAM.
-    const double rate = static_cast<double>(cfg.audio.sample_rate) / cfg.samples_per_token();
+    const double rate = cfg.token_rate();
     double longest = 0;
     for (const Job& j : jobs) longest = std::max(longest, j.request.seconds);
     const int batch =

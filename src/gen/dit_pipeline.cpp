@@ -200,7 +200,7 @@ DiTPipeline::Condition DiTPipeline::embedding_condition(const std::vector<torch:
 }
 
 int64_t DiTPipeline::frames_for(const GenerationRequest& r) {
-  const double rate = static_cast<double>(cfg_.audio.sample_rate) / cfg_.samples_per_token();
+  const double rate = cfg_.token_rate();
   if (r.seconds > 0) return std::max<int64_t>(1, std::llround(r.seconds * rate));
   if (!model_->tts || !text_tokens_)
     throw Error("generate: give a duration in seconds for \"" + r.text.substr(0, 40) + "\"");
@@ -259,7 +259,7 @@ std::vector<torch::Tensor> DiTPipeline::generate_task(const std::vector<Generati
   const int64_t b = static_cast<int64_t>(requests.size());
   if (b == 0) return {};
   const bool speech = model_->uniflow && (!model_->joint || task == dit_task_index("tts"));
-  const double rate = static_cast<double>(cfg_.audio.sample_rate) / cfg_.samples_per_token();
+  const double rate = cfg_.token_rate();
   const int64_t d = dit_.model.latent_dim;
   std::vector<torch::Tensor> prompts(b);
   std::vector<int64_t> prompt_frames(b, 0), total(b);

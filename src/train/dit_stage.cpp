@@ -376,7 +376,7 @@ void DiTStage::speech_condition(Inputs& in, const data::Batch& batch) {
   const torch::Tensor ph = si.mask.logical_and(rows).to(o.log_durations.scalar_type());
   const torch::Tensor target = torch::log1p(to_device(durations, device_).to(o.log_durations.scalar_type()));
   in.local_duration_loss = ((o.log_durations - target).pow(2) * ph).sum() / ph.sum().clamp_min(1.0);
-  const double rate = static_cast<double>(cfg_.audio.sample_rate) / cfg_.samples_per_token();
+  const double rate = cfg_.token_rate();
   const torch::Tensor seconds =
       to_device(batch.feature_lengths, device_).to(o.log_seconds.scalar_type()) / rate;
   const torch::Tensor r = in.aligned_rows.to(o.log_seconds.scalar_type());

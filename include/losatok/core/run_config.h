@@ -109,6 +109,8 @@ struct RootConfig {
 
   // Audio samples per 25 Hz token (the encoder's hop x patch): crops, cache frames, durations.
   int64_t samples_per_token() const { return 1LL * frontend.dasheng.hop_length * model.encoder.patch_frames; }
+  // Tokens (latent frames) per second: 25 for the paper's 16 kHz and 640 samples per token.
+  double token_rate() const { return static_cast<double>(audio.sample_rate) / samples_per_token(); }
 
  private:
   // Keys of another stage's section, or of the old flat layout (`loss.*`, `gan.*`): one-line
