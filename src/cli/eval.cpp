@@ -10,20 +10,25 @@
 #include <limits>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <numeric>
 #include <set>
 #include <sstream>
 
 #include "losatok/audio/audio_io.h"
+#include "losatok/core/device.h"
 #include "losatok/core/error.h"
 #include "losatok/core/file_util.h"
 #include "losatok/core/logging.h"
 #include "losatok/data/feature_cache.h"
 #include "losatok/data/manifest.h"
 #include "losatok/eval/asr.h"
+#include "losatok/eval/instruments.h"
 #include "losatok/eval/metrics.h"
 #include "losatok/eval/plot.h"
 #include "losatok/eval/probe.h"
 #include "losatok/eval/representations.h"
+#include "losatok/gen/dit_pipeline.h"
+#include "losatok/models/tokenizer_checkpoint.h"
 #include "model_setup.h"
 
 namespace fs = std::filesystem;
@@ -338,12 +343,14 @@ int run_probe_command(const ProbeOptions& o, const Context& ctx) {
 // -------------------------------------------------------------------------------------- gen
 
 struct GenOptions {
-  ModelOptions model;
+  ModelOptions model;  // optional here: the tokenizer (or a DiT naming one) for the encoder-space FD
   ConfigOptions config;
+  eval::InstrumentFiles instruments;
   std::string generated, reference, out = "eval_gen.json";
   std::string wer = "auto";  // auto | on | off
   int wer_clips = 20;
   int batch_size = 8;
+  int is_splits = 10;
 };
 
 bool is_audio_file(const fs::path& p) {
@@ -353,69 +360,323 @@ bool is_audio_file(const fs::path& p) {
   return ext.count(e) > 0;
 }
 
+// A generated clip with what `losatok generate` recorded beside it: the task, and the
+// reference clip its prompt came from (a manifest line used as a prompt).
+struct GeneratedClip {
+  data::Clip clip;
+  std::string task, reference;
+};
+
+std::string canonical_or_self(const std::string& p) {
+  std::error_code ec;
+  const fs::path c = fs::weakly_canonical(p, ec);
+  return ec ? p : c.string();
+}
+
 // A folder's generated clips: its generated.jsonl (written by `losatok generate`, with the
 // texts) when present, else every audio file in it; or a manifest given directly.
-std::vector<data::Clip> generated_clips(const std::string& path) {
+std::vector<GeneratedClip> generated_clips(const std::string& path) {
+  std::vector<GeneratedClip> out;
+  std::string manifest = path;
   if (fs::is_directory(path)) {
-    const fs::path manifest = fs::path(path) / "generated.jsonl";
-    if (fs::exists(manifest)) return data::read_sources({{manifest.string(), 0.0}});
-    std::vector<std::string> files;
-    for (const auto& e : fs::directory_iterator(path))
-      if (e.is_regular_file() && is_audio_file(e.path())) files.push_back(e.path().string());
-    std::sort(files.begin(), files.end());
-    std::vector<data::Clip> clips;
-    for (const auto& f : files) {
-      data::Clip c;
-      c.entry.audio = f;
-      c.key = f;
-      clips.push_back(c);
+    manifest = (fs::path(path) / "generated.jsonl").string();
+    if (!fs::exists(manifest)) {
+      std::vector<std::string> files;
+      for (const auto& e : fs::directory_iterator(path))
+        if (e.is_regular_file() && is_audio_file(e.path())) files.push_back(e.path().string());
+      std::sort(files.begin(), files.end());
+      for (const auto& f : files) {
+        GeneratedClip g;
+        g.clip.entry.audio = f;
+        g.clip.key = f;
+        out.push_back(g);
+      }
+      if (out.empty()) throw Error("eval gen: no audio file in '" + path + "'");
+      return out;
     }
-    if (clips.empty()) throw Error("eval gen: no audio file in '" + path + "'");
-    return clips;
   }
-  if (!fs::exists(path)) throw Error("eval gen: '" + path + "' does not exist");
-  return data::read_sources({{path, 0.0}});
+  if (!fs::exists(manifest)) throw Error("eval gen: '" + path + "' does not exist");
+  // The extra fields by line (read_sources keeps the manifest's own fields only).
+  std::map<int, std::pair<std::string, std::string>> extra;
+  {
+    std::ifstream in(manifest);
+    std::string line;
+    for (int n = 1; std::getline(in, line); ++n) {
+      if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+      const json j = json::parse(line, nullptr, /*allow_exceptions=*/false);
+      if (!j.is_object()) continue;  // read_sources reports it
+      std::string ref = j.value("reference", std::string());
+      if (!ref.empty() && fs::path(ref).is_relative())
+        ref = (fs::path(manifest).parent_path() / ref).string();
+      extra[n] = {j.value("task", std::string()), ref.empty() ? ref : canonical_or_self(ref)};
+    }
+  }
+  for (const auto& c : data::read_sources({{manifest, 0.0}})) {
+    GeneratedClip g;
+    g.clip = c;
+    if (const auto it = extra.find(c.entry.line); it != extra.end())
+      std::tie(g.task, g.reference) = it->second;
+    out.push_back(g);
+  }
+  return out;
+}
+
+// The tokenizer checkpoint whose frozen encoder the encoder-space FD uses: --checkpoint itself,
+// or, for a DiT checkpoint, the tokenizer it decodes with ("" when it embeds it).
+std::string encoder_checkpoint(const GenOptions& o, const Context& ctx) {
+  if (o.model.checkpoint.empty()) return {};
+  const io::WeightSet w = io::read_weights(o.model.checkpoint, [](const std::string&) { return false; });
+  const YAML::Node base = models::checkpoint_config(w);
+  if (!base.IsMap() || !base["stage"] || base["stage"].as<std::string>() != "dit") return o.model.checkpoint;
+  const RootConfig cfg = resolve_root_config(o.config, ctx, base);
+  const std::string tok = gen::find_dit_tokenizer(w, cfg.section<DiTStageConfig>());
+  if (tok.empty())
+    spdlog::info(
+        "eval gen: the DiT '{}' embeds its tokenizer: no encoder-space FD (pass the tokenizer "
+        "as --checkpoint for it)",
+        o.model.checkpoint);
+  return tok;
+}
+
+// One set of generated clips (a task or domain, or all) against its references.
+json gen_group_metrics(const std::vector<std::size_t>& gen, const std::vector<std::size_t>& ref,
+                       const std::vector<std::pair<std::size_t, std::size_t>>& pairs,
+                       const std::vector<eval::ClipMeasures>& gm, const std::vector<eval::ClipMeasures>& rm,
+                       const std::vector<double>& clap_scores, const eval::Instruments& inst, int is_splits) {
+  json j = {{"generated_clips", gen.size()}, {"reference_clips", ref.size()}};
+  auto stack = [](const std::vector<std::size_t>& idx, const std::vector<eval::ClipMeasures>& m,
+                  torch::Tensor eval::ClipMeasures::*field) {
+    std::vector<torch::Tensor> rows;
+    for (const std::size_t i : idx)
+      if ((m[i].*field).defined())
+        rows.push_back((m[i].*field).dim() == 1 ? (m[i].*field).unsqueeze(0) : m[i].*field);
+    return rows.empty() ? torch::Tensor() : torch::cat(rows);
+  };
+  auto frechet = [&](const torch::Tensor& a, const torch::Tensor& b, const char* what) -> json {
+    if (!a.defined() || !b.defined() || a.size(0) < 2 || b.size(0) < 2) {
+      spdlog::warn("eval gen: {}: fewer than 2 generated or reference rows, no distance", what);
+      return nullptr;
+    }
+    if (a.size(0) <= a.size(1) || b.size(0) <= b.size(1))
+      spdlog::warn(
+          "eval gen: {}: {} / {} rows for {}-d embeddings: singular covariances, the distance is only "
+          "a rough, relative number",
+          what, a.size(0), b.size(0), a.size(1));
+    return eval::frechet_distance(a, b);
+  };
+  if (inst.has_vggish()) {
+    const torch::Tensor a = stack(gen, gm, &eval::ClipMeasures::vggish),
+                        b = stack(ref, rm, &eval::ClipMeasures::vggish);
+    j["fad_vggish"] = frechet(a, b, "FAD (VGGish)");
+    j["vggish_examples_generated"] = a.defined() ? a.size(0) : 0;
+    j["vggish_examples_reference"] = b.defined() ? b.size(0) : 0;
+  }
+  if (inst.has_panns()) {
+    j["fd_panns"] = frechet(stack(gen, gm, &eval::ClipMeasures::panns_embedding),
+                            stack(ref, rm, &eval::ClipMeasures::panns_embedding), "FD (PANNs)");
+    const torch::Tensor logits = stack(gen, gm, &eval::ClipMeasures::panns_logits);
+    if (logits.defined() && logits.size(0) >= is_splits) {
+      const eval::InceptionScore is = eval::inception_score(logits, is_splits);
+      j["inception_score"] = is.mean;
+      j["inception_score_std"] = is.std;
+    } else if (logits.defined() && logits.size(0) >= 2) {
+      const eval::InceptionScore is = eval::inception_score(logits, 1);  // too few clips for the splits
+      j["inception_score"] = is.mean;
+      j["inception_score_splits"] = 1;
+    }
+    if (!pairs.empty()) {
+      std::vector<torch::Tensor> g, r;
+      for (const auto& [gi, ri] : pairs) {
+        g.push_back(gm[gi].panns_logits.unsqueeze(0));
+        r.push_back(rm[ri].panns_logits.unsqueeze(0));
+      }
+      const eval::PairedKl kl = eval::paired_kl(torch::cat(g), torch::cat(r));
+      j["kl_softmax"] = kl.softmax;
+      j["kl_sigmoid"] = kl.sigmoid;
+      j["kl_pairs"] = kl.pairs;
+    }
+  }
+  if (inst.has_clap()) {
+    double sum = 0;
+    int64_t n = 0;
+    for (const std::size_t i : gen)
+      if (!std::isnan(clap_scores[i])) sum += clap_scores[i], ++n;
+    if (n > 0) j["clap_score"] = sum / static_cast<double>(n);
+    j["clap_clips"] = n;
+  }
+  return j;
 }
 
 int run_gen(const GenOptions& o, const Context& ctx) {
-  LoadedVae m = load_vae(o.model, o.config, ctx, /*encoder_only_ok=*/true);
   if (o.config.print_config) return 0;
-  if (!m.vae->semantic_encoder) throw Error("eval gen: the checkpoint has no semantic encoder to embed with");
+  const std::string tok = encoder_checkpoint(o, ctx);
   const auto gen_clips = generated_clips(o.generated);
   const auto ref_clips = data::read_sources({{o.reference, 0.0}});
-  const eval::EncodedSplit gen =
-      eval::encode_split(*m.vae, m.config, gen_clips, {"semantic_emb"}, o.batch_size, m.device);
-  const eval::EncodedSplit ref =
-      eval::encode_split(*m.vae, m.config, ref_clips, {"semantic_emb"}, o.batch_size, m.device);
-  const torch::Tensor g = gen.pooled.at("semantic_emb"), r = ref.pooled.at("semantic_emb");
-  if (g.size(0) < 2 || r.size(0) < 2)
+  if (gen_clips.size() < 2 || ref_clips.size() < 2)
     throw Error("eval gen: need at least 2 generated and 2 reference clips (have " +
-                std::to_string(g.size(0)) + " and " + std::to_string(r.size(0)) + ")");
-  const double fd = eval::frechet_distance(g, r);
-  const double div_gen = eval::mean_pairwise_cosine_distance(g),
-               div_ref = eval::mean_pairwise_cosine_distance(r);
-  json j = {{"command", "eval gen"},          {"checkpoint", o.model.checkpoint},
-            {"generated", o.generated},       {"reference", o.reference},
-            {"generated_clips", g.size(0)},   {"reference_clips", r.size(0)},
-            {"embedding_dim", g.size(1)},     {"frechet_distance", fd},
-            {"diversity_generated", div_gen}, {"diversity_reference", div_ref}};
-  if (g.size(0) <= g.size(1))
-    spdlog::warn(
-        "eval gen: {} generated clips for {}-d embeddings: the covariance is singular and the Frechet "
-        "distance is only a rough, relative number",
-        g.size(0), g.size(1));
-  std::vector<std::vector<std::string>> rows = {{"metric", "value"},
-                                                {"frechet_distance", num(fd, 4)},
-                                                {"diversity_generated", num(div_gen, 4)},
-                                                {"diversity_reference", num(div_ref, 4)}};
+                std::to_string(gen_clips.size()) + " and " + std::to_string(ref_clips.size()) + ")");
+  json j = {{"command", "eval gen"},
+            {"checkpoint", o.model.checkpoint},
+            {"generated", o.generated},
+            {"reference", o.reference},
+            {"generated_clips", gen_clips.size()},
+            {"reference_clips", ref_clips.size()}};
+  std::vector<std::vector<std::string>> rows = {{"set", "metric", "value"}};
+
+  // The frozen encoder's space (the tokenizer's own teacher: it favours LoSATok, and no paper
+  // reports it; kept as a quick check that needs no instrument files).
+  std::vector<data::Clip> gen_data;
+  for (const auto& g : gen_clips) gen_data.push_back(g.clip);
+  if (!tok.empty()) {
+    ModelOptions mo = o.model;
+    mo.checkpoint = tok;
+    LoadedVae m = load_vae(mo, o.config, ctx, /*encoder_only_ok=*/true);
+    if (!m.vae->semantic_encoder)
+      throw Error("eval gen: the checkpoint has no semantic encoder to embed with");
+    const eval::EncodedSplit gen =
+        eval::encode_split(*m.vae, m.config, gen_data, {"semantic_emb"}, o.batch_size, m.device);
+    const eval::EncodedSplit ref =
+        eval::encode_split(*m.vae, m.config, ref_clips, {"semantic_emb"}, o.batch_size, m.device);
+    const torch::Tensor g = gen.pooled.at("semantic_emb"), r = ref.pooled.at("semantic_emb");
+    if (g.size(0) < 2 || r.size(0) < 2)
+      throw Error("eval gen: need at least 2 readable generated and 2 reference clips (have " +
+                  std::to_string(g.size(0)) + " and " + std::to_string(r.size(0)) + ")");
+    if (g.size(0) <= g.size(1))
+      spdlog::warn(
+          "eval gen: {} generated clips for {}-d embeddings: the covariance is singular and the "
+          "encoder-space Frechet distance is only a rough, relative number",
+          g.size(0), g.size(1));
+    j["encoder_space"] = {{"tokenizer", tok},
+                          {"embedding_dim", g.size(1)},
+                          {"frechet_distance", eval::frechet_distance(g, r)},
+                          {"diversity_generated", eval::mean_pairwise_cosine_distance(g)},
+                          {"diversity_reference", eval::mean_pairwise_cosine_distance(r)}};
+    for (const char* k : {"frechet_distance", "diversity_generated", "diversity_reference"})
+      rows.push_back({"all", std::string("encoder_") + k, num(j["encoder_space"][k].get<double>(), 4)});
+  }
+
+  // The paper's instruments.
+  if (o.instruments.any()) {
+    const eval::Instruments inst(o.instruments,
+                                 resolve_device(o.model.device.empty() ? "cpu" : o.model.device));
+    j["instruments"] = {{"vggish", o.instruments.vggish},
+                        {"panns", o.instruments.panns},
+                        {"clap", o.instruments.clap},
+                        {"clap_tokenizer", o.instruments.clap_tokenizer}};
+    auto measure_all = [&](const std::vector<data::Clip>& clips, const char* what) {
+      std::vector<eval::ClipMeasures> m;
+      for (const auto& c : clips) {
+        try {
+          m.push_back(inst.measure(c.entry));
+        } catch (const Error& e) {
+          throw Error(std::string("eval gen: ") + what + " clip '" + c.entry.audio +
+                      "': " + first_line(e.what()));
+        }
+      }
+      return m;
+    };
+    const auto t0 = std::chrono::steady_clock::now();
+    const std::vector<eval::ClipMeasures> gm = measure_all(gen_data, "generated"),
+                                          rm = measure_all(ref_clips, "reference");
+    std::string names;
+    for (const auto& n : inst.names()) names += (names.empty() ? "" : ", ") + n;
+    spdlog::info("eval gen: {} + {} clips through {} in {:.1f} s", gen_data.size(), ref_clips.size(), names,
+                 std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    // CLAP score per generated clip with a caption: cos(text, audio).
+    std::vector<double> clap(gen_clips.size(), std::nan(""));
+    if (inst.has_clap()) {
+      std::vector<std::string> texts;
+      std::vector<std::size_t> with_text;
+      for (std::size_t i = 0; i < gen_clips.size(); ++i)
+        if (!gen_clips[i].clip.entry.text.empty())
+          texts.push_back(gen_clips[i].clip.entry.text), with_text.push_back(i);
+      if (!texts.empty()) {
+        const torch::Tensor t = inst.clap_text(texts).cpu();
+        for (std::size_t k = 0; k < with_text.size(); ++k)
+          clap[with_text[k]] = (t[k] * gm[with_text[k]].clap_audio).sum().item<double>();
+      }
+    }
+    // Pairs: the reference each prompt came from, else the reference of the same file name
+    // (audioldm_eval pairs by file name).
+    std::map<std::string, std::size_t> ref_by_path, ref_by_name;
+    for (std::size_t i = 0; i < ref_clips.size(); ++i) {
+      ref_by_path.emplace(canonical_or_self(ref_clips[i].entry.audio), i);
+      ref_by_name.emplace(fs::path(ref_clips[i].entry.audio).filename().string(), i);
+    }
+    std::vector<std::pair<std::size_t, std::size_t>> pairs;
+    for (std::size_t i = 0; i < gen_clips.size(); ++i) {
+      const auto& g = gen_clips[i];
+      if (!g.reference.empty()) {
+        if (const auto it = ref_by_path.find(g.reference); it != ref_by_path.end())
+          pairs.emplace_back(i, it->second);
+      } else if (const auto it = ref_by_name.find(fs::path(g.clip.entry.audio).filename().string());
+                 it != ref_by_name.end()) {
+        pairs.emplace_back(i, it->second);
+      }
+    }
+    if (inst.has_panns() && pairs.empty())
+      spdlog::warn(
+          "eval gen: no generated clip names its reference clip (generated.jsonl \"reference\", or the "
+          "same file name): no KL");
+    std::vector<std::size_t> all_gen(gen_clips.size()), all_ref(ref_clips.size());
+    std::iota(all_gen.begin(), all_gen.end(), 0);
+    std::iota(all_ref.begin(), all_ref.end(), 0);
+    auto add_rows = [&](const std::string& set, const json& g) {
+      for (const auto& metric : eval::gen_metrics()) {
+        const auto it = g.find(metric.key);
+        if (it != g.end())
+          rows.push_back({set, metric.key, it->is_number() ? num(it->get<double>(), metric.digits) : "-"});
+      }
+    };
+    j["overall"] = gen_group_metrics(all_gen, all_ref, pairs, gm, rm, clap, inst, o.is_splits);
+    add_rows("all", j["overall"]);
+    // Per task (what each clip was generated for) and per domain, where the clips have more than one.
+    for (const char* by : {"tasks", "domains"}) {
+      const bool tasks = std::string(by) == "tasks";
+      std::map<std::string, std::vector<std::size_t>> groups;
+      for (std::size_t i = 0; i < gen_clips.size(); ++i) {
+        const std::string key = tasks ? gen_clips[i].task : gen_clips[i].clip.entry.domain;
+        if (!key.empty()) groups[key].push_back(i);
+      }
+      if (groups.size() < 2) continue;
+      for (const auto& [name, idx] : groups) {
+        // Its references: those its clips were generated from, else the reference clips of its
+        // domain, else all of them.
+        const std::set<std::size_t> members(idx.begin(), idx.end());
+        std::vector<std::pair<std::size_t, std::size_t>> group_pairs;
+        std::set<std::size_t> refs;
+        for (const auto& p : pairs)
+          if (members.count(p.first)) group_pairs.push_back(p), refs.insert(p.second);
+        if (refs.size() < 2 && !tasks)
+          for (std::size_t r = 0; r < ref_clips.size(); ++r)
+            if (ref_clips[r].entry.domain == name) refs.insert(r);
+        const std::vector<std::size_t> ref_idx =
+            refs.size() >= 2 ? std::vector<std::size_t>(refs.begin(), refs.end()) : all_ref;
+        if (idx.size() < 2) {
+          spdlog::warn("eval gen: {} '{}' has a single generated clip: no set metrics for it", by, name);
+          continue;
+        }
+        j[by][name] = gen_group_metrics(idx, ref_idx, group_pairs, gm, rm, clap, inst, o.is_splits);
+        add_rows(name, j[by][name]);
+      }
+    }
+  } else if (tok.empty()) {
+    throw Error(
+        "eval gen: nothing to measure: give the instruments (--vggish, --panns, --clap) and/or a "
+        "tokenizer --checkpoint for the encoder-space distance");
+  }
+
   // Word error rate of the clips that carry a transcript (TTS), generated and reference.
   if (o.wer != "off") {
     std::vector<data::ManifestEntry> gen_texts, ref_texts;
     // pocketsphinx runs at about real time on unintelligible audio: a bounded sample of each set.
-    for (const auto& c : gen.clips)
-      if (!c.entry.text.empty() && static_cast<int>(gen_texts.size()) < o.wer_clips)
+    for (const auto& g : gen_clips) {
+      const auto& c = g.clip;
+      if (!c.entry.text.empty() && (g.task.empty() || g.task == "tts") &&
+          static_cast<int>(gen_texts.size()) < o.wer_clips)
         gen_texts.push_back(c.entry);
-    for (const auto& c : ref.clips)
+    }
+    for (const auto& c : ref_clips)
       if (!c.entry.text.empty() && (c.entry.domain.empty() || c.entry.domain == "speech") &&
           static_cast<int>(ref_texts.size()) < o.wer_clips)
         ref_texts.push_back(c.entry);
@@ -429,12 +690,12 @@ int run_gen(const GenOptions& o, const Context& ctx) {
     } else {
       const eval::WerResult wg = asr.word_error_rate(gen_texts);
       j["wer"] = {{"recognizer", asr.name()}, {"generated", wg.wer}, {"generated_clips", wg.clips}};
-      rows.push_back({"wer_generated (" + asr.name() + ")", num(wg.wer, 3)});
+      rows.push_back({"all", "wer_generated (" + asr.name() + ")", num(wg.wer, 3)});
       if (!ref_texts.empty()) {
         const eval::WerResult wr = asr.word_error_rate(ref_texts);
         j["wer"]["reference"] = wr.wer;
         j["wer"]["reference_clips"] = wr.clips;
-        rows.push_back({"wer_reference (" + asr.name() + ")", num(wr.wer, 3)});
+        rows.push_back({"all", "wer_reference (" + asr.name() + ")", num(wr.wer, 3)});
       }
     }
   }
@@ -591,12 +852,30 @@ void add_eval_command(CLI::App& app, Context& ctx) {
     auto o = std::make_shared<GenOptions>();
     auto* sub = eval_cmd->add_subcommand(
         "gen",
-        "generated audio: Frechet distance in the frozen encoder's space, diversity, WER (pocketsphinx)");
-    add_model_options(*sub, o->model);
+        "generated audio: FAD (VGGish), KL / IS / FD (PANNs CNN14), CLAP score (LAION-CLAP) per task and "
+        "domain; Frechet distance in the frozen encoder's space; WER (pocketsphinx)");
+    sub->add_option(
+        "--checkpoint", o->model.checkpoint,
+        "tokenizer (or the DiT that generated, for its tokenizer): the encoder-space Frechet distance");
+    sub->add_flag("--lenient", o->model.lenient, "load the tokenizer tensors that match and list the rest");
+    sub->add_option("--device", o->model.device, "cpu, cuda or cuda:N (overrides runtime.device)");
     sub->add_option("--generated", o->generated,
-                    "folder of generated audio (its generated.jsonl gives the texts) or a manifest")
+                    "folder of generated audio (its generated.jsonl gives texts, tasks and references) or a "
+                    "manifest")
         ->required();
     sub->add_option("--reference", o->reference, "manifest of reference audio")->required();
+    sub->add_option("--vggish", o->instruments.vggish,
+                    "VGGish weights for the FAD: torchvggish's vggish-10086976.pth");
+    sub->add_option("--panns", o->instruments.panns,
+                    "PANNs CNN14 weights for KL / IS / FD: Cnn14_16k_mAP=0.438.pth (as audioldm_eval) or "
+                    "Cnn14_mAP=0.431.pth");
+    sub->add_option("--clap", o->instruments.clap,
+                    "LAION-CLAP weights for the CLAP score: 630k-audioset-best.pt");
+    sub->add_option("--clap-tokenizer", o->instruments.clap_tokenizer,
+                    "the roberta-base folder (vocab.json, merges.txt) for CLAP's text branch");
+    sub->add_option("--is-splits", o->is_splits, "Inception Score splits")
+        ->check(CLI::Range(1, 1000))
+        ->capture_default_str();
     sub->add_option("--wer", o->wer,
                     "word error rate of clips with a text: auto (when pocketsphinx is installed), on, off")
         ->check(CLI::IsMember({"auto", "on", "off"}))
@@ -718,6 +997,12 @@ void eval_rows(const std::string& path, std::vector<std::vector<std::string>>& r
     }
     return;
   }
+  if (j.value("command", std::string()) == "eval gen" && j.contains("instruments") &&
+      j["instruments"].is_object())
+    // Which files measured: the demo's tiny random-weight instruments say so by their names.
+    for (const auto& [k, v] : j["instruments"].items())
+      if (v.is_string() && !v.get<std::string>().empty() && k != "clap_tokenizer")
+        rows.push_back({name, "instrument " + k, fs::path(v.get<std::string>()).filename().string()});
   std::vector<std::pair<std::string, double>> leaves;
   numeric_leaves(j, "", leaves);
   for (const auto& [k, v] : leaves) rows.push_back({name, k, fmt::format("{:.4g}", v)});

@@ -79,6 +79,7 @@ void check_generate_options(const GenerateOptions& o, const SamplerConfig& sampl
 struct Job {
   gen::GenerationRequest request;
   std::string out, domain;
+  std::string reference;  // the clip of a manifest line used as the prompt (absolute)
 };
 
 std::vector<Job> read_prompt_file(const std::string& path, const RootConfig& cfg,
@@ -111,6 +112,11 @@ std::vector<Job> read_prompt_file(const std::string& path, const RootConfig& cfg
       // A manifest's speaker is its `speaker`, else its `label` (as training reads it).
       job.request.speaker = j.value("speaker", j.value("label", std::string()));
       job.request.task = j.value("task", std::string());
+      if (j.contains("audio") && j.at("audio").is_string()) {
+        fs::path a = j.at("audio").get<std::string>();
+        if (a.is_relative()) a = dir / a;
+        job.reference = fs::absolute(a).lexically_normal().string();
+      }
       if (j.contains("prompt_audio")) {
         fs::path a = j.at("prompt_audio").get<std::string>();
         if (a.is_relative()) a = dir / a;
@@ -255,10 +261,16 @@ int run_generate(const GenerateOptions& o, const Context& ctx) {
   }
   if (!o.out_dir.empty()) {
     // What `losatok eval gen` reads: each clip with the text it was generated from.
+    const std::string dit_task = cfg.section<DiTStageConfig>().task;
     std::string lines;
     for (const Job& job : jobs) {
       nlohmann::json j = {{"audio", fs::relative(job.out, o.out_dir).string()}, {"text", job.request.text}};
       if (!job.domain.empty()) j["domain"] = job.domain;
+      // The task it was generated for (a single-task DiT's own), by which `eval gen` groups clips.
+      const std::string task = !job.request.task.empty() ? job.request.task : dit_task;
+      if (!task.empty() && task != "joint") j["task"] = task;
+      // The clip the prompt came from: `eval gen` pairs the two for the KL.
+      if (!job.reference.empty()) j["reference"] = job.reference;
       lines += j.dump() + "\n";
     }
     write_file_atomic((fs::path(o.out_dir) / "generated.jsonl").string(), lines);

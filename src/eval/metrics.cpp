@@ -6,6 +6,8 @@
 
 #include <cmath>
 #include <limits>
+#include <numeric>
+#include <random>
 
 #include "losatok/audio/audio_io.h"
 #include "losatok/audio/mel.h"
@@ -232,6 +234,71 @@ double mean_pairwise_cosine_distance(const torch::Tensor& x_in) {
   const torch::Tensor g = u.mm(u.t());
   const double off_diagonal = (g.sum() - g.trace()).item<double>() / static_cast<double>(n * (n - 1));
   return 1.0 - off_diagonal;
+}
+
+const std::vector<GenMetric>& gen_metrics() {
+  static const std::vector<GenMetric> m = {
+      {"fad_vggish", "VGGish", 3, false},          {"fd_panns", "PANNs CNN14", 3, false},
+      {"kl_softmax", "PANNs CNN14", 3, false},     {"kl_sigmoid", "PANNs CNN14", 3, false},
+      {"inception_score", "PANNs CNN14", 3, true}, {"clap_score", "LAION-CLAP", 3, true},
+  };
+  return m;
+}
+
+PairedKl paired_kl(const torch::Tensor& gen_in, const torch::Tensor& ref_in, double eps) {
+  const torch::Tensor g = as_f64_rows(gen_in, "paired kl"), r = as_f64_rows(ref_in, "paired kl");
+  if (g.sizes() != r.sizes() || g.size(0) < 1)
+    throw Error("paired kl: need equally shaped non-empty (pairs, classes) outputs, got " +
+                c10::str(g.sizes()) + " and " + c10::str(r.sizes()));
+  const double n = static_cast<double>(g.size(0));
+  // F.kl_div(input, target, reduction="sum") = sum target (log target - input), 0 log 0 = 0.
+  auto kl_sum = [](const torch::Tensor& log_q, const torch::Tensor& p) {
+    return torch::where(p > 0, p * (p.log() - log_q), torch::zeros_like(p)).sum().item<double>();
+  };
+  PairedKl out;
+  out.softmax = kl_sum((g.softmax(1) + eps).log(), r.softmax(1)) / n;
+  out.sigmoid = kl_sum((g.sigmoid() + eps).log(), r.sigmoid()) / n;
+  out.pairs = g.size(0);
+  return out;
+}
+
+std::vector<int64_t> numpy_legacy_permutation(int64_t n, uint32_t seed) {
+  std::mt19937 g(seed);
+  std::vector<int64_t> a(static_cast<std::size_t>(std::max<int64_t>(n, 0)));
+  std::iota(a.begin(), a.end(), 0);
+  for (int64_t i = n - 1; i >= 1; --i) {
+    uint64_t mask = static_cast<uint64_t>(i);
+    for (int s = 1; s < 64; s <<= 1) mask |= mask >> s;  // the smallest 2^k - 1 >= i
+    uint64_t j;
+    do {
+      j = static_cast<uint64_t>(g()) & mask;
+    } while (j > static_cast<uint64_t>(i));
+    std::swap(a[static_cast<std::size_t>(i)], a[static_cast<std::size_t>(j)]);
+  }
+  return a;
+}
+
+InceptionScore inception_score(const torch::Tensor& logits_in, int splits, bool shuffle, uint32_t seed) {
+  torch::Tensor x = as_f64_rows(logits_in, "inception score");
+  const int64_t n = x.size(0);
+  if (splits < 1 || n < splits)
+    throw Error("inception score: " + std::to_string(n) + " clips cannot be cut into " +
+                std::to_string(splits) + " splits");
+  if (shuffle) x = x.index_select(0, torch::tensor(numpy_legacy_permutation(n, seed), torch::kLong));
+  const torch::Tensor p = x.softmax(1), log_p = x.log_softmax(1);
+  std::vector<double> scores;
+  for (int i = 0; i < splits; ++i) {
+    const int64_t a = i * n / splits, b = (i + 1) * n / splits;
+    const torch::Tensor pc = p.slice(0, a, b), lc = log_p.slice(0, a, b);
+    const torch::Tensor q = pc.mean(0, true);
+    scores.push_back(std::exp((pc * (lc - q.log())).sum(1).mean().item<double>()));
+  }
+  InceptionScore out;
+  out.splits = splits;
+  for (const double s : scores) out.mean += s / splits;
+  for (const double s : scores) out.std += (s - out.mean) * (s - out.mean) / splits;
+  out.std = std::sqrt(out.std);
+  return out;
 }
 
 double effective_rank(const torch::Tensor& x_in) {

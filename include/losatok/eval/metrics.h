@@ -95,6 +95,42 @@ double frechet_distance(const torch::Tensor& a, const torch::Tensor& b);
 // Mean over pairs i < j of the cosine distance 1 - cos(x_i, x_j) of rows (N, D), N >= 2.
 double mean_pairwise_cosine_distance(const torch::Tensor& x);
 
+// One metric of the generation family (`eval gen`, per set: all clips, each task or domain),
+// declared once: the key it writes, its instrument, decimals and direction.
+struct GenMetric {
+  const char* key;
+  const char* instrument;
+  int digits;
+  bool higher_better;
+};
+const std::vector<GenMetric>& gen_metrics();
+
+// KL divergence of paired tagger outputs as AudioGen / audioldm_eval compute it: rows (N, C) of
+// the generated and the reference clip of each pair; sum over pairs and classes of
+// KL(ref || gen) = sum ref (log ref - log(gen + eps)), divided by N (F.kl_div, reduction "sum").
+// `softmax` normalises each row over the classes; `sigmoid` takes the per-class sigmoids as they
+// are (as the tools do: not normalised, no 1 - p terms).
+struct PairedKl {
+  double softmax = 0, sigmoid = 0;
+  int64_t pairs = 0;
+};
+PairedKl paired_kl(const torch::Tensor& generated, const torch::Tensor& reference, double eps = 1e-6);
+
+// Inception Score (Salimans et al. 2016) as torch-fidelity (audioldm_eval's isc) computes it:
+// the rows (N, C) are logits, in float64, shuffled by numpy's RandomState(seed).permutation
+// (`shuffle`); `splits` consecutive chunks (chunk i holds rows [i N / splits, (i+1) N / splits));
+// per chunk exp(mean_rows KL(p(y|x) || mean_chunk p(y))); the mean and the population standard
+// deviation over chunks.
+struct InceptionScore {
+  double mean = 0, std = 0;
+  int splits = 0;
+};
+// numpy.random.RandomState(seed).permutation(n): MT19937 seeded as init_genrand(seed), then the
+// legacy Fisher-Yates from the end with masked rejection sampling of 32-bit draws.
+std::vector<int64_t> numpy_legacy_permutation(int64_t n, uint32_t seed);
+InceptionScore inception_score(const torch::Tensor& logits, int splits = 10, bool shuffle = true,
+                               uint32_t seed = 2020);
+
 // Effective rank (Roy & Vetterli 2007) of a feature matrix (N, D): exp of the Shannon entropy
 // of its singular values normalised to sum 1 (uncentred, as RankMe). Between 1 and min(N, D).
 double effective_rank(const torch::Tensor& x);

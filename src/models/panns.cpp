@@ -1,0 +1,145 @@
+// PANNs CNN14 from its published architecture (audioset_tagging_cnn's Cnn14): log-mel with a
+// per-bin batch norm, six conv blocks, mean over frequency, max + mean over time, fc1, the
+// AudioSet head. Evaluation mode only (no SpecAugment, dropout off).
+#include "losatok/models/panns.h"
+
+#include <torch/torch.h>
+
+#include <filesystem>
+
+#include "losatok/audio/mel.h"
+#include "losatok/core/error.h"
+#include "losatok/io/weights.h"
+
+namespace fs = std::filesystem;
+
+namespace losatok::models {
+
+MelConfig Cnn14FrontEnd::mel() const {
+  MelConfig c;
+  c.sample_rate = sample_rate;
+  c.n_fft = c.win_length = window;
+  c.hop_length = hop;
+  c.n_mels = mel_bins;
+  c.f_min = fmin;
+  c.f_max = fmax;
+  c.power = 2.0;
+  c.scale = "db";  // 10 log10(max(x, amin)) - 10 log10(max(amin, ref)), ref 1
+  c.mel_scale = "slaney";
+  c.mel_norm = "slaney";
+  c.floor = 1e-10;
+  c.top_db = 0.0;  // top_db None
+  c.center = true;
+  return c;
+}
+
+Cnn14ConvBlockImpl::Cnn14ConvBlockImpl(int64_t in, int64_t out) {
+  namespace nn = torch::nn;
+  conv1 = register_module("conv1", nn::Conv2d(nn::Conv2dOptions(in, out, 3).padding(1).bias(false)));
+  conv2 = register_module("conv2", nn::Conv2d(nn::Conv2dOptions(out, out, 3).padding(1).bias(false)));
+  bn1 = register_module("bn1", nn::BatchNorm2d(out));
+  bn2 = register_module("bn2", nn::BatchNorm2d(out));
+}
+
+torch::Tensor Cnn14ConvBlockImpl::forward(const torch::Tensor& x, int64_t pool) {
+  torch::Tensor h = torch::relu(bn1->forward(conv1->forward(x)));
+  h = torch::relu(bn2->forward(conv2->forward(h)));
+  return pool > 1 ? torch::avg_pool2d(h, {pool, pool}) : h;
+}
+
+Cnn14Impl::Cnn14Impl(const Cnn14FrontEnd& fe, const std::vector<int64_t>& c, int64_t fc, int64_t classes)
+    : front_end(fe), mel(std::make_shared<audio::LogMel>(fe.mel())) {
+  if (c.size() != 6) throw Error("cnn14: expected 6 block widths, got " + std::to_string(c.size()));
+  bn0 = register_module("bn0", torch::nn::BatchNorm2d(fe.mel_bins));
+  conv_block1 = register_module("conv_block1", Cnn14ConvBlock(1, c[0]));
+  conv_block2 = register_module("conv_block2", Cnn14ConvBlock(c[0], c[1]));
+  conv_block3 = register_module("conv_block3", Cnn14ConvBlock(c[1], c[2]));
+  conv_block4 = register_module("conv_block4", Cnn14ConvBlock(c[2], c[3]));
+  conv_block5 = register_module("conv_block5", Cnn14ConvBlock(c[3], c[4]));
+  conv_block6 = register_module("conv_block6", Cnn14ConvBlock(c[4], c[5]));
+  fc1 = register_module("fc1", torch::nn::Linear(c[5], fc));
+  fc_audioset = register_module("fc_audioset", torch::nn::Linear(fc, classes));
+}
+
+Cnn14Impl::~Cnn14Impl() = default;
+
+torch::Tensor Cnn14Impl::log_mel(const torch::Tensor& wave) const {
+  return (*mel)(wave.to(torch::kFloat32)).transpose(-1, -2);  // (B, T, mel_bins)
+}
+
+Cnn14Output Cnn14Impl::forward(const torch::Tensor& wave) {
+  torch::Tensor x = log_mel(wave.dim() == 1 ? wave.unsqueeze(0) : wave).unsqueeze(1);  // (B, 1, T, M)
+  x = bn0->forward(x.transpose(1, 3)).transpose(1, 3);                                 // per mel bin
+  x = conv_block1->forward(x, 2);
+  x = conv_block2->forward(x, 2);
+  x = conv_block3->forward(x, 2);
+  x = conv_block4->forward(x, 2);
+  x = conv_block5->forward(x, 2);
+  x = conv_block6->forward(x, 1);
+  x = x.mean(3);                          // (B, C, T')
+  x = std::get<0>(x.max(2)) + x.mean(2);  // (B, C)
+  Cnn14Output out;
+  out.embedding = torch::relu(fc1->forward(x));
+  out.logits = fc_audioset->forward(out.embedding);
+  out.clipwise = torch::sigmoid(out.logits);
+  return out;
+}
+
+Cnn14 load_cnn14(const std::string& path, const torch::Device& device) {
+  if (!fs::exists(path))
+    throw Error("PANNs CNN14 weights '" + path +
+                "' do not exist: supply Cnn14_16k_mAP=0.438.pth (16 kHz) or Cnn14_mAP=0.431.pth (32 kHz) "
+                "from zenodo.org/record/3987831 (the PANNs release); nothing is downloaded at run time");
+  const io::WeightSet w = io::read_weights(path);
+  io::TensorMap t;
+  // Released files hold {"model": state_dict, "iteration": ...}; a bare state dict works too.
+  for (const auto& [k, v] : w.tensors) t.emplace(k.rfind("model.", 0) == 0 ? k.substr(6) : k, v);
+  const std::string what = "PANNs CNN14 weights '" + w.source + "'";
+  auto weight = [&](const std::string& k, int64_t dim) {
+    const auto it = t.find(k);
+    if (it == t.end() || it->second.dim() != dim)
+      throw Error(what + ": no " + std::to_string(dim) + "-d tensor '" + k +
+                  "' (is this a released Cnn14 checkpoint?)");
+    return it->second;
+  };
+  Cnn14FrontEnd fe = Cnn14FrontEnd::variant_32k();
+  const std::string stft_key = "spectrogram_extractor.stft.conv_real.weight";
+  if (t.count(stft_key)) {
+    const int64_t n_fft = t.at(stft_key).size(-1);
+    if (n_fft == 512)
+      fe = Cnn14FrontEnd::variant_16k();
+    else if (n_fft != 1024)
+      throw Error(what + ": a " + std::to_string(n_fft) +
+                  "-point STFT is neither the 16 kHz (512) nor the 32 kHz (1024) CNN14");
+  } else if (t.count("logmel_extractor.melW") && t.at("logmel_extractor.melW").size(0) == 257) {
+    fe = Cnn14FrontEnd::variant_16k();
+  }
+  std::vector<int64_t> channels;
+  for (int i = 1; i <= 6; ++i)
+    channels.push_back(weight("conv_block" + std::to_string(i) + ".conv1.weight", 4).size(0));
+  const int64_t fc = weight("fc1.weight", 2).size(0);
+  const int64_t classes = weight("fc_audioset.weight", 2).size(0);
+  Cnn14 model(fe, channels, fc, classes);
+  if (const auto it = t.find("logmel_extractor.melW"); it != t.end()) {
+    const torch::Tensor ours = audio::melscale_fbanks(fe.window / 2 + 1, fe.fmin, fe.fmax, fe.mel_bins,
+                                                      fe.sample_rate, "slaney", "slaney")
+                                   .to(torch::kFloat64);
+    const torch::Tensor theirs = it->second.to(torch::kCPU, torch::kFloat64);
+    if (theirs.sizes() != ours.sizes() ||
+        (theirs - ours).abs().max().item<double>() > 1e-4 * ours.abs().max().item<double>())
+      throw Error(what + ": logmel_extractor.melW " + c10::str(theirs.sizes()) + " is not the " +
+                  std::to_string(fe.sample_rate / 1000) + " kHz CNN14's Slaney filterbank (" +
+                  std::to_string(fe.mel_bins) + " mels, " + std::to_string(static_cast<int>(fe.fmin)) + "-" +
+                  std::to_string(static_cast<int>(fe.fmax)) + " Hz)");
+  }
+  for (const char* k : {"spectrogram_extractor.stft.conv_real.weight",
+                        "spectrogram_extractor.stft.conv_imag.weight", "logmel_extractor.melW"})
+    t.erase(k);
+  io::load_weights(*model, t, w.source);
+  model->to(device);
+  model->eval();
+  for (auto& p : model->parameters()) p.set_requires_grad(false);
+  return model;
+}
+
+}  // namespace losatok::models
