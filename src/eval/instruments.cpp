@@ -5,22 +5,33 @@
 
 #include "losatok/audio/audio_io.h"
 #include "losatok/core/error.h"
+#include "losatok/models/clap.h"
 #include "losatok/models/panns.h"
 #include "losatok/models/vggish.h"
 
 namespace losatok::eval {
 
+namespace {
+constexpr int kClapRate = 48000;
+}  // namespace
+
 struct Instruments::Models {
   models::Vggish vggish{nullptr};
   models::Cnn14 panns{nullptr};
+  models::Clap clap{nullptr};
 };
 
 Instruments::Instruments(const InstrumentFiles& files, const torch::Device& device)
     : m_(std::make_unique<Models>()), device_(device) {
   if (!files.vggish.empty()) m_->vggish = models::load_vggish(files.vggish, device);
   if (!files.panns.empty()) m_->panns = models::load_cnn14(files.panns, device);
-  if (!files.clap.empty())
-    throw Error("CLAP '" + files.clap + "': the CLAP instrument is not built into this program");
+  if (!files.clap.empty()) {
+    if (files.clap_tokenizer.empty())
+      throw Error("CLAP '" + files.clap +
+                  "': its text branch needs the roberta-base tokenizer folder (vocab.json, merges.txt): give "
+                  "--clap-tokenizer");
+    m_->clap = models::load_clap(files.clap, files.clap_tokenizer, device);
+  }
 }
 
 Instruments::~Instruments() = default;
@@ -32,7 +43,7 @@ bool Instruments::has_panns() const {
   return !m_->panns.is_empty();
 }
 bool Instruments::has_clap() const {
-  return false;
+  return !m_->clap.is_empty();
 }
 int Instruments::panns_sample_rate() const {
   return has_panns() ? m_->panns->front_end.sample_rate : 0;
@@ -87,12 +98,21 @@ ClipMeasures Instruments::measure(const std::vector<float>& wave, int sample_rat
     out.panns_embedding = o.embedding[0].to(torch::kCPU);
     out.panns_logits = o.logits[0].to(torch::kCPU);
   }
-  (void)mono_mix;  // CLAP's input
+  if (has_clap()) {
+    // LAION-CLAP: the channels' average at 48 kHz, repeat-padded or cut to 10 s by the model.
+    std::vector<float> w =
+        sample_rate == kClapRate ? mono_mix : audio::resample(mono_mix, sample_rate, kClapRate);
+    const torch::Tensor t =
+        torch::from_blob(w.data(), {static_cast<int64_t>(w.size())}, torch::kFloat32).clone();
+    out.clap_audio = m_->clap->audio_embedding(std::vector<torch::Tensor>{t.to(device_)})[0].to(torch::kCPU);
+  }
   return out;
 }
 
-torch::Tensor Instruments::clap_text(const std::vector<std::string>&) const {
-  throw Error("CLAP text embedding: no CLAP checkpoint is loaded");
+torch::Tensor Instruments::clap_text(const std::vector<std::string>& texts) const {
+  if (!has_clap()) throw Error("CLAP text embedding: no CLAP checkpoint is loaded");
+  torch::NoGradGuard no_grad;
+  return m_->clap->text_embedding(texts).to(torch::kCPU);
 }
 
 }  // namespace losatok::eval

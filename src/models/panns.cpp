@@ -7,31 +7,13 @@
 
 #include <filesystem>
 
-#include "losatok/audio/mel.h"
+#include "losatok/audio/torchlibrosa.h"
 #include "losatok/core/error.h"
 #include "losatok/io/weights.h"
 
 namespace fs = std::filesystem;
 
 namespace losatok::models {
-
-MelConfig Cnn14FrontEnd::mel() const {
-  MelConfig c;
-  c.sample_rate = sample_rate;
-  c.n_fft = c.win_length = window;
-  c.hop_length = hop;
-  c.n_mels = mel_bins;
-  c.f_min = fmin;
-  c.f_max = fmax;
-  c.power = 2.0;
-  c.scale = "db";  // 10 log10(max(x, amin)) - 10 log10(max(amin, ref)), ref 1
-  c.mel_scale = "slaney";
-  c.mel_norm = "slaney";
-  c.floor = 1e-10;
-  c.top_db = 0.0;  // top_db None
-  c.center = true;
-  return c;
-}
 
 Cnn14ConvBlockImpl::Cnn14ConvBlockImpl(int64_t in, int64_t out) {
   namespace nn = torch::nn;
@@ -48,7 +30,9 @@ torch::Tensor Cnn14ConvBlockImpl::forward(const torch::Tensor& x, int64_t pool) 
 }
 
 Cnn14Impl::Cnn14Impl(const Cnn14FrontEnd& fe, const std::vector<int64_t>& c, int64_t fc, int64_t classes)
-    : front_end(fe), mel(std::make_shared<audio::LogMel>(fe.mel())) {
+    : front_end(fe) {
+  std::tie(conv_real, conv_imag) = audio::torchlibrosa_stft_kernels(fe.window);
+  mel_w = audio::librosa_slaney_mel(fe.sample_rate, fe.window, fe.mel_bins, fe.fmin, fe.fmax);
   if (c.size() != 6) throw Error("cnn14: expected 6 block widths, got " + std::to_string(c.size()));
   bn0 = register_module("bn0", torch::nn::BatchNorm2d(fe.mel_bins));
   conv_block1 = register_module("conv_block1", Cnn14ConvBlock(1, c[0]));
@@ -61,10 +45,10 @@ Cnn14Impl::Cnn14Impl(const Cnn14FrontEnd& fe, const std::vector<int64_t>& c, int
   fc_audioset = register_module("fc_audioset", torch::nn::Linear(fc, classes));
 }
 
-Cnn14Impl::~Cnn14Impl() = default;
-
 torch::Tensor Cnn14Impl::log_mel(const torch::Tensor& wave) const {
-  return (*mel)(wave.to(torch::kFloat32)).transpose(-1, -2);  // (B, T, mel_bins)
+  return audio::torchlibrosa_log_mel(
+      audio::torchlibrosa_power_spectrogram(wave, conv_real, conv_imag, front_end.hop),
+      mel_w);  // (B, T, mel_bins)
 }
 
 Cnn14Output Cnn14Impl::forward(const torch::Tensor& wave) {
@@ -120,16 +104,20 @@ Cnn14 load_cnn14(const std::string& path, const torch::Device& device) {
   const int64_t fc = weight("fc1.weight", 2).size(0);
   const int64_t classes = weight("fc_audioset.weight", 2).size(0);
   Cnn14 model(fe, channels, fc, classes);
-  if (const auto it = t.find("logmel_extractor.melW"); it != t.end()) {
-    const torch::Tensor ours = audio::melscale_fbanks(fe.window / 2 + 1, fe.fmin, fe.fmax, fe.mel_bins,
-                                                      fe.sample_rate, "slaney", "slaney")
-                                   .to(torch::kFloat64);
-    const torch::Tensor theirs = it->second.to(torch::kCPU, torch::kFloat64);
-    if (theirs.sizes() != ours.sizes() ||
-        (theirs - ours).abs().max().item<double>() > 1e-4 * ours.abs().max().item<double>())
-      throw Error(what + ": logmel_extractor.melW " + c10::str(theirs.sizes()) + " is not the " +
-                  std::to_string(fe.sample_rate / 1000) + " kHz CNN14's Slaney filterbank (" +
-                  std::to_string(fe.mel_bins) + " mels, " + std::to_string(static_cast<int>(fe.fmin)) + "-" +
+  // The file's front end must be the one recomputed (torchlibrosa's kernels and librosa's
+  // filterbank differ from ours by rounding only).
+  for (const auto& [key, ours] : {std::pair<std::string, torch::Tensor>{stft_key, model->conv_real},
+                                  {"spectrogram_extractor.stft.conv_imag.weight", model->conv_imag},
+                                  {"logmel_extractor.melW", model->mel_w}}) {
+    const auto it = t.find(key);
+    if (it == t.end()) continue;
+    const torch::Tensor theirs = it->second.to(torch::kCPU, torch::kFloat64), mine = ours.to(torch::kFloat64);
+    if (theirs.sizes() != mine.sizes() ||
+        (theirs - mine).abs().max().item<double>() > 1e-5 * mine.abs().max().item<double>())
+      throw Error(what + ": " + key + " " + c10::str(theirs.sizes()) + " is not the " +
+                  std::to_string(fe.sample_rate / 1000) + " kHz CNN14's front end (" +
+                  std::to_string(fe.window) + "-point STFT, " + std::to_string(fe.mel_bins) +
+                  " Slaney mels " + std::to_string(static_cast<int>(fe.fmin)) + "-" +
                   std::to_string(static_cast<int>(fe.fmax)) + " Hz)");
   }
   for (const char* k : {"spectrogram_extractor.stft.conv_real.weight",

@@ -110,8 +110,10 @@ TEST(EvalGenCli, InstrumentsMeasureSetsPerDomainAndPair) {
     tagged += line.substr(0, line.size() - 1) + ", \"domain\": \"" + (i % 2 ? "music" : "sound") +
               "\", \"text\": \"a tone\"}\n";
   test::write_text(corpus.dir.path("tagged.jsonl"), tagged);
+  const std::string clap = " --clap " + test::fixture("clap_tiny/630k-audioset-best.pt") +
+                           " --clap-tokenizer " + test::fixture("clap_tiny");
   const std::string inst = " --vggish " + test::fixture("vggish_tiny.pth") + " --panns " +
-                           test::fixture("panns16k_tiny.pth") + " --wer off";
+                           test::fixture("panns16k_tiny.pth") + clap + " --wer off";
   std::string out;
   // A set against itself: every distance and KL is 0.
   ASSERT_EQ(test::run_command(bin + "eval gen --generated " + corpus.dir.path("tagged.jsonl") +
@@ -132,6 +134,25 @@ TEST(EvalGenCli, InstrumentsMeasureSetsPerDomainAndPair) {
   EXPECT_EQ(self.at("domains").at("music").at("generated_clips").get<int>(), 4);
   EXPECT_NEAR(self.at("domains").at("sound").at("fad_vggish").get<double>(), 0.0, 1e-4);
   EXPECT_FALSE(self.contains("encoder_space"));  // no tokenizer given
+  // The CLAP score is the mean cosine of each clip's audio and caption embeddings, as `embed`
+  // writes them.
+  const std::string embed = bin + "embed --checkpoint " + test::fixture("clap_tiny/630k-audioset-best.pt") +
+                            " --clap-tokenizer " + test::fixture("clap_tiny");
+  ASSERT_EQ(test::run_command(embed + " --model clap-audio --manifest " + corpus.dir.path("tagged.jsonl") +
+                                  " --out " + corpus.dir.path("a.safetensors"),
+                              &out),
+            0)
+      << out;
+  ASSERT_EQ(test::run_command(
+                embed + " --model clap-text --text 'a tone' --out " + corpus.dir.path("t.safetensors"), &out),
+            0)
+      << out;
+  const torch::Tensor audio = io::load_safetensors(corpus.dir.path("a.safetensors")).tensors.at("embedding");
+  const torch::Tensor text = io::load_safetensors(corpus.dir.path("t.safetensors")).tensors.at("embedding");
+  ASSERT_EQ(audio.size(0), 9);
+  EXPECT_NEAR(audio.norm(2, 1).mean().item<double>(), 1.0, 1e-5);
+  EXPECT_NEAR(all.at("clap_score").get<double>(), audio.mm(text.t()).mean().item<double>(), 1e-5) << all;
+  EXPECT_EQ(all.at("clap_clips").get<int>(), 9);
   // Against other clips: positive distances, no pairs (other file names), so no KL.
   ASSERT_EQ(test::run_command(bin + "eval gen --generated " + corpus.train + " --reference " + corpus.valid +
                                   inst + " --out " + corpus.dir.path("other.json"),
@@ -150,6 +171,12 @@ TEST(EvalGenCli, InstrumentsMeasureSetsPerDomainAndPair) {
   EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 1) << out;
   EXPECT_NE(out.find("vggish-10086976.pth"), std::string::npos) << out;
   EXPECT_NE(out.find("torchvggish"), std::string::npos) << out;
+  // CLAP without its tokenizer folder.
+  EXPECT_EQ(test::run_command(bin + "eval gen --generated " + corpus.train + " --reference " + corpus.valid +
+                                  " --clap " + test::fixture("clap_tiny/630k-audioset-best.pt"),
+                              &out),
+            1);
+  EXPECT_NE(out.find("--clap-tokenizer"), std::string::npos) << out;
 }
 
 TEST(EmbedCli, WritesEachInstrumentsEmbeddings) {

@@ -15,16 +15,10 @@
 #include <string>
 #include <vector>
 
-#include "losatok/audio/mel_config.h"
-
-namespace losatok::audio {
-class LogMel;
-}
-
 namespace losatok::models {
 
-// The front end: torchlibrosa's centred power STFT (periodic Hann, reflect padding) and
-// librosa's Slaney mel filters, 10 log10(max(x, 1e-10)) without a dB range.
+// The front end (audio/torchlibrosa.h): torchlibrosa's centred power STFT (periodic Hann,
+// reflect padding) and librosa's Slaney mel filters, 10 log10(max(x, 1e-10)) without a dB range.
 struct Cnn14FrontEnd {
   int sample_rate = 32000;
   int window = 1024, hop = 320, mel_bins = 64;
@@ -32,7 +26,6 @@ struct Cnn14FrontEnd {
   // The 16 kHz variant (window 512, hop 160, fmax 8000) and the 32 kHz original.
   static Cnn14FrontEnd variant_16k() { return {16000, 512, 160, 64, 50.0, 8000.0}; }
   static Cnn14FrontEnd variant_32k() { return {}; }
-  MelConfig mel() const;
 };
 
 // conv1 / bn1 / ReLU / conv2 / bn2 / ReLU / average pool.
@@ -54,7 +47,6 @@ struct Cnn14Impl : torch::nn::Module {
   // channels: the six block widths (64 ... 2048); fc: fc1's width (2048); classes: 527.
   Cnn14Impl(const Cnn14FrontEnd& front_end, const std::vector<int64_t>& channels, int64_t fc,
             int64_t classes);
-  ~Cnn14Impl() override;
   // The log-mel (B, T, mel_bins) of waves (B, N) at front_end.sample_rate.
   torch::Tensor log_mel(const torch::Tensor& wave) const;
   // waves (B, N) -> outputs; clips of one batch share their length (padding would change the
@@ -62,7 +54,9 @@ struct Cnn14Impl : torch::nn::Module {
   Cnn14Output forward(const torch::Tensor& wave);
 
   Cnn14FrontEnd front_end;
-  std::shared_ptr<audio::LogMel> mel;
+  // The STFT kernels and the filterbank, recomputed (not registered: the file's copies are checked
+  // against them, not loaded).
+  torch::Tensor conv_real, conv_imag, mel_w;
   torch::nn::BatchNorm2d bn0{nullptr};
   Cnn14ConvBlock conv_block1{nullptr}, conv_block2{nullptr}, conv_block3{nullptr}, conv_block4{nullptr},
       conv_block5{nullptr}, conv_block6{nullptr};
@@ -72,8 +66,8 @@ TORCH_MODULE(Cnn14);
 
 // Reads a released CNN14 checkpoint onto `device`, frozen in eval mode. The variant is the one
 // whose STFT size matches the file's `spectrogram_extractor.stft.conv_real.weight`; the file's
-// STFT kernels and `logmel_extractor.melW` are recomputed, and checked against it when present (a
-// filterbank for another sample rate or band is an error naming the file).
+// STFT kernels and `logmel_extractor.melW` are recomputed and checked against the file's when
+// present (kernels or a filterbank for another size, rate or band are an error naming the file).
 Cnn14 load_cnn14(const std::string& path, const torch::Device& device);
 
 }  // namespace losatok::models
