@@ -521,8 +521,7 @@ Clap load_clap(const std::string& checkpoint, const std::string& tokenizer_dir, 
                 " tokens, more than the checkpoint's " + std::to_string(config.text.vocab_size));
   const io::LoadReport report = io::load_weights(*model, w, checkpoint);
   io::log_load_report(checkpoint, report);
-  model->eval();
-  for (auto& p : model->parameters()) p.set_requires_grad(false);
+  freeze(*model);
   model->to(device);  // float32 as built (int64 buffers stay int64)
   model->device = device;
   model->tokenizer = std::move(tokenizer);

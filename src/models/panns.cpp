@@ -10,6 +10,7 @@
 #include "losatok/audio/torchlibrosa.h"
 #include "losatok/core/error.h"
 #include "losatok/io/weights.h"
+#include "losatok/models/layers.h"
 
 namespace fs = std::filesystem;
 
@@ -125,8 +126,7 @@ Cnn14 load_cnn14(const std::string& path, const torch::Device& device) {
     t.erase(k);
   io::load_weights(*model, t, w.source);
   model->to(device);
-  model->eval();
-  for (auto& p : model->parameters()) p.set_requires_grad(false);
+  freeze(*model);
   return model;
 }
 

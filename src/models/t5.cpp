@@ -261,8 +261,7 @@ T5TextEncoder::T5TextEncoder(const std::string& dir, const torch::Device& device
   model_ = T5EncoderModel(config_);
   const io::LoadReport report = io::load_weights(*model_, tensors, w.source);
   io::log_load_report(w.source, report);
-  model_->eval();
-  for (auto& p : model_->parameters()) p.set_requires_grad(false);
+  freeze(*model_);
   weights_hash_ = data::hash_tensors(io::module_state(*model_));
   {
     std::ifstream cj(config_path, std::ios::binary), sp(spm_path, std::ios::binary);

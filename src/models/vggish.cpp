@@ -10,6 +10,7 @@
 
 #include "losatok/core/error.h"
 #include "losatok/io/weights.h"
+#include "losatok/models/layers.h"
 
 namespace fs = std::filesystem;
 
@@ -119,8 +120,7 @@ Vggish load_vggish(const std::string& path, const torch::Device& device) {
   Vggish model(channels, fc, dim);
   io::load_weights(*model, t, w.source);
   model->to(device);
-  model->eval();
-  for (auto& p : model->parameters()) p.set_requires_grad(false);
+  freeze(*model);
   return model;
 }
 

@@ -11,4 +11,10 @@ inline torch::Tensor apply_linear(const torch::nn::Linear& l, const torch::Tenso
   return torch::linear(x, l->weight, l->bias);
 }
 
+// A frozen teacher or instrument: evaluation mode, no gradients.
+inline void freeze(torch::nn::Module& m) {
+  m.eval();
+  for (auto& p : m.parameters()) p.set_requires_grad(false);
+}
+
 }  // namespace losatok::models
