@@ -999,10 +999,10 @@ void eval_rows(const std::string& path, std::vector<std::vector<std::string>>& r
   }
   if (j.value("command", std::string()) == "eval gen" && j.contains("instruments") &&
       j["instruments"].is_object())
-    // Which files measured: the demo's tiny random-weight instruments say so by their names.
+    // Which files measured: the demo's tiny random-weight instruments say so by their paths.
     for (const auto& [k, v] : j["instruments"].items())
       if (v.is_string() && !v.get<std::string>().empty() && k != "clap_tokenizer")
-        rows.push_back({name, "instrument " + k, fs::path(v.get<std::string>()).filename().string()});
+        rows.push_back({name, "instrument " + k, v.get<std::string>()});
   std::vector<std::pair<std::string, double>> leaves;
   numeric_leaves(j, "", leaves);
   for (const auto& [k, v] : leaves) rows.push_back({name, k, fmt::format("{:.4g}", v)});

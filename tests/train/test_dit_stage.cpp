@@ -286,6 +286,22 @@ TEST(DiTGenerate, ExtractTrainAndGenerateWavsOfTheRequestedDuration) {
       << out;
   EXPECT_EQ(audio::probe_audio(dir.path("gen/gen-000.wav")).frames, 20 * 640);
   EXPECT_EQ(audio::probe_audio(dir.path("gen/bell.wav")).frames, 50 * 640);
+  // generated.jsonl records each clip's task; `eval gen` given the DiT finds its tokenizer for the
+  // encoder-space distance.
+  EXPECT_NE(test::read_bytes(dir.path("gen/generated.jsonl")).find("\"task\":\"tta\""), std::string::npos);
+  ASSERT_EQ(
+      test::run_command(bin() + "eval gen --checkpoint " + ckpt + " --generated " + dir.path("gen") +
+                            " --reference " + corpus.train + " --vggish " + test::fixture("vggish_tiny.pth") +
+                            " --wer off --out " + dir.path("gen.json"),
+                        &out),
+      0)
+      << out;
+  {
+    std::ifstream in(dir.path("gen.json"));
+    const nlohmann::json g = nlohmann::json::parse(in);
+    EXPECT_EQ(g.at("encoder_space").at("tokenizer").get<std::string>(), tok) << g;
+    EXPECT_TRUE(g.at("overall").at("fad_vggish").is_number()) << g;
+  }
   // TTS with an audio prompt: the output is the continuation only, its length from the
   // prompt's speaking rate (or given).
   const std::string tts = dir.path("dit_tts/checkpoints/step-3");
