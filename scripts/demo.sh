@@ -12,7 +12,9 @@
 #   DEVICE=cuda CONFIG_SIZE=paper scripts/demo.sh   the paper's sizes on a GPU (README)
 # Environment: BUILD_DIR (build), DEMO_DIR (demo), CORPUS_DIR (DEMO_DIR/corpus), SKIP_BUILD=1
 # (use BUILD_DIR's binary as it is), DEVICE (cpu), CONFIG_SIZE (tiny | paper), T5_DIR (the DiTs'
-# caption encoder, a Hugging Face Flan-T5 folder; default the tiny random T5 of tests/fixtures).
+# caption encoder, a Hugging Face Flan-T5 folder; default the tiny random T5 of tests/fixtures),
+# VGGISH, PANNS, CLAP, CLAP_TOKENIZER (eval gen's instruments: the official files; default the
+# tiny random-weight ones of tests/fixtures).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD_DIR="${BUILD_DIR:-build}"
@@ -146,11 +148,19 @@ for r in mae mae_untrained; do
     --representation semantic --out "$ev/probe_$r.json"
 done
 
-section "eval gen: Frechet distance in the frozen encoder's space, diversity, WER"
+section "eval gen: FAD (VGGish), KL / IS / FD (PANNs), CLAP score, encoder-space FD, WER"
+# The paper's instruments. Their official files cannot ship with the demo: unless VGGISH, PANNS,
+# CLAP (and CLAP_TOKENIZER) name them, the tiny RANDOM-WEIGHT instruments of tests/fixtures run
+# (the official layouts, real front ends): their numbers test the plumbing, not the audio.
+instruments=(--vggish "${VGGISH:-tests/fixtures/vggish_tiny.pth}" --panns "${PANNS:-tests/fixtures/panns16k_tiny.pth}"
+  --clap "${CLAP:-tests/fixtures/clap_tiny/630k-audioset-best.pt}" --clap-tokenizer "${CLAP_TOKENIZER:-tests/fixtures/clap_tiny}")
+[ -z "${VGGISH:-}${PANNS:-}${CLAP:-}" ] &&
+  echo "(random-weight tiny instruments from tests/fixtures: set VGGISH, PANNS, CLAP, CLAP_TOKENIZER for the official files)"
 "$bin" --log-level warn eval gen --checkpoint "$tok" --device "$DEVICE" --generated "$OUT/generated/tta" \
-  --reference "$OUT/tta.test.jsonl" --wer off --out "$ev/gen_tta.json"
+  --reference "$OUT/tta.test.jsonl" "${instruments[@]}" --wer off --out "$ev/gen_tta.json"
 "$bin" --log-level warn eval gen --checkpoint "$tok" --device "$DEVICE" --generated "$OUT/generated/tts" \
-  --reference "$m/speech.test.jsonl" --wer-clips "$( [ "$FAST" = 1 ] && echo 3 || echo 8 )" --out "$ev/gen_tts.json"
+  --reference "$m/speech.test.jsonl" "${instruments[@]}" --wer-clips "$( [ "$FAST" = 1 ] && echo 3 || echo 8 )" \
+  --out "$ev/gen_tts.json"
 
 section "eval rank: effective rank and PCA variance, 1280-d vs 128-d"
 "$bin" --log-level warn eval rank --checkpoint "$tok" --device "$DEVICE" --manifest "$m/all.train.jsonl" \
@@ -184,7 +194,8 @@ for check in "$ev/recon.json:.overall.mel_distance,.overall.si_sdr,.overall.stoi
   "$ev/probe_acoustic_only.json:.representations.latent.tasks.domain.linear_accuracy" \
   "$ev/probe_mae.json:.representations.semantic.tasks.domain.knn_accuracy" \
   "$ev/probe_mae_untrained.json:.representations.semantic.tasks.domain.knn_accuracy" \
-  "$ev/gen_tta.json:.frechet_distance,.diversity_generated" "$ev/gen_tts.json:.frechet_distance" \
+  "$ev/gen_tta.json:.encoder_space.frechet_distance,.encoder_space.diversity_generated,.overall.fad_vggish,.overall.fd_panns,.overall.kl_softmax,.overall.kl_sigmoid,.overall.inception_score,.overall.clap_score" \
+  "$ev/gen_tts.json:.encoder_space.frechet_distance,.overall.fad_vggish,.overall.clap_score" \
   "$ev/rank.json:.features.semantic.effective_rank,.features.latent.effective_rank" \
   "$ev/recon.json:.overall.mel_dac"; do
   file="${check%%:*}"
