@@ -66,10 +66,6 @@ ClipMeasures Instruments::measure(const data::ManifestEntry& clip) const {
   return measure(first, a.sample_rate, a.channels > 1 ? audio::downmix(a) : first);
 }
 
-ClipMeasures Instruments::measure(const std::vector<float>& wave, int sample_rate) const {
-  return measure(wave, sample_rate, wave);
-}
-
 ClipMeasures Instruments::measure(const std::vector<float>& wave, int sample_rate,
                                   const std::vector<float>& mono_mix) const {
   torch::NoGradGuard no_grad;

@@ -54,16 +54,16 @@ class Instruments {
   // model's rate (libsoxr, not torchaudio / resampy) and zero-padded to kMinSamples; CLAP sees
   // the channels' average at 48 kHz.
   ClipMeasures measure(const data::ManifestEntry& clip) const;
-  // The same for audio already loaded, mono at `sample_rate`.
-  ClipMeasures measure(const std::vector<float>& wave, int sample_rate) const;
+  // The same for audio already loaded at `sample_rate`: its first channel, and the average of its
+  // channels (the same vector for mono).
+  ClipMeasures measure(const std::vector<float>& first_channel, int sample_rate,
+                       const std::vector<float>& mono_mix) const;
   // audioldm_eval's pad_short_audio: at least 32000 samples at the model's rate.
   static constexpr int64_t kMinSamples = 32000;
   // CLAP text embeddings (B, 512), L2-normalised.
   torch::Tensor clap_text(const std::vector<std::string>& texts) const;
 
  private:
-  ClipMeasures measure(const std::vector<float>& first_channel, int sample_rate,
-                       const std::vector<float>& mono_mix) const;
   struct Models;
   std::unique_ptr<Models> m_;
   torch::Device device_;
