@@ -58,7 +58,7 @@ int run_embed(const EmbedOptions& o) {
     out["embedding"] = instruments.clap_text(texts).cpu().contiguous();
     for (const auto& t : texts) names.push_back(t);
   } else {
-    std::vector<torch::Tensor> emb, logits, clipwise;
+    std::vector<torch::Tensor> emb, logits;
     std::vector<int64_t> rows;
     for (const auto& c : clips) {
       eval::ClipMeasures m;
@@ -72,8 +72,6 @@ int run_embed(const EmbedOptions& o) {
       if (o.model == "vggish") {
         emb.push_back(m.vggish);
         rows.push_back(m.vggish.size(0));
-        if (m.vggish.size(0) == 0)
-          spdlog::warn("embed: '{}' is shorter than one VGGish example (0.975 s)", c.audio);
       } else if (o.model == "panns") {
         emb.push_back(m.panns_embedding.unsqueeze(0));
         logits.push_back(m.panns_logits.unsqueeze(0));

@@ -85,8 +85,7 @@ ClipMeasures Instruments::measure(const std::vector<float>& wave, int sample_rat
   if (has_vggish()) {
     const torch::Tensor examples =
         models::vggish_examples(at_rate(centred, models::VggishFrontEnd::kSampleRate, kMinSamples));
-    out.vggish = examples.size(0) > 0 ? m_->vggish->forward(examples.to(device_)).to(torch::kCPU)
-                                      : torch::zeros({0, m_->vggish->embedding_dim});
+    out.vggish = m_->vggish->forward(examples.to(device_)).to(torch::kCPU);  // 2 s and more: >= 2 rows
   }
   if (has_panns()) {
     const torch::Tensor w = at_rate(centred, panns_sample_rate(), kMinSamples);

@@ -111,7 +111,7 @@ Cnn14 load_cnn14(const std::string& path, const torch::Device& device) {
                                   {"spectrogram_extractor.stft.conv_imag.weight", model->conv_imag},
                                   {"logmel_extractor.melW", model->mel_w}}) {
     const auto it = t.find(key);
-    if (it == t.end()) continue;
+    if (it == t.end()) continue;  // recomputed either way
     const torch::Tensor theirs = it->second.to(torch::kCPU, torch::kFloat64), mine = ours.to(torch::kFloat64);
     if (theirs.sizes() != mine.sizes() ||
         (theirs - mine).abs().max().item<double>() > 1e-5 * mine.abs().max().item<double>())
@@ -120,10 +120,8 @@ Cnn14 load_cnn14(const std::string& path, const torch::Device& device) {
                   std::to_string(fe.window) + "-point STFT, " + std::to_string(fe.mel_bins) +
                   " Slaney mels " + std::to_string(static_cast<int>(fe.fmin)) + "-" +
                   std::to_string(static_cast<int>(fe.fmax)) + " Hz)");
+    t.erase(it);  // checked, not loaded
   }
-  for (const char* k : {"spectrogram_extractor.stft.conv_real.weight",
-                        "spectrogram_extractor.stft.conv_imag.weight", "logmel_extractor.melW"})
-    t.erase(k);
   io::load_weights(*model, t, w.source);
   model->to(device);
   freeze(*model);

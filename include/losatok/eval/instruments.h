@@ -29,7 +29,7 @@ struct InstrumentFiles {
 
 // One clip measured by every loaded instrument (undefined tensors for the others).
 struct ClipMeasures {
-  torch::Tensor vggish;           // (E, 128): one row per 0.96 s example, E = 0 under 0.975 s
+  torch::Tensor vggish;           // (E, 128): one row per 0.96 s example (E >= 2: clips are padded to 2 s)
   torch::Tensor panns_embedding;  // (2048)
   torch::Tensor panns_logits;     // (527) before the sigmoid
   torch::Tensor clap_audio;       // (512), L2-normalised
