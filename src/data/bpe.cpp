@@ -291,6 +291,16 @@ std::vector<std::string> gpt2_pretokenize(const std::string& text) {
   return out;
 }
 
+std::vector<std::string> gpt2_byte_symbols() {
+  std::vector<std::string> symbols(256);
+  int next = 256;
+  for (int b = 0; b < 256; ++b) {
+    const bool printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
+    symbols[b] = encode_utf8(printable ? b : next++);
+  }
+  return symbols;
+}
+
 ByteLevelBpe::ByteLevelBpe(const std::string& vocab_path, const std::string& merges_path)
     : vocab_path_(vocab_path), merges_path_(merges_path) {
   {
@@ -333,14 +343,7 @@ ByteLevelBpe::ByteLevelBpe(const std::string& vocab_path, const std::string& mer
                      static_cast<int>(ranks_.size()));
     }
   }
-  // GPT-2's bytes_to_unicode: printable Latin-1 bytes stand for themselves, the others for
-  // 256, 257, ... in byte order.
-  byte_symbol_.resize(256);
-  int next = 256;
-  for (int b = 0; b < 256; ++b) {
-    const bool printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
-    byte_symbol_[b] = encode_utf8(printable ? b : next++);
-  }
+  byte_symbol_ = gpt2_byte_symbols();
 }
 
 std::vector<std::string> ByteLevelBpe::bpe(const std::string& word) const {

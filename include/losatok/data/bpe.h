@@ -17,6 +17,10 @@ namespace losatok::data {
 // Invalid UTF-8 bytes count as single code points of no class. Returns the pieces' bytes.
 std::vector<std::string> gpt2_pretokenize(const std::string& text);
 
+// GPT-2's bytes_to_unicode: byte -> the UTF-8 of its printable stand-in (printable Latin-1
+// bytes stand for themselves, the others for U+0100, U+0101, ... in byte order).
+std::vector<std::string> gpt2_byte_symbols();
+
 class ByteLevelBpe {
  public:
   // vocab.json (token -> id) and merges.txt (one "a b" pair a line, ranked by order; a
