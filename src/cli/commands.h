@@ -48,6 +48,7 @@ void add_weights_commands(CLI::App& app, Context& ctx);  // import, export
 void add_extract_command(CLI::App& app, Context& ctx);
 void add_text_encode_command(CLI::App& app, Context& ctx);  // one text through a T5 encoder
 void add_embed_command(CLI::App& app, Context& ctx);        // the generation instruments' embeddings
+void add_transcribe_command(CLI::App& app, Context& ctx);   // Whisper transcripts
 void add_train_command(CLI::App& app, Context& ctx);
 void add_bench_command(CLI::App& app, Context& ctx);
 void add_generate_command(CLI::App& app, Context& ctx);

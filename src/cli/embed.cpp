@@ -1,5 +1,6 @@
-// `losatok embed`: the generation instruments' embeddings (VGGish, PANNs CNN14, LAION-CLAP audio
-// and text) of clips or texts, to a safetensors file, for analysis and for checks against Python.
+// `losatok embed`: the evaluation instruments' embeddings (VGGish, PANNs CNN14, LAION-CLAP audio
+// and text, WavLM-SV speaker embeddings, Whisper's encoder) of clips or texts, to a safetensors
+// file, for analysis and for checks against Python.
 #include <torch/torch.h>
 
 #include <nlohmann/json.hpp>
@@ -10,6 +11,7 @@
 #include "losatok/core/logging.h"
 #include "losatok/data/manifest.h"
 #include "losatok/eval/instruments.h"
+#include "losatok/eval/speech_instruments.h"
 #include "losatok/io/weights.h"
 
 namespace losatok::cli {
@@ -21,6 +23,55 @@ struct EmbedOptions {
   std::vector<std::string> texts;
 };
 
+std::vector<data::ManifestEntry> embed_clips(const EmbedOptions& o) {
+  std::vector<data::ManifestEntry> clips;
+  if (!o.manifest.empty()) {
+    clips = data::read_manifest(o.manifest);
+  } else if (!o.input.empty()) {
+    data::ManifestEntry e;
+    e.audio = o.input;
+    clips.push_back(e);
+  }
+  return clips;
+}
+
+std::string clip_place(const data::ManifestEntry& c) {
+  return "'" + c.audio + "'" + (c.line ? " (line " + std::to_string(c.line) + ")" : "");
+}
+
+// The speech instruments: one speaker embedding a clip, or Whisper's encoder frames of each clip
+// (rows of all clips, with frames_per_clip).
+int run_speech_embed(const EmbedOptions& o) {
+  eval::SpeechInstrumentFiles files;
+  (o.model == "wavlm-sv" ? files.speaker : files.whisper) = o.checkpoint;
+  files.whisper_encoder_only = true;
+  const eval::SpeechInstruments instruments(files, resolve_device(o.device));
+  std::vector<torch::Tensor> rows;
+  std::vector<int64_t> frames;
+  nlohmann::json names = nlohmann::json::array();
+  for (const auto& c : embed_clips(o)) {
+    try {
+      const torch::Tensor wave = eval::SpeechInstruments::read_16k(c);
+      if (o.model == "wavlm-sv") {
+        rows.push_back(instruments.speaker_embedding(wave).unsqueeze(0));
+      } else {
+        rows.push_back(instruments.whisper_encoder(wave).cpu());
+        frames.push_back(rows.back().size(0));
+      }
+    } catch (const Error& e) {
+      throw Error("embed: " + clip_place(c) + ": " + first_line(e.what()));
+    }
+    names.push_back(c.audio);
+  }
+  io::TensorMap out;
+  out["embedding"] = torch::cat(rows).contiguous();
+  if (!frames.empty()) out["frames_per_clip"] = torch::tensor(frames, torch::kLong);
+  io::save_weights(o.out, out, "safetensors",
+                   {{"model", o.model}, {"checkpoint", o.checkpoint}, {"inputs", names.dump()}});
+  spdlog::info("{}: {} {} rows of {}", o.out, o.model, out["embedding"].size(0), out["embedding"].size(1));
+  return 0;
+}
+
 int run_embed(const EmbedOptions& o) {
   const int sources = !o.input.empty() + !o.manifest.empty() + !o.texts.empty();
   if (sources != 1) throw Error("embed: give exactly one of --input, --manifest, --text");
@@ -28,6 +79,7 @@ int run_embed(const EmbedOptions& o) {
   if (text_model && !o.input.empty())
     throw Error("embed: --model clap-text embeds texts: give --text or a --manifest with texts");
   if (!text_model && !o.texts.empty()) throw Error("embed: --text needs --model clap-text");
+  if (o.model == "wavlm-sv" || o.model == "whisper-encoder") return run_speech_embed(o);
   eval::InstrumentFiles files;
   if (o.model == "vggish") files.vggish = o.checkpoint;
   if (o.model == "panns") files.panns = o.checkpoint;
@@ -37,14 +89,7 @@ int run_embed(const EmbedOptions& o) {
   }
   const eval::Instruments instruments(files, resolve_device(o.device));
 
-  std::vector<data::ManifestEntry> clips;
-  if (!o.manifest.empty()) {
-    clips = data::read_manifest(o.manifest);
-  } else if (!o.input.empty()) {
-    data::ManifestEntry e;
-    e.audio = o.input;
-    clips.push_back(e);
-  }
+  const std::vector<data::ManifestEntry> clips = embed_clips(o);
   io::TensorMap out;
   nlohmann::json names = nlohmann::json::array();
   if (text_model) {
@@ -65,8 +110,7 @@ int run_embed(const EmbedOptions& o) {
       try {
         m = instruments.measure(c);
       } catch (const Error& e) {
-        throw Error("embed: '" + c.audio + "'" + (c.line ? " (line " + std::to_string(c.line) + ")" : "") +
-                    ": " + first_line(e.what()));
+        throw Error("embed: " + clip_place(c) + ": " + first_line(e.what()));
       }
       names.push_back(c.audio);
       if (o.model == "vggish") {
@@ -97,14 +141,16 @@ int run_embed(const EmbedOptions& o) {
 void add_embed_command(CLI::App& app, Context& ctx) {
   auto* sub = app.add_subcommand(
       "embed",
-      "an instrument's embeddings of clips or texts (VGGish, PANNs CNN14, LAION-CLAP) -> safetensors");
+      "an instrument's embeddings of clips or texts (VGGish, PANNs CNN14, LAION-CLAP, WavLM-SV, Whisper "
+      "encoder) -> safetensors");
   auto o = std::make_shared<EmbedOptions>();
-  sub->add_option("--model", o->model, "vggish | panns | clap-audio | clap-text")
+  sub->add_option("--model", o->model, "vggish | panns | clap-audio | clap-text | wavlm-sv | whisper-encoder")
       ->required()
-      ->check(CLI::IsMember({"vggish", "panns", "clap-audio", "clap-text"}));
+      ->check(CLI::IsMember({"vggish", "panns", "clap-audio", "clap-text", "wavlm-sv", "whisper-encoder"}));
   sub->add_option("--checkpoint", o->checkpoint,
                   "the instrument's official file: vggish-10086976.pth, Cnn14_16k_mAP=0.438.pth / "
-                  "Cnn14_mAP=0.431.pth, 630k-audioset-best.pt")
+                  "Cnn14_mAP=0.431.pth, 630k-audioset-best.pt, wavlm_large_finetune.pth, Whisper's .pt or "
+                  "Hugging Face folder")
       ->required();
   sub->add_option("--clap-tokenizer", o->tokenizer, "CLAP: the roberta-base folder (vocab.json, merges.txt)");
   sub->add_option("--input", o->input, "one audio file");
@@ -112,7 +158,7 @@ void add_embed_command(CLI::App& app, Context& ctx) {
   sub->add_option("--text", o->texts, "clap-text: a caption (repeatable)");
   sub->add_option("--out", o->out,
                   "output .safetensors: embedding (rows, D); vggish: examples_per_clip; panns: logits, "
-                  "clipwise_output")
+                  "clipwise_output; whisper-encoder: frames_per_clip")
       ->required();
   sub->add_option("--device", o->device, "cpu, cuda or cuda:N")->capture_default_str();
   sub->callback([&ctx, o]() { ctx.action = [o]() { return run_embed(*o); }; });

@@ -27,6 +27,7 @@
 #include "losatok/eval/plot.h"
 #include "losatok/eval/probe.h"
 #include "losatok/eval/representations.h"
+#include "losatok/eval/speech_instruments.h"
 #include "losatok/gen/dit_pipeline.h"
 #include "losatok/models/tokenizer_checkpoint.h"
 #include "model_setup.h"
@@ -346,9 +347,10 @@ struct GenOptions {
   ModelOptions model;  // optional here: the tokenizer (or a DiT naming one) for the encoder-space FD
   ConfigOptions config;
   eval::InstrumentFiles instruments;
+  eval::SpeechInstrumentFiles speech;
   std::string generated, reference, out = "eval_gen.json";
-  std::string wer = "auto";  // auto | on | off
-  int wer_clips = 20;
+  std::string wer = "auto";  // auto | on | off | whisper | pocketsphinx
+  int wer_clips = 20;        // 0: all
   int batch_size = 8;
   int is_splits = 10;
 };
@@ -438,6 +440,35 @@ std::string encoder_checkpoint(const GenOptions& o, const Context& ctx) {
   return tok;
 }
 
+// (generated, reference) index pairs: the reference each prompt came from, else the reference of
+// the same file name (audioldm_eval pairs by file name).
+std::vector<std::pair<std::size_t, std::size_t>> reference_pairs(const std::vector<GeneratedClip>& gen_clips,
+                                                                 const std::vector<data::Clip>& ref_clips) {
+  std::map<std::string, std::size_t> ref_by_path, ref_by_name;
+  for (std::size_t i = 0; i < ref_clips.size(); ++i) {
+    ref_by_path.emplace(canonical_or_self(ref_clips[i].entry.audio), i);
+    ref_by_name.emplace(fs::path(ref_clips[i].entry.audio).filename().string(), i);
+  }
+  std::vector<std::pair<std::size_t, std::size_t>> pairs;
+  for (std::size_t i = 0; i < gen_clips.size(); ++i) {
+    const auto& g = gen_clips[i];
+    if (!g.reference.empty()) {
+      if (const auto it = ref_by_path.find(g.reference); it != ref_by_path.end())
+        pairs.emplace_back(i, it->second);
+    } else if (const auto it = ref_by_name.find(fs::path(g.clip.entry.audio).filename().string());
+               it != ref_by_name.end()) {
+      pairs.emplace_back(i, it->second);
+    }
+  }
+  return pairs;
+}
+
+// Speech for the TTS instruments: generated for TTS, or of no recorded task in the speech domain
+// (or none).
+bool is_speech(const std::string& task, const std::string& domain) {
+  return task == "tts" || (task.empty() && (domain.empty() || domain == "speech"));
+}
+
 // One set of generated clips (a task or domain, or all) against its references.
 json gen_group_metrics(const std::vector<std::size_t>& gen, const std::vector<std::size_t>& ref,
                        const std::vector<std::pair<std::size_t, std::size_t>>& pairs,
@@ -522,6 +553,22 @@ int run_gen(const GenOptions& o, const Context& ctx) {
             {"generated_clips", gen_clips.size()},
             {"reference_clips", ref_clips.size()}};
   std::vector<std::vector<std::string>> rows = {{"set", "metric", "value"}};
+  const std::vector<std::pair<std::size_t, std::size_t>> pairs = reference_pairs(gen_clips, ref_clips);
+  // The speech instruments: Whisper only when it is the WER's recogniser.
+  eval::SpeechInstrumentFiles speech_files = o.speech;
+  const bool whisper_wer =
+      o.wer == "whisper" || ((o.wer == "auto" || o.wer == "on") && !o.speech.whisper.empty());
+  if (o.wer == "whisper" && o.speech.whisper.empty())
+    throw Error("eval gen: --wer whisper needs --whisper (openai's large-v3.pt or the Hugging Face folder)");
+  if (!whisper_wer) speech_files.whisper.clear();
+  std::unique_ptr<eval::SpeechInstruments> speech;
+  if (speech_files.any())
+    speech = std::make_unique<eval::SpeechInstruments>(
+        speech_files, resolve_device(o.model.device.empty() ? "cpu" : o.model.device));
+  for (const auto& [key, file] : {std::pair<const char*, std::string>{"whisper", speech_files.whisper},
+                                  {"sim", speech_files.speaker},
+                                  {"mos", speech_files.utmos}})
+    if (!file.empty()) j["instruments"][key] = file;
 
   // The frozen encoder's space (the tokenizer's own teacher: it favours LoSATok, and no paper
   // reports it; kept as a quick check that needs no instrument files).
@@ -559,10 +606,11 @@ int run_gen(const GenOptions& o, const Context& ctx) {
   if (o.instruments.any()) {
     const eval::Instruments inst(o.instruments,
                                  resolve_device(o.model.device.empty() ? "cpu" : o.model.device));
-    j["instruments"] = {{"vggish", o.instruments.vggish},
-                        {"panns", o.instruments.panns},
-                        {"clap", o.instruments.clap},
-                        {"clap_tokenizer", o.instruments.clap_tokenizer}};
+    for (const auto& [key, file] : {std::pair<const char*, std::string>{"vggish", o.instruments.vggish},
+                                    {"panns", o.instruments.panns},
+                                    {"clap", o.instruments.clap},
+                                    {"clap_tokenizer", o.instruments.clap_tokenizer}})
+      j["instruments"][key] = file;
     auto measure_all = [&](const std::vector<data::Clip>& clips, const char* what) {
       std::vector<eval::ClipMeasures> m;
       for (const auto& c : clips) {
@@ -594,24 +642,6 @@ int run_gen(const GenOptions& o, const Context& ctx) {
         const torch::Tensor t = inst.clap_text(texts).cpu();
         for (std::size_t k = 0; k < with_text.size(); ++k)
           clap[with_text[k]] = (t[k] * gm[with_text[k]].clap_audio).sum().item<double>();
-      }
-    }
-    // Pairs: the reference each prompt came from, else the reference of the same file name
-    // (audioldm_eval pairs by file name).
-    std::map<std::string, std::size_t> ref_by_path, ref_by_name;
-    for (std::size_t i = 0; i < ref_clips.size(); ++i) {
-      ref_by_path.emplace(canonical_or_self(ref_clips[i].entry.audio), i);
-      ref_by_name.emplace(fs::path(ref_clips[i].entry.audio).filename().string(), i);
-    }
-    std::vector<std::pair<std::size_t, std::size_t>> pairs;
-    for (std::size_t i = 0; i < gen_clips.size(); ++i) {
-      const auto& g = gen_clips[i];
-      if (!g.reference.empty()) {
-        if (const auto it = ref_by_path.find(g.reference); it != ref_by_path.end())
-          pairs.emplace_back(i, it->second);
-      } else if (const auto it = ref_by_name.find(fs::path(g.clip.entry.audio).filename().string());
-                 it != ref_by_name.end()) {
-        pairs.emplace_back(i, it->second);
       }
     }
     if (inst.has_panns() && pairs.empty())
@@ -660,31 +690,125 @@ int run_gen(const GenOptions& o, const Context& ctx) {
         add_rows(name, j[by][name]);
       }
     }
-  } else if (tok.empty()) {
+  } else if (tok.empty() && !speech && o.wer == "off") {
     throw Error(
-        "eval gen: nothing to measure: give the instruments (--vggish, --panns, --clap) and/or a "
-        "tokenizer --checkpoint for the encoder-space distance");
+        "eval gen: nothing to measure: give the instruments (--vggish, --panns, --clap, --whisper, --sim, "
+        "--mos) and/or a tokenizer --checkpoint for the encoder-space distance");
+  }
+
+  // Speaker similarity and MOS of the speech clips.
+  if (speech && (speech->has_speaker() || speech->has_mos())) {
+    auto read = [](const data::ManifestEntry& c, const char* what) {
+      try {
+        return eval::SpeechInstruments::read_16k(c);
+      } catch (const Error& e) {
+        throw Error(std::string("eval gen: ") + what + " clip '" + c.audio + "': " + first_line(e.what()));
+      }
+    };
+    const auto t0 = std::chrono::steady_clock::now();
+    std::vector<std::size_t> gen_speech;
+    for (std::size_t i = 0; i < gen_clips.size(); ++i)
+      if (is_speech(gen_clips[i].task, gen_clips[i].clip.entry.domain)) gen_speech.push_back(i);
+    if (speech->has_speaker()) {
+      // The cosine between the generated clip and the reference its prompt came from (the
+      // speaker prompt of `generate --prompts`), as seed-tts-eval scores prompt vs generation.
+      std::map<std::size_t, torch::Tensor> ref_emb;
+      double sum = 0;
+      json per_clip = json::array();
+      for (const auto& [gi, ri] : pairs) {
+        if (!is_speech(gen_clips[gi].task, gen_clips[gi].clip.entry.domain)) continue;
+        if (!ref_emb.count(ri))
+          ref_emb[ri] = speech->speaker_embedding(read(ref_clips[ri].entry, "reference"));
+        const torch::Tensor g = speech->speaker_embedding(read(gen_clips[gi].clip.entry, "generated"));
+        const double cos = torch::cosine_similarity(g, ref_emb[ri], 0, 1e-8).item<double>();
+        sum += cos;
+        per_clip.push_back({{"audio", gen_clips[gi].clip.entry.audio},
+                            {"reference", ref_clips[ri].entry.audio},
+                            {"similarity", cos}});
+      }
+      j["speaker_similarity"] = {{"model", speech->speaker_name()}, {"pairs", per_clip.size()}};
+      if (!per_clip.empty()) {
+        j["speaker_similarity"]["mean"] = sum / static_cast<double>(per_clip.size());
+        j["speaker_similarity"]["clips"] = per_clip;
+        rows.push_back(
+            {"all", "speaker_similarity (WavLM-SV)", num(j["speaker_similarity"]["mean"].get<double>(), 4)});
+      } else {
+        spdlog::warn(
+            "eval gen: no generated speech clip names its reference (generated.jsonl \"reference\", or the "
+            "same "
+            "file name): no speaker similarity");
+      }
+    }
+    if (speech->has_mos()) {
+      auto mean_mos = [&](const std::vector<data::ManifestEntry>& clips, const char* what, json* per_clip) {
+        double sum = 0;
+        for (const auto& c : clips) {
+          const double m = speech->mos(read(c, what));
+          sum += m;
+          per_clip->push_back({{"audio", c.audio}, {"mos", m}});
+        }
+        return clips.empty() ? std::nan("") : sum / static_cast<double>(clips.size());
+      };
+      std::vector<data::ManifestEntry> g, r;
+      for (const std::size_t i : gen_speech) g.push_back(gen_clips[i].clip.entry);
+      for (const auto& c : ref_clips)
+        if (c.entry.domain.empty() || c.entry.domain == "speech") r.push_back(c.entry);
+      json gen_per = json::array(), ref_per = json::array();
+      const double gm = mean_mos(g, "generated", &gen_per), rm = mean_mos(r, "reference", &ref_per);
+      j["mos"] = {
+          {"model", speech->mos_name()}, {"generated_clips", g.size()}, {"reference_clips", r.size()}};
+      if (!g.empty()) {
+        j["mos"]["generated"] = gm;
+        rows.push_back({"all", "mos_generated (" + speech->mos_name() + ")", num(gm, 3)});
+      }
+      if (!r.empty()) {
+        j["mos"]["reference"] = rm;
+        rows.push_back({"all", "mos_reference (" + speech->mos_name() + ")", num(rm, 3)});
+      }
+      j["mos"]["clips"] = {{"generated", gen_per}, {"reference", ref_per}};
+    }
+    spdlog::info("eval gen: speaker similarity / MOS in {:.1f} s",
+                 std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   }
 
   // Word error rate of the clips that carry a transcript (TTS), generated and reference.
   if (o.wer != "off") {
     std::vector<data::ManifestEntry> gen_texts, ref_texts;
-    // pocketsphinx runs at about real time on unintelligible audio: a bounded sample of each set.
+    // A bounded sample of each set (--wer-clips; 0: all): recognisers are slow on CPU.
+    const auto room = [&](const std::vector<data::ManifestEntry>& v) {
+      return o.wer_clips <= 0 || static_cast<int>(v.size()) < o.wer_clips;
+    };
     for (const auto& g : gen_clips) {
       const auto& c = g.clip;
-      if (!c.entry.text.empty() && (g.task.empty() || g.task == "tts") &&
-          static_cast<int>(gen_texts.size()) < o.wer_clips)
+      if (!c.entry.text.empty() && (g.task.empty() || g.task == "tts") && room(gen_texts))
         gen_texts.push_back(c.entry);
     }
     for (const auto& c : ref_clips)
-      if (!c.entry.text.empty() && (c.entry.domain.empty() || c.entry.domain == "speech") &&
-          static_cast<int>(ref_texts.size()) < o.wer_clips)
+      if (!c.entry.text.empty() && (c.entry.domain.empty() || c.entry.domain == "speech") && room(ref_texts))
         ref_texts.push_back(c.entry);
     const eval::Recognizer asr = eval::Recognizer::find();
+    const bool required = o.wer == "on" || o.wer == "whisper" || o.wer == "pocketsphinx";
     if (gen_texts.empty()) {
-      if (o.wer == "on") throw Error("eval gen: --wer on, but no generated clip carries a text");
+      if (required) throw Error("eval gen: --wer " + o.wer + ", but no generated clip carries a text");
+    } else if (whisper_wer) {
+      const eval::WerResult wg = speech->word_error_rate(gen_texts);
+      const std::string name = speech->whisper_name();
+      j["wer"] = {{"recognizer", name},
+                  {"normalizer", "whisper EnglishTextNormalizer"},
+                  {"spelling_map", speech->normalizer_file()},
+                  {"generated", wg.wer},
+                  {"generated_clips", wg.clips},
+                  {"generated_words", wg.words},
+                  {"generated_transcripts", wg.hypotheses}};
+      rows.push_back({"all", "wer_generated (" + name + ")", num(wg.wer, 4)});
+      if (!ref_texts.empty()) {
+        const eval::WerResult wr = speech->word_error_rate(ref_texts);
+        j["wer"]["reference"] = wr.wer;
+        j["wer"]["reference_clips"] = wr.clips;
+        rows.push_back({"all", "wer_reference (" + name + ")", num(wr.wer, 4)});
+      }
     } else if (!asr.available()) {
-      if (o.wer == "on") throw Error("eval gen: --wer on, but " + asr.why_unavailable());
+      if (required) throw Error("eval gen: --wer " + o.wer + ", but " + asr.why_unavailable());
       spdlog::info("eval gen: word error rate skipped: {}", asr.why_unavailable());
       j["wer"] = {{"skipped", asr.why_unavailable()}};
     } else {
@@ -853,7 +977,8 @@ void add_eval_command(CLI::App& app, Context& ctx) {
     auto* sub = eval_cmd->add_subcommand(
         "gen",
         "generated audio: FAD (VGGish), KL / IS / FD (PANNs CNN14), CLAP score (LAION-CLAP) per task and "
-        "domain; Frechet distance in the frozen encoder's space; WER (pocketsphinx)");
+        "domain; Frechet distance in the frozen encoder's space; TTS WER (Whisper or pocketsphinx), speaker "
+        "similarity (WavLM-SV), MOS (UTMOS22 strong)");
     sub->add_option(
         "--checkpoint", o->model.checkpoint,
         "tokenizer (or the DiT that generated, for its tokenizer): the encoder-space Frechet distance");
@@ -877,12 +1002,34 @@ void add_eval_command(CLI::App& app, Context& ctx) {
         ->check(CLI::Range(1, 1000))
         ->capture_default_str();
     sub->add_option("--wer", o->wer,
-                    "word error rate of clips with a text: auto (when pocketsphinx is installed), on, off")
-        ->check(CLI::IsMember({"auto", "on", "off"}))
+                    "word error rate of clips with a text: auto (Whisper when --whisper is given, else "
+                    "pocketsphinx when installed), on (the same, required), whisper, pocketsphinx, off")
+        ->check(CLI::IsMember({"auto", "on", "off", "whisper", "pocketsphinx"}))
         ->capture_default_str();
-    sub->add_option("--wer-clips", o->wer_clips,
-                    "clips transcribed for the WER: the first N generated and N reference speech clips")
+    sub->add_option(
+           "--wer-clips", o->wer_clips,
+           "clips transcribed for the WER: the first N generated and N reference speech clips (0: all)")
         ->capture_default_str();
+    sub->add_option(
+        "--whisper", o->speech.whisper,
+        "Whisper for the WER: openai's large-v3.pt or the Hugging Face openai/whisper-large-v3 folder");
+    sub->add_option(
+        "--whisper-tokenizer", o->speech.whisper_tokenizer,
+        "Whisper's tokenizer: a Hugging Face folder or openai's multilingual.tiktoken (default: beside "
+        "--whisper)");
+    sub->add_option("--whisper-normalizer", o->speech.whisper_normalizer,
+                    "the English normaliser's spelling map: english.json / normalizer.json (default: beside "
+                    "--whisper)");
+    sub->add_option("--whisper-beam", o->speech.beam_size, "Whisper's beam width (1: greedy)")
+        ->check(CLI::Range(1, 64))
+        ->capture_default_str();
+    sub->add_option("--language", o->speech.language, "Whisper's language token")->capture_default_str();
+    sub->add_option(
+        "--sim", o->speech.speaker,
+        "speaker similarity (generated vs its prompt's reference clip): UniSpeech's WavLM-Large + "
+        "ECAPA-TDNN wavlm_large_finetune.pth");
+    sub->add_option("--mos", o->speech.utmos,
+                    "MOS of the speech clips: SpeechMOS's utmos22_strong_step7459_v1.pt (UTMOS22 strong)");
     sub->add_option("--batch-size", o->batch_size, "clips per encoder pass")->capture_default_str();
     sub->add_option("--out", o->out, "JSON results")->capture_default_str();
     register_action(sub, ctx, o, run_gen);

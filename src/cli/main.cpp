@@ -27,6 +27,7 @@ int main(int argc, char** argv) {
   cli::add_extract_command(app, ctx);
   cli::add_text_encode_command(app, ctx);
   cli::add_embed_command(app, ctx);
+  cli::add_transcribe_command(app, ctx);
   cli::add_train_command(app, ctx);
   cli::add_bench_command(app, ctx);
   cli::add_generate_command(app, ctx);
