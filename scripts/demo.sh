@@ -13,8 +13,9 @@
 # Environment: BUILD_DIR (build), DEMO_DIR (demo), CORPUS_DIR (DEMO_DIR/corpus), SKIP_BUILD=1
 # (use BUILD_DIR's binary as it is), DEVICE (cpu), CONFIG_SIZE (tiny | paper), T5_DIR (the DiTs'
 # caption encoder, a Hugging Face Flan-T5 folder; default the tiny random T5 of tests/fixtures),
-# VGGISH, PANNS, CLAP, CLAP_TOKENIZER (eval gen's instruments: the official files; default the
-# tiny random-weight ones of tests/fixtures).
+# VGGISH, PANNS, CLAP, CLAP_TOKENIZER, SPEAKER_SV, UTMOS (eval gen's instruments: the official
+# files; default the tiny random-weight ones of tests/fixtures), WHISPER (Whisper for the TTS WER:
+# openai's .pt or a Hugging Face folder; default pocketsphinx).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD_DIR="${BUILD_DIR:-build}"
@@ -148,7 +149,7 @@ for r in mae mae_untrained; do
     --representation semantic --out "$ev/probe_$r.json"
 done
 
-section "eval gen: FAD (VGGish), KL / IS / FD (PANNs), CLAP score, encoder-space FD, WER"
+section "eval gen: FAD (VGGish), KL / IS / FD (PANNs), CLAP score, encoder-space FD, WER, SIM, MOS"
 # The paper's instruments. Their official files cannot ship with the demo: unless VGGISH, PANNS,
 # CLAP (and CLAP_TOKENIZER) name them, the tiny RANDOM-WEIGHT instruments of tests/fixtures run
 # (the official layouts, real front ends): their numbers test the plumbing, not the audio.
@@ -158,9 +159,14 @@ instruments=(--vggish "${VGGISH:-tests/fixtures/vggish_tiny.pth}" --panns "${PAN
   echo "(random-weight tiny instruments from tests/fixtures: set VGGISH, PANNS, CLAP, CLAP_TOKENIZER for the official files)"
 "$bin" --log-level warn eval gen --checkpoint "$tok" --device "$DEVICE" --generated "$OUT/generated/tta" \
   --reference "$OUT/tta.test.jsonl" "${instruments[@]}" --wer off --out "$ev/gen_tta.json"
+# TTS: speaker similarity (WavLM-SV) and MOS (UTMOS22 strong), the same way; the WER through
+# Whisper when WHISPER names it, else through pocketsphinx.
+speech=(--sim "${SPEAKER_SV:-tests/fixtures/wavlm_sv_tiny/wavlm_large_finetune.pth}"
+  --mos "${UTMOS:-tests/fixtures/utmos_tiny/utmos22_strong_step7459_v1.pt}")
+[ -n "${WHISPER:-}" ] && speech+=(--wer whisper --whisper "$WHISPER")
 "$bin" --log-level warn eval gen --checkpoint "$tok" --device "$DEVICE" --generated "$OUT/generated/tts" \
-  --reference "$m/speech.test.jsonl" "${instruments[@]}" --wer-clips "$( [ "$FAST" = 1 ] && echo 3 || echo 8 )" \
-  --out "$ev/gen_tts.json"
+  --reference "$m/speech.test.jsonl" "${instruments[@]}" "${speech[@]}" \
+  --wer-clips "$( [ "$FAST" = 1 ] && echo 3 || echo 8 )" --out "$ev/gen_tts.json"
 
 section "eval rank: effective rank and PCA variance, 1280-d vs 128-d"
 "$bin" --log-level warn eval rank --checkpoint "$tok" --device "$DEVICE" --manifest "$m/all.train.jsonl" \
