@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "clip_inputs.h"
 #include "commands.h"
 #include "losatok/core/device.h"
 #include "losatok/core/error.h"
@@ -24,19 +25,8 @@ struct EmbedOptions {
 };
 
 std::vector<data::ManifestEntry> embed_clips(const EmbedOptions& o) {
-  std::vector<data::ManifestEntry> clips;
-  if (!o.manifest.empty()) {
-    clips = data::read_manifest(o.manifest);
-  } else if (!o.input.empty()) {
-    data::ManifestEntry e;
-    e.audio = o.input;
-    clips.push_back(e);
-  }
-  return clips;
-}
-
-std::string clip_place(const data::ManifestEntry& c) {
-  return "'" + c.audio + "'" + (c.line ? " (line " + std::to_string(c.line) + ")" : "");
+  return clips_from(o.input.empty() ? std::vector<std::string>{} : std::vector<std::string>{o.input},
+                    o.manifest);
 }
 
 // The speech instruments: one speaker embedding a clip, or Whisper's encoder frames of each clip
@@ -58,7 +48,7 @@ int run_speech_embed(const EmbedOptions& o) {
         rows.push_back(instruments.whisper_encoder(wave).cpu());
         frames.push_back(rows.back().size(0));
       }
-    } catch (const Error& e) {
+    } catch (const std::exception& e) {
       throw Error("embed: " + clip_place(c) + ": " + first_line(e.what()));
     }
     names.push_back(c.audio);

@@ -362,11 +362,11 @@ bool is_audio_file(const fs::path& p) {
   return ext.count(e) > 0;
 }
 
-// A generated clip with what `losatok generate` recorded beside it: the task, and the
-// reference clip its prompt came from (a manifest line used as a prompt).
+// A generated clip with what `losatok generate` recorded beside it: the task, the reference
+// clip its prompt came from (a manifest line used as a prompt) and its audio prompt.
 struct GeneratedClip {
   data::Clip clip;
-  std::string task, reference;
+  std::string task, reference, prompt_audio;
 };
 
 std::string canonical_or_self(const std::string& p) {
@@ -399,25 +399,29 @@ std::vector<GeneratedClip> generated_clips(const std::string& path) {
   }
   if (!fs::exists(manifest)) throw Error("eval gen: '" + path + "' does not exist");
   // The extra fields by line (read_sources keeps the manifest's own fields only).
-  std::map<int, std::pair<std::string, std::string>> extra;
+  std::map<int, GeneratedClip> extra;
   {
     std::ifstream in(manifest);
     std::string line;
+    const auto path_field = [&](const json& j, const char* key) {
+      std::string p = j.value(key, std::string());
+      if (!p.empty() && fs::path(p).is_relative()) p = (fs::path(manifest).parent_path() / p).string();
+      return p.empty() ? p : canonical_or_self(p);
+    };
     for (int n = 1; std::getline(in, line); ++n) {
       if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
       const json j = json::parse(line, nullptr, /*allow_exceptions=*/false);
       if (!j.is_object()) continue;  // read_sources reports it
-      std::string ref = j.value("reference", std::string());
-      if (!ref.empty() && fs::path(ref).is_relative())
-        ref = (fs::path(manifest).parent_path() / ref).string();
-      extra[n] = {j.value("task", std::string()), ref.empty() ? ref : canonical_or_self(ref)};
+      GeneratedClip& g = extra[n];
+      g.task = j.value("task", std::string());
+      g.reference = path_field(j, "reference");
+      g.prompt_audio = path_field(j, "prompt_audio");
     }
   }
   for (const auto& c : data::read_sources({{manifest, 0.0}})) {
     GeneratedClip g;
+    if (const auto it = extra.find(c.entry.line); it != extra.end()) g = it->second;
     g.clip = c;
-    if (const auto it = extra.find(c.entry.line); it != extra.end())
-      std::tie(g.task, g.reference) = it->second;
     out.push_back(g);
   }
   return out;
@@ -463,10 +467,13 @@ std::vector<std::pair<std::size_t, std::size_t>> reference_pairs(const std::vect
   return pairs;
 }
 
-// Speech for the TTS instruments: generated for TTS, or of no recorded task in the speech domain
-// (or none).
-bool is_speech(const std::string& task, const std::string& domain) {
-  return task == "tts" || (task.empty() && (domain.empty() || domain == "speech"));
+// Speech for the TTS instruments: a reference clip of the speech domain (or none); a generated
+// clip generated for TTS, or of no recorded task and such a domain.
+bool is_speech_domain(const std::string& domain) {
+  return domain.empty() || domain == "speech";
+}
+bool is_speech(const GeneratedClip& g) {
+  return g.task == "tts" || (g.task.empty() && is_speech_domain(g.clip.entry.domain));
 }
 
 // One set of generated clips (a task or domain, or all) against its references.
@@ -560,7 +567,25 @@ int run_gen(const GenOptions& o, const Context& ctx) {
       o.wer == "whisper" || ((o.wer == "auto" || o.wer == "on") && !o.speech.whisper.empty());
   if (o.wer == "whisper" && o.speech.whisper.empty())
     throw Error("eval gen: --wer whisper needs --whisper (openai's large-v3.pt or the Hugging Face folder)");
-  if (!whisper_wer) speech_files.whisper.clear();
+  if (!whisper_wer) {
+    if (!o.speech.whisper.empty())
+      spdlog::warn("eval gen: --wer {}: --whisper '{}' is not used", o.wer, o.speech.whisper);
+    speech_files.whisper.clear();
+  }
+  // The WER's clips: speech with a transcript (a bounded sample of each set, --wer-clips; 0: all).
+  std::vector<data::ManifestEntry> gen_texts, ref_texts;
+  if (o.wer != "off") {
+    const auto room = [&](const std::vector<data::ManifestEntry>& v) {
+      return o.wer_clips <= 0 || static_cast<int>(v.size()) < o.wer_clips;
+    };
+    for (const auto& g : gen_clips)
+      if (!g.clip.entry.text.empty() && is_speech(g) && room(gen_texts)) gen_texts.push_back(g.clip.entry);
+    for (const auto& c : ref_clips)
+      if (!c.entry.text.empty() && is_speech_domain(c.entry.domain) && room(ref_texts))
+        ref_texts.push_back(c.entry);
+    if (gen_texts.empty() && (o.wer == "on" || o.wer == "whisper" || o.wer == "pocketsphinx"))
+      throw Error("eval gen: --wer " + o.wer + ", but no generated speech clip carries a text");
+  }
   std::unique_ptr<eval::SpeechInstruments> speech;
   if (speech_files.any())
     speech = std::make_unique<eval::SpeechInstruments>(
@@ -690,7 +715,7 @@ int run_gen(const GenOptions& o, const Context& ctx) {
         add_rows(name, j[by][name]);
       }
     }
-  } else if (tok.empty() && !speech && o.wer == "off") {
+  } else if (tok.empty() && !speech && (gen_texts.empty() || !eval::Recognizer::find().available())) {
     throw Error(
         "eval gen: nothing to measure: give the instruments (--vggish, --panns, --clap, --whisper, --sim, "
         "--mos) and/or a tokenizer --checkpoint for the encoder-space distance");
@@ -698,63 +723,83 @@ int run_gen(const GenOptions& o, const Context& ctx) {
 
   // Speaker similarity and MOS of the speech clips.
   if (speech && (speech->has_speaker() || speech->has_mos())) {
-    auto read = [](const data::ManifestEntry& c, const char* what) {
+    // A clip's measurement, its failures named by the clip.
+    const auto measure = [](const data::ManifestEntry& c, const char* what, const auto& fn) {
       try {
-        return eval::SpeechInstruments::read_16k(c);
-      } catch (const Error& e) {
+        return fn(eval::SpeechInstruments::read_16k(c));
+      } catch (const std::exception& e) {
         throw Error(std::string("eval gen: ") + what + " clip '" + c.audio + "': " + first_line(e.what()));
       }
     };
     const auto t0 = std::chrono::steady_clock::now();
-    std::vector<std::size_t> gen_speech;
-    for (std::size_t i = 0; i < gen_clips.size(); ++i)
-      if (is_speech(gen_clips[i].task, gen_clips[i].clip.entry.domain)) gen_speech.push_back(i);
     if (speech->has_speaker()) {
-      // The cosine between the generated clip and the reference its prompt came from (the
-      // speaker prompt of `generate --prompts`), as seed-tts-eval scores prompt vs generation.
-      std::map<std::size_t, torch::Tensor> ref_emb;
+      // The cosine between a generated clip and its audio prompt (seed-tts-eval's prompt vs
+      // generation), else the reference utterance it speaks (the ground truth).
+      std::map<std::string, torch::Tensor> cache;
+      const auto embedding = [&](const data::ManifestEntry& c, const char* what) {
+        auto it = cache.find(c.audio);
+        if (it == cache.end())
+          it = cache
+                   .emplace(
+                       c.audio,
+                       measure(c, what, [&](const torch::Tensor& w) { return speech->speaker_embedding(w); }))
+                   .first;
+        return it->second;
+      };
+      std::map<std::size_t, std::size_t> ref_of;
+      for (const auto& [gi, ri] : pairs) ref_of.emplace(gi, ri);
       double sum = 0;
       json per_clip = json::array();
-      for (const auto& [gi, ri] : pairs) {
-        if (!is_speech(gen_clips[gi].task, gen_clips[gi].clip.entry.domain)) continue;
-        if (!ref_emb.count(ri))
-          ref_emb[ri] = speech->speaker_embedding(read(ref_clips[ri].entry, "reference"));
-        const torch::Tensor g = speech->speaker_embedding(read(gen_clips[gi].clip.entry, "generated"));
-        const double cos = torch::cosine_similarity(g, ref_emb[ri], 0, 1e-8).item<double>();
+      for (std::size_t i = 0; i < gen_clips.size(); ++i) {
+        const GeneratedClip& g = gen_clips[i];
+        if (!is_speech(g)) continue;
+        data::ManifestEntry against;
+        if (!g.prompt_audio.empty()) {
+          against.audio = g.prompt_audio;
+        } else if (const auto it = ref_of.find(i); it != ref_of.end()) {
+          against = ref_clips[it->second].entry;
+        } else {
+          continue;
+        }
+        const double cos = torch::cosine_similarity(
+                               embedding(g.clip.entry, "generated"),
+                               embedding(against, g.prompt_audio.empty() ? "reference" : "prompt"), 0, 1e-8)
+                               .item<double>();
         sum += cos;
-        per_clip.push_back({{"audio", gen_clips[gi].clip.entry.audio},
-                            {"reference", ref_clips[ri].entry.audio},
+        per_clip.push_back({{"audio", g.clip.entry.audio},
+                            {g.prompt_audio.empty() ? "reference" : "prompt_audio", against.audio},
                             {"similarity", cos}});
       }
       j["speaker_similarity"] = {{"model", speech->speaker_name()}, {"pairs", per_clip.size()}};
       if (!per_clip.empty()) {
-        j["speaker_similarity"]["mean"] = sum / static_cast<double>(per_clip.size());
+        const double mean = sum / static_cast<double>(per_clip.size());
+        j["speaker_similarity"]["mean"] = mean;
         j["speaker_similarity"]["clips"] = per_clip;
-        rows.push_back(
-            {"all", "speaker_similarity (WavLM-SV)", num(j["speaker_similarity"]["mean"].get<double>(), 4)});
+        rows.push_back({"all", "speaker_similarity (WavLM-SV)", num(mean, 4)});
       } else {
         spdlog::warn(
-            "eval gen: no generated speech clip names its reference (generated.jsonl \"reference\", or the "
-            "same "
-            "file name): no speaker similarity");
+            "eval gen: no generated speech clip has an audio prompt or names its reference (generated.jsonl "
+            "\"prompt_audio\" / \"reference\", or the same file name): no speaker similarity");
       }
     }
     if (speech->has_mos()) {
-      auto mean_mos = [&](const std::vector<data::ManifestEntry>& clips, const char* what, json* per_clip) {
+      const auto mos_of = [&](const std::vector<data::ManifestEntry>& clips, const char* what,
+                              json* per_clip) {
         double sum = 0;
         for (const auto& c : clips) {
-          const double m = speech->mos(read(c, what));
+          const double m = measure(c, what, [&](const torch::Tensor& w) { return speech->mos(w); });
           sum += m;
           per_clip->push_back({{"audio", c.audio}, {"mos", m}});
         }
-        return clips.empty() ? std::nan("") : sum / static_cast<double>(clips.size());
+        return sum / static_cast<double>(std::max<std::size_t>(clips.size(), 1));
       };
       std::vector<data::ManifestEntry> g, r;
-      for (const std::size_t i : gen_speech) g.push_back(gen_clips[i].clip.entry);
+      for (const auto& c : gen_clips)
+        if (is_speech(c)) g.push_back(c.clip.entry);
       for (const auto& c : ref_clips)
-        if (c.entry.domain.empty() || c.entry.domain == "speech") r.push_back(c.entry);
+        if (is_speech_domain(c.entry.domain)) r.push_back(c.entry);
       json gen_per = json::array(), ref_per = json::array();
-      const double gm = mean_mos(g, "generated", &gen_per), rm = mean_mos(r, "reference", &ref_per);
+      const double gm = mos_of(g, "generated", &gen_per), rm = mos_of(r, "reference", &ref_per);
       j["mos"] = {
           {"model", speech->mos_name()}, {"generated_clips", g.size()}, {"reference_clips", r.size()}};
       if (!g.empty()) {
@@ -771,44 +816,50 @@ int run_gen(const GenOptions& o, const Context& ctx) {
                  std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   }
 
-  // Word error rate of the clips that carry a transcript (TTS), generated and reference.
-  if (o.wer != "off") {
-    std::vector<data::ManifestEntry> gen_texts, ref_texts;
-    // A bounded sample of each set (--wer-clips; 0: all): recognisers are slow on CPU.
-    const auto room = [&](const std::vector<data::ManifestEntry>& v) {
-      return o.wer_clips <= 0 || static_cast<int>(v.size()) < o.wer_clips;
+  // Word error rate of the speech clips that carry a transcript, generated and reference.
+  if (!gen_texts.empty() && whisper_wer) {
+    const std::string name = speech->whisper_name();
+    const auto wer_json = [](const eval::WerResult& w, const std::vector<data::ManifestEntry>& clips) {
+      json per_clip = json::array();
+      for (std::size_t i = 0; i < clips.size(); ++i)
+        per_clip.push_back({{"audio", clips[i].audio},
+                            {"text", clips[i].text},
+                            {"transcript", w.transcripts[i]},
+                            {"normalized", w.hypotheses[i]},
+                            {"errors", w.clip_errors[i]},
+                            {"words", w.clip_words[i]}});
+      json r = {{"clips", w.clips}, {"words", w.words}, {"errors", w.errors}, {"per_clip", per_clip}};
+      // Corpus-level (errors over all reference words) and the per-utterance mean; null without words.
+      r["wer"] = std::isfinite(w.wer) ? json(w.wer) : json(nullptr);
+      const double um = w.utterance_mean();
+      r["utterance_mean"] = std::isfinite(um) ? json(um) : json(nullptr);
+      return r;
     };
-    for (const auto& g : gen_clips) {
-      const auto& c = g.clip;
-      if (!c.entry.text.empty() && (g.task.empty() || g.task == "tts") && room(gen_texts))
-        gen_texts.push_back(c.entry);
-    }
-    for (const auto& c : ref_clips)
-      if (!c.entry.text.empty() && (c.entry.domain.empty() || c.entry.domain == "speech") && room(ref_texts))
-        ref_texts.push_back(c.entry);
-    const eval::Recognizer asr = eval::Recognizer::find();
-    const bool required = o.wer == "on" || o.wer == "whisper" || o.wer == "pocketsphinx";
-    if (gen_texts.empty()) {
-      if (required) throw Error("eval gen: --wer " + o.wer + ", but no generated clip carries a text");
-    } else if (whisper_wer) {
-      const eval::WerResult wg = speech->word_error_rate(gen_texts);
-      const std::string name = speech->whisper_name();
-      j["wer"] = {{"recognizer", name},
-                  {"normalizer", "whisper EnglishTextNormalizer"},
-                  {"spelling_map", speech->normalizer_file()},
-                  {"generated", wg.wer},
-                  {"generated_clips", wg.clips},
-                  {"generated_words", wg.words},
-                  {"generated_transcripts", wg.hypotheses}};
+    const eval::WerResult wg = speech->word_error_rate(gen_texts);
+    j["wer"] = {{"recognizer", name},
+                {"normalizer", speech->normalizer_name()},
+                {"spelling_map", speech->normalizer_file()},
+                {"generated_detail", wer_json(wg, gen_texts)}};
+    if (std::isfinite(wg.wer)) {
+      j["wer"]["generated"] = wg.wer;
+      j["wer"]["generated_clips"] = wg.clips;
       rows.push_back({"all", "wer_generated (" + name + ")", num(wg.wer, 4)});
-      if (!ref_texts.empty()) {
-        const eval::WerResult wr = speech->word_error_rate(ref_texts);
+    } else {
+      spdlog::warn("eval gen: the generated clips' texts normalise to no words: no WER");
+    }
+    if (!ref_texts.empty()) {
+      const eval::WerResult wr = speech->word_error_rate(ref_texts);
+      j["wer"]["reference_detail"] = wer_json(wr, ref_texts);
+      if (std::isfinite(wr.wer)) {
         j["wer"]["reference"] = wr.wer;
         j["wer"]["reference_clips"] = wr.clips;
         rows.push_back({"all", "wer_reference (" + name + ")", num(wr.wer, 4)});
       }
-    } else if (!asr.available()) {
-      if (required) throw Error("eval gen: --wer " + o.wer + ", but " + asr.why_unavailable());
+    }
+  } else if (!gen_texts.empty()) {
+    const eval::Recognizer asr = eval::Recognizer::find();
+    if (!asr.available()) {
+      if (o.wer != "auto") throw Error("eval gen: --wer " + o.wer + ", but " + asr.why_unavailable());
       spdlog::info("eval gen: word error rate skipped: {}", asr.why_unavailable());
       j["wer"] = {{"skipped", asr.why_unavailable()}};
     } else {

@@ -79,7 +79,8 @@ void check_generate_options(const GenerateOptions& o, const SamplerConfig& sampl
 struct Job {
   gen::GenerationRequest request;
   std::string out, domain;
-  std::string reference;  // the clip of a manifest line used as the prompt (absolute)
+  std::string reference;     // the clip of a manifest line used as the prompt (absolute)
+  std::string prompt_audio;  // the speaker / infill prompt's file (absolute), when there is one
 };
 
 std::vector<Job> read_prompt_file(const std::string& path, const RootConfig& cfg,
@@ -121,6 +122,7 @@ std::vector<Job> read_prompt_file(const std::string& path, const RootConfig& cfg
         fs::path a = j.at("prompt_audio").get<std::string>();
         if (a.is_relative()) a = dir / a;
         job.request.prompt_audio = audio::load_audio(a.string(), cfg.audio.sample_rate);
+        job.prompt_audio = fs::absolute(a).lexically_normal().string();
       }
       std::string out = j.value("out", std::string());
       if (out.empty())
@@ -174,6 +176,7 @@ int run_generate(const GenerateOptions& o, const Context& ctx) {
       j.request.text = texts[i];
       j.request.seconds = o.seconds;
       j.request.prompt_audio = prompt;
+      if (!o.prompt_audio.empty()) j.prompt_audio = fs::absolute(o.prompt_audio).lexically_normal().string();
       j.request.prompt_text = o.prompt_text;
       j.request.speaker = o.speaker;
       j.request.phonemes = o.phonemes;
@@ -271,6 +274,8 @@ int run_generate(const GenerateOptions& o, const Context& ctx) {
       if (!task.empty() && task != "joint") j["task"] = task;
       // The clip the prompt came from: `eval gen` pairs the two for the KL.
       if (!job.reference.empty()) j["reference"] = job.reference;
+      // The audio prompt: `eval gen` scores the speaker similarity against it.
+      if (!job.prompt_audio.empty()) j["prompt_audio"] = job.prompt_audio;
       lines += j.dump() + "\n";
     }
     write_file_atomic((fs::path(o.out_dir) / "generated.jsonl").string(), lines);

@@ -5,6 +5,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "clip_inputs.h"
 #include "commands.h"
 #include "losatok/core/device.h"
 #include "losatok/core/error.h"
@@ -26,16 +27,7 @@ struct TranscribeOptions {
 int run_transcribe(const TranscribeOptions& o) {
   if (o.inputs.empty() == o.manifest.empty())
     throw Error("transcribe: give --input (repeatable) or --manifest");
-  std::vector<data::ManifestEntry> clips;
-  if (!o.manifest.empty()) {
-    clips = data::read_manifest(o.manifest);
-  } else {
-    for (const auto& in : o.inputs) {
-      data::ManifestEntry e;
-      e.audio = in;
-      clips.push_back(e);
-    }
-  }
+  const std::vector<data::ManifestEntry> clips = clips_from(o.inputs, o.manifest);
   const eval::SpeechInstruments asr(o.files, resolve_device(o.device));
   spdlog::info("transcribe: {} clip(s) through {}", clips.size(), asr.whisper_name());
   std::vector<nlohmann::json> lines;
@@ -45,9 +37,8 @@ int run_transcribe(const TranscribeOptions& o) {
     std::string text;
     try {
       text = asr.transcribe(eval::SpeechInstruments::read_16k(c));
-    } catch (const Error& e) {
-      throw Error("transcribe: '" + c.audio + "'" + (c.line ? " (line " + std::to_string(c.line) + ")" : "") +
-                  ": " + first_line(e.what()));
+    } catch (const std::exception& e) {
+      throw Error("transcribe: " + clip_place(c) + ": " + first_line(e.what()));
     }
     const std::string norm = asr.normalize(text);
     nlohmann::json j = {{"audio", c.audio}, {"text", text}, {"normalized", norm}};
@@ -94,7 +85,9 @@ void add_transcribe_command(CLI::App& app, Context& ctx) {
   sub->add_option("--manifest", o->manifest, "a manifest: its clips; lines with a `text` are scored (WER)");
   sub->add_option("--language", o->files.language, "language token of multilingual models")
       ->capture_default_str();
-  sub->add_option("--beam-size", o->files.beam_size, "beam search width (1: greedy)")->capture_default_str();
+  sub->add_option("--beam-size", o->files.beam_size, "beam search width (1: greedy)")
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
   sub->add_option("--out", o->out, "JSON Lines: audio, text, normalized (and reference, errors, words)");
   sub->add_option("--device", o->device, "cpu, cuda or cuda:N")->capture_default_str();
   sub->callback([&ctx, o]() { ctx.action = [o]() { return run_transcribe(*o); }; });

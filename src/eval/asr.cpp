@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -62,6 +63,15 @@ int64_t edit_distance(const std::vector<std::string>& r, const std::vector<std::
     std::swap(prev, cur);
   }
   return prev[h.size()];
+}
+
+double WerResult::utterance_mean() const {
+  double sum = 0;
+  int64_t n = 0;
+  for (std::size_t i = 0; i < clip_errors.size() && i < clip_words.size(); ++i)
+    if (clip_words[i] > 0)
+      sum += static_cast<double>(clip_errors[i]) / static_cast<double>(clip_words[i]), ++n;
+  return n > 0 ? sum / static_cast<double>(n) : std::nan("");
 }
 
 Recognizer Recognizer::find() {

@@ -4,7 +4,9 @@
 
 #include <torch/torch.h>
 
+#include <cmath>
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <set>
 #include <sstream>
@@ -36,6 +38,12 @@ std::string whisper_size_name(const models::WhisperConfig& c) {
   return name;
 }
 
+// The folder of Whisper's checkpoint: itself (Hugging Face) or the file's.
+fs::path checkpoint_folder(const std::string& checkpoint) {
+  const fs::path p(checkpoint);
+  return fs::is_directory(p) ? p : p.parent_path();
+}
+
 // The tokenizer: the flag's path, else the Hugging Face folder itself, else the rank file of
 // the model's vocabulary beside the checkpoint.
 std::string find_tokenizer(const SpeechInstrumentFiles& f, int64_t n_vocab) {
@@ -44,8 +52,7 @@ std::string find_tokenizer(const SpeechInstrumentFiles& f, int64_t n_vocab) {
       throw Error("whisper tokenizer '" + f.whisper_tokenizer + "' does not exist");
     return f.whisper_tokenizer;
   }
-  const fs::path ckpt(f.whisper);
-  const fs::path dir = fs::is_directory(ckpt) ? ckpt : ckpt.parent_path();
+  const fs::path dir = checkpoint_folder(f.whisper);
   if (fs::exists(dir / "tokenizer.json") || fs::exists(dir / "vocab.json")) return dir.string();
   const fs::path rank =
       dir / (data::WhisperTokenizer::multilingual_for(n_vocab) ? "multilingual.tiktoken" : "gpt2.tiktoken");
@@ -57,7 +64,8 @@ std::string find_tokenizer(const SpeechInstrumentFiles& f, int64_t n_vocab) {
 }
 
 // whisper's n_vocab rule for the official vocabularies; a smaller (test) vocabulary holds as
-// many languages as the model's n_vocab leaves after the ranks and the other specials.
+// many languages as the model's n_vocab leaves after the text tokens (eot's id) and the 1509
+// other specials (eot, sot, 6 task / prompt tokens, 1501 timestamps).
 data::WhisperTokenizer load_tokenizer(const std::string& path, int64_t n_vocab, const std::string& model) {
   const bool is_dir = fs::is_directory(path);
   auto load = [&](int languages) {
@@ -65,7 +73,7 @@ data::WhisperTokenizer load_tokenizer(const std::string& path, int64_t n_vocab, 
                   : data::WhisperTokenizer::from_tiktoken(path, languages, true);
   };
   data::WhisperTokenizer tok = n_vocab >= 51864 ? data::WhisperTokenizer::load(path, n_vocab) : [&] {
-    const int64_t languages = n_vocab - (load(1).vocab_size() - 1);
+    const int64_t languages = n_vocab - load(1).eot() - 1509;
     if (languages < 1 || languages > 100)
       throw Error("whisper '" + model + "': its vocabulary (" + std::to_string(n_vocab) +
                   " tokens) does not fit the tokenizer '" + path + "'");
@@ -83,8 +91,7 @@ std::string find_normalizer(const SpeechInstrumentFiles& f) {
       throw Error("whisper normalizer '" + f.whisper_normalizer + "' does not exist");
     return f.whisper_normalizer;
   }
-  const fs::path ckpt(f.whisper);
-  const fs::path dir = fs::is_directory(ckpt) ? ckpt : ckpt.parent_path();
+  const fs::path dir = checkpoint_folder(f.whisper);
   for (const char* name : {"normalizer.json", "english.json"})
     if (fs::exists(dir / name)) return (dir / name).string();
   return {};
@@ -103,8 +110,8 @@ struct SpeechInstruments::Models {
   torch::Device device = torch::kCPU;
   models::Whisper whisper{nullptr};
   std::optional<data::WhisperTokenizer> tokenizer;
-  std::unique_ptr<EnglishTextNormalizer> normalizer;
-  std::string normalizer_file, whisper_name;
+  std::function<std::string(const std::string&)> normalizer;
+  std::string normalizer_file, normalizer_name, whisper_name;
   std::vector<int64_t> sot;
   models::WhisperTranscribeOptions transcribe;
   models::SpeakerVerification speaker{nullptr};
@@ -129,13 +136,21 @@ SpeechInstruments::SpeechInstruments(const SpeechInstrumentFiles& f, const torch
     const models::WhisperConfig& c = m_->whisper->config;
     m_->tokenizer.emplace(load_tokenizer(find_tokenizer(f, c.n_vocab), c.n_vocab, f.whisper));
     const data::WhisperTokenizer& tok = *m_->tokenizer;
-    m_->normalizer_file = find_normalizer(f);
-    if (m_->normalizer_file.empty())
-      spdlog::warn(
-          "whisper: no spelling map beside '{}' (english.json / normalizer.json): the English normaliser "
-          "skips its British -> American step",
-          f.whisper);
-    m_->normalizer = std::make_unique<EnglishTextNormalizer>(m_->normalizer_file);
+    // Whisper's English normaliser for English, its basic one for other languages (as the
+    // evaluation tools apply them).
+    if (f.language == "en") {
+      m_->normalizer_file = find_normalizer(f);
+      if (m_->normalizer_file.empty())
+        spdlog::warn(
+            "whisper: no spelling map beside '{}' (english.json / normalizer.json): the English "
+            "normaliser skips its British -> American step",
+            f.whisper);
+      m_->normalizer = EnglishTextNormalizer(m_->normalizer_file);
+      m_->normalizer_name = "whisper EnglishTextNormalizer";
+    } else {
+      m_->normalizer = BasicTextNormalizer();
+      m_->normalizer_name = "whisper BasicTextNormalizer";
+    }
     m_->sot =
         tok.sot_sequence(tok.is_multilingual() ? f.language : "", "transcribe", /*without_timestamps=*/true);
     // decoding.py's suppress_tokens "-1": the non-speech symbols, plus the task and prompt specials.
@@ -146,13 +161,8 @@ SpeechInstruments::SpeechInstruments(const SpeechInstrumentFiles& f, const torch
     std::set<int64_t> suppress;
     for (const int64_t t : tok.non_speech_tokens()) suppress.insert(t);
     for (const char* name : {"<|transcribe|>", "<|translate|>", "<|startoftranscript|>", "<|startofprev|>",
-                             "<|startoflm|>", "<|nospeech|>"}) {
-      try {
-        suppress.insert(tok.special(name));
-      } catch (const Error&) {
-        // English-only and older vocabularies lack some of them.
-      }
-    }
+                             "<|startoflm|>", "<|nospeech|>"})
+      suppress.insert(tok.special(name));
     d.suppress_tokens.assign(suppress.begin(), suppress.end());
     d.validate();
   }
@@ -195,6 +205,9 @@ std::string SpeechInstruments::mos_name() const {
 const std::string& SpeechInstruments::normalizer_file() const {
   return m_->normalizer_file;
 }
+const std::string& SpeechInstruments::normalizer_name() const {
+  return m_->normalizer_name;
+}
 
 torch::Tensor SpeechInstruments::read_16k(const data::ManifestEntry& clip) {
   std::vector<float> w = audio::load_audio(clip.audio, kRate, clip.offset, clip.duration);
@@ -210,7 +223,7 @@ std::string SpeechInstruments::transcribe(const torch::Tensor& wave16k) const {
 
 std::string SpeechInstruments::normalize(const std::string& text) const {
   if (!m_->normalizer) throw Error("normalize: no Whisper checkpoint is loaded");
-  return (*m_->normalizer)(text);
+  return m_->normalizer(text);
 }
 
 std::pair<int64_t, int64_t> SpeechInstruments::word_errors(const std::string& reference,
@@ -226,16 +239,21 @@ WerResult SpeechInstruments::word_error_rate(const std::vector<data::ManifestEnt
     std::string transcript;
     try {
       transcript = transcribe(read_16k(c));
-    } catch (const Error& e) {
+    } catch (const std::exception& e) {
       throw Error("whisper: '" + c.audio + "': " + first_line(e.what()));
     }
-    const auto [errors, words] = word_errors(c.text, transcript);
+    const std::string hypothesis = normalize(transcript);
+    const std::vector<std::string> ref = split_words(normalize(c.text)), hyp = split_words(hypothesis);
+    const int64_t errors = edit_distance(ref, hyp), words = static_cast<int64_t>(ref.size());
     r.errors += errors;
     r.words += words;
-    r.hypotheses.push_back(normalize(transcript));
+    r.clip_errors.push_back(errors);
+    r.clip_words.push_back(words);
+    r.transcripts.push_back(transcript);
+    r.hypotheses.push_back(hypothesis);
     ++r.clips;
   }
-  r.wer = r.words > 0 ? static_cast<double>(r.errors) / static_cast<double>(r.words) : 0.0;
+  r.wer = r.words > 0 ? static_cast<double>(r.errors) / static_cast<double>(r.words) : std::nan("");
   return r;
 }
 
@@ -247,6 +265,10 @@ torch::Tensor SpeechInstruments::whisper_encoder(const torch::Tensor& wave16k) c
 
 torch::Tensor SpeechInstruments::speaker_embedding(const torch::Tensor& wave16k) const {
   if (!has_speaker()) throw Error("speaker embedding: no speaker model is loaded");
+  // WavLM's first conv needs 400 samples (25 ms).
+  if (wave16k.size(-1) < 400)
+    throw Error("speaker embedding: the clip is shorter than 25 ms (" + std::to_string(wave16k.size(-1)) +
+                " samples at 16 kHz)");
   torch::NoGradGuard no_grad;
   return m_->speaker->embed(wave16k).cpu();
 }

@@ -106,13 +106,22 @@ TEST(SpeechCli, TranscribeAndEvalGenWithTinyInstruments) {
   EXPECT_NEAR(g.at("mos").at("generated").get<double>(), g.at("mos").at("reference").get<double>(), 1e-9);
   EXPECT_EQ(g.at("instruments").at("whisper").get<std::string>(), whisper);
 
-  // Other clips against one reference: SIM below 1.
+  const nlohmann::json& detail = g.at("wer").at("generated_detail");
+  ASSERT_EQ(detail.at("per_clip").size(), 3u);
+  EXPECT_EQ(detail.at("per_clip")[0].at("transcript").get<std::string>(),
+            lines[0].at("text").get<std::string>());
+  EXPECT_NEAR(detail.at("utterance_mean").get<double>(), static_cast<double>(errors) / words, 1e-12);
+
+  // Other clips against one reference: SIM below 1; an audio prompt, when recorded, is what a
+  // clip is compared with (the first clip's prompt is itself).
   const std::string first_ref = lines[0].at("audio").get<std::string>();
   std::string others;
   std::ifstream tr(corpus.train);
-  for (int i = 0; i < 3 && std::getline(tr, line); ++i)
-    others += "{\"audio\": \"" + nlohmann::json::parse(line).at("audio").get<std::string>() +
-              "\", \"task\": \"tts\", \"reference\": \"" + first_ref + "\"}\n";
+  for (int i = 0; i < 3 && std::getline(tr, line); ++i) {
+    const std::string audio = nlohmann::json::parse(line).at("audio").get<std::string>();
+    others += "{\"audio\": \"" + audio + "\", \"task\": \"tts\", \"reference\": \"" + first_ref + "\"" +
+              (i == 0 ? ", \"prompt_audio\": \"" + audio + "\"" : std::string()) + "}\n";
+  }
   test::write_text(corpus.dir.path("others.jsonl"), others);
   ASSERT_EQ(test::run_command(kBin + "eval gen --generated " + corpus.dir.path("others.jsonl") +
                                   " --reference " + corpus.dir.path("speech.jsonl") + " --wer off --sim " +
@@ -124,6 +133,11 @@ TEST(SpeechCli, TranscribeAndEvalGenWithTinyInstruments) {
   const nlohmann::json o = read_json(corpus.dir.path("o.json"));
   EXPECT_EQ(o.at("speaker_similarity").at("pairs").get<int>(), 3);
   EXPECT_LT(o.at("speaker_similarity").at("mean").get<double>(), 1.0 - 1e-4);
+  const nlohmann::json& sims = o.at("speaker_similarity").at("clips");
+  EXPECT_NEAR(sims[0].at("similarity").get<double>(), 1.0, 1e-5) << sims;
+  EXPECT_TRUE(sims[0].contains("prompt_audio")) << sims;
+  EXPECT_LT(sims[1].at("similarity").get<double>(), 1.0 - 1e-4) << sims;
+  EXPECT_TRUE(sims[1].contains("reference")) << sims;
 
   // embed: one speaker embedding a clip; Whisper's encoder frames with their count per clip.
   ASSERT_EQ(

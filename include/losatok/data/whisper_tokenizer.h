@@ -32,8 +32,9 @@ class WhisperTokenizer {
 
   // Text ids, no specials: text that spells a special token ("<|endoftext|>") is plain text.
   std::vector<int64_t> encode(const std::string& text) const;
-  // Drops ids >= eot() (specials and timestamps); invalid UTF-8 becomes U+FFFD as Python's
-  // errors="replace" does (one per maximal invalid subsequence).
+  // Drops ids >= eot() (specials and timestamps: whisper's own decode prints non-timestamp
+  // specials such as <|en|> as text; a transcript here is text only); invalid UTF-8 becomes U+FFFD as
+  // Python's errors="replace" does (one per maximal invalid subsequence).
   std::string decode(const std::vector<int64_t>& ids) const;
 
   // "<|endoftext|>", "<|en|>", "<|0.02|>", ...; an unknown name is an error.

@@ -17,9 +17,14 @@ std::vector<std::string> normalize_words(const std::string& text);
 int64_t edit_distance(const std::vector<std::string>& reference, const std::vector<std::string>& hypothesis);
 
 struct WerResult {
-  double wer = 0;  // errors / reference words over all clips
+  double wer = 0;  // errors / reference words over all clips (corpus-level)
   int64_t clips = 0, words = 0, errors = 0;
-  std::vector<std::string> hypotheses;  // per clip, normalised
+  std::vector<std::string> hypotheses;           // per clip, normalised
+  std::vector<std::string> transcripts;          // per clip, as recognised (Whisper only)
+  std::vector<int64_t> clip_errors, clip_words;  // per clip (Whisper only)
+  // The mean of the clips' own WERs over clips with reference words (how F5-TTS and
+  // seed-tts-eval average); NaN without per-clip counts.
+  double utterance_mean() const;
 };
 
 class Recognizer {

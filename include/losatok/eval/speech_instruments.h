@@ -48,15 +48,17 @@ class SpeechInstruments {
   std::string whisper_name() const;
   std::string speaker_name() const;
   std::string mos_name() const;  // "UTMOS22 strong"
-  // The spelling map the normaliser uses ("" = none).
+  // The spelling map the normaliser uses ("" = none), and which normaliser: Whisper's English one
+  // for --language en, its basic one otherwise.
   const std::string& normalizer_file() const;
+  const std::string& normalizer_name() const;
 
   // A manifest clip (offset / duration) as the instruments read it: the channels' average at 16 kHz.
   static torch::Tensor read_16k(const data::ManifestEntry& clip);
 
   // Whisper's transcript of a 16 kHz clip of any length (30 s windows), as decoded.
   std::string transcribe(const torch::Tensor& wave16k) const;
-  // Whisper's English text normaliser (the spelling map when there is one).
+  // Whisper's text normaliser (English: with the spelling map when there is one).
   std::string normalize(const std::string& text) const;
   // Word errors of a transcript against its reference text, both normalised: {errors, reference words}.
   std::pair<int64_t, int64_t> word_errors(const std::string& reference, const std::string& transcript) const;
