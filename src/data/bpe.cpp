@@ -301,6 +301,27 @@ std::vector<std::string> gpt2_byte_symbols() {
   return symbols;
 }
 
+std::vector<std::pair<std::string, std::string>> read_bpe_merges(const std::string& path,
+                                                                 const std::string& what) {
+  std::ifstream in(path);
+  if (!in) throw Error(what + " '" + path + "': cannot read it");
+  std::vector<std::pair<std::string, std::string>> merges;
+  std::string line;
+  int line_no = 0;
+  while (std::getline(in, line)) {
+    ++line_no;
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.empty() || line.rfind("#version", 0) == 0) continue;
+    const auto space = line.find(' ');
+    if (space == std::string::npos || space == 0 || space + 1 == line.size() ||
+        line.find(' ', space + 1) != std::string::npos)
+      throw Error(what + " '" + path + "' line " + std::to_string(line_no) +
+                  ": not two symbols separated by one space");
+    merges.emplace_back(line.substr(0, space), line.substr(space + 1));
+  }
+  return merges;
+}
+
 ByteLevelBpe::ByteLevelBpe(const std::string& vocab_path, const std::string& merges_path)
     : vocab_path_(vocab_path), merges_path_(merges_path) {
   {
@@ -325,24 +346,8 @@ ByteLevelBpe::ByteLevelBpe(const std::string& vocab_path, const std::string& mer
     eos_ = special("</s>");
     unk_ = special("<unk>");
   }
-  {
-    std::ifstream in(merges_path);
-    if (!in) throw Error("BPE merges '" + merges_path + "': cannot read it");
-    std::string line;
-    int line_no = 0;
-    while (std::getline(in, line)) {
-      ++line_no;
-      if (!line.empty() && line.back() == '\r') line.pop_back();
-      if (line.empty() || line.rfind("#version", 0) == 0) continue;
-      const auto space = line.find(' ');
-      if (space == std::string::npos || space == 0 || space + 1 == line.size() ||
-          line.find(' ', space + 1) != std::string::npos)
-        throw Error("BPE merges '" + merges_path + "' line " + std::to_string(line_no) +
-                    ": not two symbols separated by one space");
-      ranks_.emplace(std::make_pair(line.substr(0, space), line.substr(space + 1)),
-                     static_cast<int>(ranks_.size()));
-    }
-  }
+  for (auto& pair : read_bpe_merges(merges_path, "BPE merges"))
+    ranks_.emplace(std::move(pair), static_cast<int>(ranks_.size()));
   byte_symbol_ = gpt2_byte_symbols();
 }
 

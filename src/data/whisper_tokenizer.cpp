@@ -253,21 +253,7 @@ WhisperTokenizer WhisperTokenizer::from_hf(const std::string& dir, int num_langu
     vocab_source = vocab_json;
     vocab = read_json(vocab_json);
     const std::string merges_path = (fs::path(dir) / "merges.txt").string();
-    std::ifstream in(merges_path);
-    if (!in) throw Error("Whisper tokenizer '" + merges_path + "': cannot read it");
-    std::string line;
-    int line_no = 0;
-    while (std::getline(in, line)) {
-      ++line_no;
-      if (!line.empty() && line.back() == '\r') line.pop_back();
-      if (line.empty() || line.rfind("#version", 0) == 0) continue;
-      const auto space = line.find(' ');
-      if (space == std::string::npos || space == 0 || space + 1 == line.size() ||
-          line.find(' ', space + 1) != std::string::npos)
-        throw Error("Whisper tokenizer '" + merges_path + "' line " + std::to_string(line_no) +
-                    ": not two symbols separated by one space");
-      merges.emplace_back(line.substr(0, space), line.substr(space + 1));
-    }
+    merges = read_bpe_merges(merges_path, "Whisper tokenizer");
     const std::string added_path = (fs::path(dir) / "added_tokens.json").string();
     if (fs::exists(added_path)) {
       const nlohmann::json j = read_json(added_path);

@@ -6,6 +6,7 @@
 #include <map>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 namespace losatok::data {
@@ -20,6 +21,11 @@ std::vector<std::string> gpt2_pretokenize(const std::string& text);
 // GPT-2's bytes_to_unicode: byte -> the UTF-8 of its printable stand-in (printable Latin-1
 // bytes stand for themselves, the others for U+0100, U+0101, ... in byte order).
 std::vector<std::string> gpt2_byte_symbols();
+
+// A merges.txt: one "a b" pair a line, ranked by order; a "#version" line and blank lines are
+// skipped. A missing file or a malformed line is an error "<what> '<path>' ...".
+std::vector<std::pair<std::string, std::string>> read_bpe_merges(const std::string& path,
+                                                                 const std::string& what);
 
 class ByteLevelBpe {
  public:
