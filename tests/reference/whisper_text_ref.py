@@ -134,15 +134,7 @@ def encode_hf(text, vocab, merges):
             rank, pair = min(pairs)
             if rank == 1 << 60:
                 break
-            out, i = [], 0
-            while i < len(word):
-                if i + 1 < len(word) and (word[i], word[i + 1]) == pair:
-                    out.append(word[i] + word[i + 1])
-                    i += 2
-                else:
-                    out.append(word[i])
-                    i += 1
-            word = out
+            word = list(merge_word(word, pair))
         ids += [vocab[w] for w in word]
     return ids
 
