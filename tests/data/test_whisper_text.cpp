@@ -6,6 +6,7 @@
 
 #include "losatok/data/whisper_tokenizer.h"
 #include "losatok/eval/text_normalizer.h"
+#include "fixture_data.h"
 #include "test_util.h"
 
 namespace losatok {
@@ -14,11 +15,7 @@ namespace {
 using data::WhisperTokenizer;
 
 const nlohmann::json& tokenizer_expected() {
-  static const nlohmann::json j = [] {
-    std::ifstream in(test::fixture("whisper_text/tokenizer_expected.json"));
-    return nlohmann::json::parse(in);
-  }();
-  return j;
+  return test::fixture_json("whisper_text/tokenizer_expected.json");
 }
 
 std::string bytes_of(const nlohmann::json& list) {
@@ -207,11 +204,7 @@ TEST(WhisperTokenizer, BadInputIsAOneLineErrorNamingTheFile) {
 }
 
 const nlohmann::json& normalizer_expected() {
-  static const nlohmann::json j = [] {
-    std::ifstream in(test::fixture("whisper_text/normalizer_expected.json"));
-    return nlohmann::json::parse(in);
-  }();
-  return j;
+  return test::fixture_json("whisper_text/normalizer_expected.json");
 }
 
 TEST(EnglishNormalizer, MatchesWhisperOnTrickyStrings) {

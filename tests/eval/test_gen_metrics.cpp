@@ -12,6 +12,7 @@
 #include "losatok/core/error.h"
 #include "losatok/eval/metrics.h"
 #include "losatok/io/safetensors.h"
+#include "fixture_data.h"
 #include "test_util.h"
 
 using namespace losatok;
@@ -93,11 +94,6 @@ TEST(GenMetrics, EqualTheReferenceFormulas) {
 
 namespace {
 
-nlohmann::json read_json(const std::string& path) {
-  std::ifstream in(path);
-  return nlohmann::json::parse(in);
-}
-
 }  // namespace
 
 TEST(EvalGenCli, InstrumentsMeasureSetsPerDomainAndPair) {
@@ -122,7 +118,7 @@ TEST(EvalGenCli, InstrumentsMeasureSetsPerDomainAndPair) {
                               &out),
             0)
       << out;
-  const nlohmann::json self = read_json(corpus.dir.path("self.json"));
+  const nlohmann::json self = test::read_json(corpus.dir.path("self.json"));
   const nlohmann::json& all = self.at("overall");
   EXPECT_NEAR(all.at("fad_vggish").get<double>(), 0.0, 1e-4) << all;
   EXPECT_NEAR(all.at("fd_panns").get<double>(), 0.0, 1e-4) << all;
@@ -159,7 +155,7 @@ TEST(EvalGenCli, InstrumentsMeasureSetsPerDomainAndPair) {
                               &out),
             0)
       << out;
-  const nlohmann::json other = read_json(corpus.dir.path("other.json")).at("overall");
+  const nlohmann::json other = test::read_json(corpus.dir.path("other.json")).at("overall");
   EXPECT_GT(other.at("fad_vggish").get<double>(), 1e-3) << other;
   EXPECT_GT(other.at("fd_panns").get<double>(), 1e-6) << other;
   EXPECT_FALSE(other.contains("kl_softmax"));

@@ -13,6 +13,7 @@
 #include "losatok/io/safetensors.h"
 #include "losatok/io/weights.h"
 #include "losatok/models/whisper.h"
+#include "fixture_data.h"
 #include "test_util.h"
 
 using namespace losatok;
@@ -20,11 +21,6 @@ using namespace losatok;
 namespace {
 
 const std::string kBin = std::string(LOSATOK_BINARY) + " --log-level warn ";
-
-nlohmann::json read_json(const std::string& path) {
-  std::ifstream in(path);
-  return nlohmann::json::parse(in);
-}
 
 // A random-weight Whisper (openai's names, torch.save layout) whose vocabulary is the tiny
 // test tokenizer's with one language: 30 s windows as the real model, everything else tiny.
@@ -96,7 +92,7 @@ TEST(SpeechCli, TranscribeAndEvalGenWithTinyInstruments) {
                         &out),
       0)
       << out;
-  const nlohmann::json g = read_json(corpus.dir.path("g.json"));
+  const nlohmann::json g = test::read_json(corpus.dir.path("g.json"));
   EXPECT_NEAR(g.at("wer").at("generated").get<double>(), static_cast<double>(errors) / words, 1e-12) << g;
   EXPECT_EQ(g.at("wer").at("generated_clips").get<int>(), 3);
   EXPECT_DOUBLE_EQ(g.at("wer").at("generated").get<double>(), g.at("wer").at("reference").get<double>());
@@ -130,7 +126,7 @@ TEST(SpeechCli, TranscribeAndEvalGenWithTinyInstruments) {
                               &out),
             0)
       << out;
-  const nlohmann::json o = read_json(corpus.dir.path("o.json"));
+  const nlohmann::json o = test::read_json(corpus.dir.path("o.json"));
   EXPECT_EQ(o.at("speaker_similarity").at("pairs").get<int>(), 3);
   EXPECT_LT(o.at("speaker_similarity").at("mean").get<double>(), 1.0 - 1e-4);
   const nlohmann::json& sims = o.at("speaker_similarity").at("clips");

@@ -15,6 +15,7 @@
 #include "losatok/io/safetensors.h"
 #include "losatok/io/weights.h"
 #include "losatok/models/clap.h"
+#include "fixture_data.h"
 #include "test_util.h"
 
 using namespace losatok;
@@ -23,8 +24,7 @@ namespace fs = std::filesystem;
 namespace {
 
 const io::SafetensorsData& expected() {
-  static const io::SafetensorsData f = io::load_safetensors(test::fixture("clap_expected.safetensors"));
-  return f;
+  return test::fixture_tensors("clap_expected.safetensors");
 }
 
 const torch::Tensor& want(const std::string& name) {

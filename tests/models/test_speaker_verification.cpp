@@ -14,6 +14,7 @@
 #include "losatok/io/weights.h"
 #include "losatok/models/speaker_verification.h"
 #include "losatok/models/wav2vec2.h"
+#include "fixture_data.h"
 #include "test_util.h"
 
 using namespace losatok;
@@ -26,8 +27,7 @@ constexpr int kMaxDistance = 100;
 constexpr double kTol = 1e-4;
 
 const io::SafetensorsData& expected() {
-  static const io::SafetensorsData f = io::load_safetensors(test::fixture("wavlm_sv_expected.safetensors"));
-  return f;
+  return test::fixture_tensors("wavlm_sv_expected.safetensors");
 }
 
 const torch::Tensor& want(const std::string& name) {

@@ -12,6 +12,7 @@
 #include "losatok/data/sentencepiece.h"
 #include "losatok/io/safetensors.h"
 #include "losatok/models/t5.h"
+#include "fixture_data.h"
 #include "test_util.h"
 
 using namespace losatok;
@@ -20,8 +21,7 @@ namespace fs = std::filesystem;
 namespace {
 
 const io::SafetensorsData& expected() {
-  static const io::SafetensorsData f = io::load_safetensors(test::fixture("t5_expected.safetensors"));
-  return f;
+  return test::fixture_tensors("t5_expected.safetensors");
 }
 
 std::string text_of(int k) {

@@ -13,6 +13,7 @@
 #include "losatok/io/safetensors.h"
 #include "losatok/io/weights.h"
 #include "losatok/models/utmos.h"
+#include "fixture_data.h"
 #include "test_util.h"
 
 using namespace losatok;
@@ -21,8 +22,7 @@ namespace fs = std::filesystem;
 namespace {
 
 const io::SafetensorsData& expected() {
-  static const io::SafetensorsData f = io::load_safetensors(test::fixture("utmos_expected.safetensors"));
-  return f;
+  return test::fixture_tensors("utmos_expected.safetensors");
 }
 
 const torch::Tensor& want(const std::string& name) {

@@ -14,6 +14,7 @@
 #include "losatok/io/safetensors.h"
 #include "losatok/io/weights.h"
 #include "losatok/models/whisper.h"
+#include "fixture_data.h"
 #include "test_util.h"
 
 using namespace losatok;
@@ -22,8 +23,7 @@ namespace fs = std::filesystem;
 namespace {
 
 const io::SafetensorsData& expected() {
-  static const io::SafetensorsData f = io::load_safetensors(test::fixture("whisper_expected.safetensors"));
-  return f;
+  return test::fixture_tensors("whisper_expected.safetensors");
 }
 
 const torch::Tensor& want(const std::string& name) {
