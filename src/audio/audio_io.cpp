@@ -24,9 +24,30 @@ struct SndCloser {
 using SndPtr = std::unique_ptr<SNDFILE, SndCloser>;
 
 std::string check_wav_fmt(const std::string& path);
+std::string check_wav_fmt_bytes(const std::string& bytes);
 
 // Sample rates and channel counts a real recording has; anything else is a damaged header.
 constexpr int kMaxSampleRate = 1536000, kMinSampleRate = 1000, kMaxChannels = 256;
+
+// What read_audio and decode_audio check once libsndfile has opened the audio. `subject` names
+// it in errors ("audio file 'x.wav'"); `wav_fmt` is check_wav_fmt's verdict on its bytes.
+template <class WavFmt>
+void check_opened(const SF_INFO& info, const std::string& subject, WavFmt wav_fmt) {
+  if (info.samplerate < kMinSampleRate || info.samplerate > kMaxSampleRate)
+    throw Error(subject + ": implausible sample rate " + std::to_string(info.samplerate) + " Hz");
+  if (info.channels < 1 || info.channels > kMaxChannels)
+    throw Error(subject + ": implausible channel count " + std::to_string(info.channels));
+  if (info.frames < 0) throw Error(subject + ": negative frame count in its header");
+  if ((info.format & SF_FORMAT_TYPEMASK) == SF_FORMAT_WAV ||
+      (info.format & SF_FORMAT_TYPEMASK) == SF_FORMAT_WAVEX ||
+      (info.format & SF_FORMAT_TYPEMASK) == SF_FORMAT_RF64)
+    if (const std::string why = wav_fmt(); !why.empty())
+      throw Error(subject + ": implausible header: " + why);
+}
+
+std::string file_subject(const std::string& path) {
+  return "audio file '" + path + "'";
+}
 
 SndPtr open_read(const std::string& path, SF_INFO& info) {
   if (const std::string why = not_regular_file(path); !why.empty())
@@ -35,18 +56,42 @@ SndPtr open_read(const std::string& path, SF_INFO& info) {
   SNDFILE* f = sf_open(path.c_str(), SFM_READ, &info);
   if (!f) throw Error("cannot decode audio file '" + path + "': " + sf_strerror(nullptr));
   SndPtr out(f);
-  if (info.samplerate < kMinSampleRate || info.samplerate > kMaxSampleRate)
-    throw Error("audio file '" + path + "': implausible sample rate " + std::to_string(info.samplerate) +
-                " Hz");
-  if (info.channels < 1 || info.channels > kMaxChannels)
-    throw Error("audio file '" + path + "': implausible channel count " + std::to_string(info.channels));
-  if (info.frames < 0) throw Error("audio file '" + path + "': negative frame count in its header");
-  if ((info.format & SF_FORMAT_TYPEMASK) == SF_FORMAT_WAV ||
-      (info.format & SF_FORMAT_TYPEMASK) == SF_FORMAT_WAVEX ||
-      (info.format & SF_FORMAT_TYPEMASK) == SF_FORMAT_RF64)
-    if (const std::string why = check_wav_fmt(path); !why.empty())
-      throw Error("audio file '" + path + "': implausible header: " + why);
+  check_opened(info, file_subject(path), [&] { return check_wav_fmt(path); });
   return out;
+}
+
+// libsndfile's virtual I/O over bytes in memory (read only).
+struct MemoryFile {
+  const std::string* bytes;
+  sf_count_t pos = 0;
+  sf_count_t size() const { return static_cast<sf_count_t>(bytes->size()); }
+};
+
+sf_count_t memory_length(void* user) {
+  return static_cast<MemoryFile*>(user)->size();
+}
+
+sf_count_t memory_seek(sf_count_t offset, int whence, void* user) {
+  auto* m = static_cast<MemoryFile*>(user);
+  const sf_count_t base = whence == SEEK_CUR ? m->pos : whence == SEEK_END ? m->size() : 0;
+  if (offset < -base) return -1;
+  m->pos = base + offset;
+  return m->pos;
+}
+
+sf_count_t memory_read(void* out, sf_count_t count, void* user) {
+  auto* m = static_cast<MemoryFile*>(user);
+  const sf_count_t n = std::max<sf_count_t>(0, std::min(count, m->size() - m->pos));
+  if (n > 0) std::memcpy(out, m->bytes->data() + m->pos, static_cast<std::size_t>(n));
+  m->pos += n;
+  return n;
+}
+
+sf_count_t memory_write(const void*, sf_count_t, void*) {
+  return 0;
+}
+sf_count_t memory_tell(void* user) {
+  return static_cast<MemoryFile*>(user)->pos;
 }
 
 // Whether libsndfile's frame count for this format comes from the header exactly (MP3's is an
@@ -58,9 +103,9 @@ bool exact_frames(const SF_INFO& info) {
 
 // A WAV header libsndfile accepts can still be implausible (block align 0, 7-bit samples): the
 // fmt chunk's fields must agree with each other. "" when plausible (or not a RIFF/WAVE file).
-std::string check_wav_fmt(const std::string& path) {
-  std::FILE* f = std::fopen(path.c_str(), "rb");
-  if (!f) return "";
+// `read(buf, n)` reads exactly n bytes or fails; `skip(n)` moves past n bytes or fails.
+template <class Read, class Skip>
+std::string check_wav_fmt_from(Read read, Skip skip) {
   unsigned char head[12];
   std::string why;
   const auto u16 = [](const unsigned char* p) { return static_cast<uint32_t>(p[0] | (p[1] << 8)); };
@@ -68,17 +113,17 @@ std::string check_wav_fmt(const std::string& path) {
     return static_cast<uint32_t>(p[0]) | (static_cast<uint32_t>(p[1]) << 8) |
            (static_cast<uint32_t>(p[2]) << 16) | (static_cast<uint32_t>(p[3]) << 24);
   };
-  if (std::fread(head, 1, 12, f) == 12 && std::memcmp(head + 8, "WAVE", 4) == 0 &&
+  if (read(head, 12) && std::memcmp(head + 8, "WAVE", 4) == 0 &&
       (std::memcmp(head, "RIFF", 4) == 0 || std::memcmp(head, "RF64", 4) == 0)) {
     unsigned char chunk[8];
-    for (int i = 0; i < 64 && std::fread(chunk, 1, 8, f) == 8; ++i) {
+    for (int i = 0; i < 64 && read(chunk, 8); ++i) {
       const uint32_t size = u32(chunk + 4);
       if (std::memcmp(chunk, "fmt ", 4) != 0) {
-        if (std::fseek(f, static_cast<long>(size + (size & 1)), SEEK_CUR) != 0) break;
+        if (!skip(static_cast<uint64_t>(size) + (size & 1))) break;
         continue;
       }
       unsigned char fmt[16];
-      if (size < 16 || std::fread(fmt, 1, 16, f) != 16) {
+      if (size < 16 || !read(fmt, 16)) {
         why = "its fmt chunk is shorter than 16 bytes";
         break;
       }
@@ -101,8 +146,33 @@ std::string check_wav_fmt(const std::string& path) {
       break;
     }
   }
+  return why;
+}
+
+std::string check_wav_fmt(const std::string& path) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) return "";
+  const std::string why =
+      check_wav_fmt_from([&](unsigned char* buf, std::size_t n) { return std::fread(buf, 1, n, f) == n; },
+                         [&](uint64_t n) { return std::fseek(f, static_cast<long>(n), SEEK_CUR) == 0; });
   std::fclose(f);
   return why;
+}
+
+std::string check_wav_fmt_bytes(const std::string& bytes) {
+  std::size_t pos = 0;
+  return check_wav_fmt_from(
+      [&](unsigned char* buf, std::size_t n) {
+        if (bytes.size() - pos < n) return false;
+        std::memcpy(buf, bytes.data() + pos, n);
+        pos += n;
+        return true;
+      },
+      [&](uint64_t n) {
+        if (bytes.size() - pos < n) return false;
+        pos += static_cast<std::size_t>(n);
+        return true;
+      });
 }
 
 std::string major_format_name(int format) {
@@ -125,41 +195,40 @@ AudioInfo probe_audio(const std::string& path) {
   return out;
 }
 
-AudioBuffer read_audio(const std::string& path, double offset_seconds, double duration_seconds) {
-  SF_INFO info;
-  SndPtr f = open_read(path, info);
-  if (info.channels <= 0 || info.samplerate <= 0)
-    throw Error("audio file '" + path + "' has no channels or no sample rate");
+namespace {
+
+// The samples of [offset, offset + duration) of opened audio; `subject` names it in errors.
+AudioBuffer read_opened(const SndPtr& f, const SF_INFO& info, const std::string& subject,
+                        double offset_seconds, double duration_seconds) {
+  if (info.channels <= 0 || info.samplerate <= 0) throw Error(subject + " has no channels or no sample rate");
   AudioBuffer out;
   out.sample_rate = info.samplerate;
   out.channels = info.channels;
 
   if (!std::isfinite(offset_seconds) || offset_seconds < 0)
-    throw Error("audio file '" + path + "': offset " + std::to_string(offset_seconds) +
-                " s is not a time in the file");
+    throw Error(subject + ": offset " + std::to_string(offset_seconds) + " s is not a time in the file");
   if (duration_seconds >= 0 && !std::isfinite(duration_seconds))
-    throw Error("audio file '" + path + "': duration is not finite");
+    throw Error(subject + ": duration is not finite");
   const double length = static_cast<double>(info.frames) / info.samplerate;
   const bool exact = exact_frames(info);
   // Manifest times are rounded: a crop may run past the end by this much, no more.
   const double slack = 0.1 + 1e-3 * length;
   if (exact && offset_seconds >= length)
-    throw Error("audio file '" + path + "': offset " + std::to_string(offset_seconds) +
-                " s is past its end (" + std::to_string(length) + " s)");
+    throw Error(subject + ": offset " + std::to_string(offset_seconds) + " s is past its end (" +
+                std::to_string(length) + " s)");
   if (exact && duration_seconds >= 0 && offset_seconds + duration_seconds > length + slack)
-    throw Error("audio file '" + path + "': offset + duration (" + std::to_string(offset_seconds) + " + " +
+    throw Error(subject + ": offset + duration (" + std::to_string(offset_seconds) + " + " +
                 std::to_string(duration_seconds) + " s) runs past its end (" + std::to_string(length) +
                 " s)");
   constexpr double kMaxFrames = 9.0e15;  // llround's range, with room
   if (offset_seconds * info.samplerate > kMaxFrames || duration_seconds * info.samplerate > kMaxFrames)
-    throw Error("audio file '" + path + "': offset or duration out of range");
+    throw Error(subject + ": offset or duration out of range");
   int64_t start = std::max<int64_t>(0, std::llround(offset_seconds * info.samplerate));
   int64_t want = duration_seconds >= 0 ? std::llround(duration_seconds * info.samplerate) : -1;
   const int64_t first = start;
   // Some decoders (MP3, some OGG) report frames approximately or not at all: read in chunks.
   if (start > 0 && sf_seek(f.get(), start, SEEK_SET) < 0) {
-    if (info.seekable)
-      throw Error("audio file '" + path + "': cannot seek to " + std::to_string(offset_seconds) + " s");
+    if (info.seekable) throw Error(subject + ": cannot seek to " + std::to_string(offset_seconds) + " s");
     std::vector<float> skip(static_cast<std::size_t>(4096) * info.channels);
     while (start > 0) {
       const sf_count_t got = sf_readf_float(f.get(), skip.data(), std::min<int64_t>(start, 4096));
@@ -181,15 +250,36 @@ AudioBuffer read_audio(const std::string& path, double offset_seconds, double du
     total += got;
   }
   if (sf_error(f.get()) != SF_ERR_NO_ERROR)
-    throw Error("error decoding audio file '" + path + "': " + sf_strerror(f.get()));
+    throw Error("error decoding " + subject + ": " + sf_strerror(f.get()));
   // A file cut short (a partial download) decodes fewer frames than its header promises.
   if (exact) {
     const int64_t promised = want >= 0 ? std::min<int64_t>(want, info.frames - first) : info.frames - first;
     if (total < promised)
-      throw Error("audio file '" + path + "' is truncated: " + std::to_string(first + total) + " of " +
+      throw Error(subject + " is truncated: " + std::to_string(first + total) + " of " +
                   std::to_string(info.frames) + " samples decode");
   }
   return out;
+}
+
+}  // namespace
+
+AudioBuffer read_audio(const std::string& path, double offset_seconds, double duration_seconds) {
+  SF_INFO info;
+  SndPtr f = open_read(path, info);
+  return read_opened(f, info, file_subject(path), offset_seconds, duration_seconds);
+}
+
+AudioBuffer decode_audio(const std::string& bytes, const std::string& what) {
+  const std::string subject = "audio '" + what + "'";
+  if (bytes.empty()) throw Error(subject + " is empty (0 bytes)");
+  MemoryFile file{&bytes};
+  SF_VIRTUAL_IO io{memory_length, memory_seek, memory_read, memory_write, memory_tell};
+  SF_INFO info{};
+  SNDFILE* raw = sf_open_virtual(&io, SFM_READ, &info, &file);
+  if (!raw) throw Error("cannot decode " + subject + ": " + sf_strerror(nullptr));
+  SndPtr f(raw);
+  check_opened(info, subject, [&] { return check_wav_fmt_bytes(bytes); });
+  return read_opened(f, info, subject, 0.0, -1.0);
 }
 
 std::vector<float> downmix(const AudioBuffer& audio) {

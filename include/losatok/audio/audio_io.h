@@ -30,6 +30,10 @@ struct AudioBuffer {
 // Reads [offset, offset + duration) seconds (duration < 0: to the end).
 AudioBuffer read_audio(const std::string& path, double offset_seconds = 0.0, double duration_seconds = -1.0);
 
+// The whole of an encoded file held in memory (a WebDataset member): what read_audio makes of the
+// same bytes on disk, with the same checks. `what` names it in errors ("shard.tar: key.flac").
+AudioBuffer decode_audio(const std::string& bytes, const std::string& what);
+
 // Mean over channels.
 std::vector<float> downmix(const AudioBuffer& audio);
 
