@@ -23,8 +23,9 @@ Tokenizer: roberta-base's byte-level BPE (GPT-2's), `<s>` 0 `<pad>` 1 `</s>` 2 `
 truncated to 75 pieces + `<s>`/`</s>`, padded to 77. The GPT-2 pre-tokenisation regex
     's|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+
 is run by Python's `re` with explicit classes: L = general category L*, N = N*, from this
-Python's unicodedata (the C++ table in src/data/bpe.cpp is generated from the same
-`class_ranges()`), whitespace = the Unicode White_Space property (WHITE_SPACE below).
+Python's unicodedata (the C++ general-category table in src/data/unicode.cpp is generated from
+the same unicodedata by make_unicode_tables.py), whitespace = the Unicode White_Space property
+(WHITE_SPACE below).
 
 Importing this module has no side effects.
 """
