@@ -8,6 +8,7 @@
 #include <set>
 
 #include "losatok/core/error.h"
+#include "losatok/eval/xares_protocol.h"
 
 namespace losatok::eval {
 
@@ -36,7 +37,6 @@ ProbeResult run_probe(const LabelledSet& train, const LabelledSet& valid, const 
                       int64_t classes, const ProbeConfig& c) {
   if (classes < 2)
     throw Error("probe: the training split has " + std::to_string(classes) + " class(es); need 2");
-  if (c.epochs < 1 || c.batch_size < 1) throw Error("probe: epochs and batch size must be positive");
   const int64_t dim = train.x.defined() && train.x.dim() == 2 ? train.x.size(1) : 0;
   check_set(train, "train", dim, classes);
   check_set(valid, "valid", dim, classes);
@@ -46,48 +46,23 @@ ProbeResult run_probe(const LabelledSet& train, const LabelledSet& valid, const 
   torch::manual_seed(c.seed);
   torch::nn::Sequential probe(torch::nn::LayerNorm(torch::nn::LayerNormOptions({dim})),
                               torch::nn::Linear(dim, classes));
-  torch::optim::Adam opt(probe->parameters(), torch::optim::AdamOptions(c.lr));
   const torch::Tensor x = train.x.to(torch::kFloat32), y = train.y.to(torch::kInt64);
-  const int64_t n = x.size(0), per_epoch = (n + c.batch_size - 1) / c.batch_size;
-  const int64_t total = per_epoch * c.epochs;
-  auto predict = [&](const torch::Tensor& q) {
-    torch::NoGradGuard no_grad;
-    probe->eval();
-    return probe->forward(q.to(torch::kFloat32)).argmax(1);
-  };
+  auto predict = [&](const torch::Tensor& q) { return probe->forward(q.to(torch::kFloat32)).argmax(1); };
+  const TaskScore s = fit_best_on_valid(
+      *probe, x.size(0), c,
+      [&](const torch::Tensor& idx) {
+        return torch::nn::functional::cross_entropy(probe->forward(x.index_select(0, idx)),
+                                                    y.index_select(0, idx));
+      },
+      [&] { return accuracy(predict(valid.x), valid.y); });
 
   ProbeResult r;
-  r.valid_accuracy = -1;
-  std::vector<torch::Tensor> best;
-  int64_t step = 0;
-  for (int epoch = 1; epoch <= c.epochs; ++epoch) {
-    probe->train();
-    const torch::Tensor order = torch::randperm(n, torch::kInt64);
-    for (int64_t b = 0; b < per_epoch; ++b, ++step) {
-      const double t = static_cast<double>(step) / static_cast<double>(std::max<int64_t>(1, total - 1));
-      const double lr =
-          c.lr * (c.final_lr_fraction + (1.0 - c.final_lr_fraction) * 0.5 * (1.0 + std::cos(M_PI * t)));
-      for (auto& g : opt.param_groups()) static_cast<torch::optim::AdamOptions&>(g.options()).lr(lr);
-      const torch::Tensor idx =
-          order.narrow(0, b * c.batch_size, std::min<int64_t>(c.batch_size, n - b * c.batch_size));
-      opt.zero_grad();
-      torch::nn::functional::cross_entropy(probe->forward(x.index_select(0, idx)), y.index_select(0, idx))
-          .backward();
-      opt.step();
-    }
-    const double acc = accuracy(predict(valid.x), valid.y);
-    if (acc > r.valid_accuracy) {
-      r.valid_accuracy = acc;
-      r.best_epoch = epoch;
-      best.clear();
-      for (const auto& p : probe->parameters()) best.push_back(p.detach().clone());
-    }
-  }
-  {
-    torch::NoGradGuard no_grad;
-    const auto params = probe->parameters();
-    for (std::size_t i = 0; i < params.size(); ++i) params[i].copy_(best[i]);
-  }
+  r.valid_accuracy = s.valid;
+  r.best_epoch = s.best_epoch;
+  r.epoch_valid = s.epoch_valid;
+  r.epoch_loss = s.epoch_loss;
+  torch::NoGradGuard no_grad;
+  probe->eval();
   r.linear_accuracy = accuracy(predict(test.x), test.y);
   r.knn_accuracy = knn_accuracy(train, test, classes, c.knn_k, c.knn_temperature);
   return r;

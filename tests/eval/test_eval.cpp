@@ -162,7 +162,12 @@ TEST(Probe, SeparableDataNearOneShuffledNearChance) {
       eval::run_probe(make(400, false), make(100, false), make(200, false), classes, c);
   EXPECT_GE(good.linear_accuracy, 0.95);
   EXPECT_GE(good.knn_accuracy, 0.95);
-  EXPECT_GE(good.best_epoch, 1);
+  // X-ARES' loop: one validation per epoch, the first best epoch kept, the loss falling.
+  ASSERT_EQ(good.epoch_valid.size(), static_cast<std::size_t>(c.epochs));
+  EXPECT_EQ(good.best_epoch, std::max_element(good.epoch_valid.begin(), good.epoch_valid.end()) -
+                                 good.epoch_valid.begin() + 1);
+  EXPECT_EQ(good.valid_accuracy, good.epoch_valid[good.best_epoch - 1]);
+  EXPECT_LT(good.epoch_loss.back(), good.epoch_loss.front());
   const eval::ProbeResult bad =
       eval::run_probe(make(400, true), make(100, true), make(200, true), classes, c);
   EXPECT_LT(bad.linear_accuracy, 0.45) << "chance is 0.25";

@@ -1,5 +1,6 @@
 // The X-ARES probing protocol (docs/method.md, "Evaluation") on clip embeddings: a linear probe
-// (LayerNorm + Linear, Adam, cosine decay, best epoch on validation) and weighted kNN.
+// (LayerNorm + Linear, Adam, X-ARES' epoch cosine, best epoch on validation) and weighted kNN.
+// The other task kinds and the shared training loop are in xares_protocol.h.
 #pragma once
 
 #include <torch/types.h>
@@ -13,7 +14,7 @@ struct ProbeConfig {
   int epochs = 10;
   int batch_size = 32;
   double lr = 1e-3;
-  double final_lr_fraction = 0.1;  // cosine decay from lr to lr * this over all steps
+  double final_lr_fraction = 0.1;  // cosine from lr towards lr * this, stepped per epoch (xares_epoch_lr)
   uint64_t seed = 42;
   int knn_k = 10;
   double knn_temperature = 0.07;
@@ -27,19 +28,23 @@ struct LabelledSet {
 };
 
 struct ProbeResult {
-  double linear_accuracy = 0;  // test, with the weights of the best validation epoch
-  double knn_accuracy = 0;     // test, neighbours from the training split
-  double valid_accuracy = 0;   // the best epoch's
-  int best_epoch = 0;          // 1-based
+  double linear_accuracy = 0;                   // test, with the weights of the best validation epoch
+  double knn_accuracy = 0;                      // test, neighbours from the training split
+  double valid_accuracy = 0;                    // the best epoch's
+  int best_epoch = 0;                           // 1-based
+  std::vector<double> epoch_valid, epoch_loss;  // per epoch: validation accuracy, mean training loss
 };
 
-// Trains LayerNorm(D) + Linear(D, classes) with cross-entropy, Adam and a per-step cosine
-// schedule; after every epoch scores the validation split and keeps the best (first on ties).
+// Trains LayerNorm(D) + Linear(D, classes) with cross-entropy through fit_best_on_valid
+// (xares_protocol.h: Adam, X-ARES' per-epoch cosine, the weights of the first best validation
+// accuracy kept); accuracy is X-ARES' (argmax).
 ProbeResult run_probe(const LabelledSet& train, const LabelledSet& valid, const LabelledSet& test,
                       int64_t classes, const ProbeConfig& c);
 
 // Weighted kNN: cosine similarity of L2-normalised embeddings, the k most similar training
-// clips vote with weight exp(similarity / temperature). Accuracy on `query`.
+// clips vote with weight exp(similarity / temperature). Accuracy on `query`. X-ARES' KNN weighs
+// the votes by softmax(similarity / temperature) over the k: the same weights divided by their
+// per-query sum, so the same argmax.
 double knn_accuracy(const LabelledSet& train, const LabelledSet& query, int64_t classes, int k,
                     double temperature);
 
