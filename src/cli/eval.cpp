@@ -11,6 +11,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <numeric>
+#include <optional>
 #include <set>
 #include <sstream>
 
@@ -19,7 +20,9 @@
 #include "losatok/core/error.h"
 #include "losatok/core/file_util.h"
 #include "losatok/core/logging.h"
+#include "losatok/data/extract.h"
 #include "losatok/data/feature_cache.h"
+#include "losatok/data/hf_tokenizer.h"
 #include "losatok/data/manifest.h"
 #include "losatok/eval/asr.h"
 #include "losatok/eval/instruments.h"
@@ -28,7 +31,9 @@
 #include "losatok/eval/probe.h"
 #include "losatok/eval/representations.h"
 #include "losatok/eval/speech_instruments.h"
+#include "losatok/eval/xares_suite.h"
 #include "losatok/gen/dit_pipeline.h"
+#include "losatok/models/qwen2.h"
 #include "losatok/models/tokenizer_checkpoint.h"
 #include "model_setup.h"
 
@@ -224,6 +229,13 @@ struct ProbeOptions {
   eval::ProbeConfig probe;
   int batch_size = 8;
   int64_t pca_frames = 100000;
+  // --suite xares: X-ARES' tasks from their WebDataset shards (docs/method.md, "Evaluation").
+  std::string suite, data, cache, qwen2, bert_vocab, asr_adapters;
+  std::vector<std::string> xares_tasks;
+  int64_t max_clips = 0;
+  double encode_seconds = 60;
+  int64_t retrieval_hidden = 1024;
+  const CLI::Option *epochs_opt = nullptr, *lr_opt = nullptr, *batch_opt = nullptr;
 };
 
 std::string task_label(const data::ManifestEntry& e, const std::string& task) {
@@ -244,7 +256,15 @@ eval::LabelledSet labelled(const eval::EncodedSplit& split, const torch::Tensor&
   return {x.index_select(0, torch::tensor(rows, torch::kInt64)), eval::label_ids(labels, vocabulary)};
 }
 
+int run_xares_command(const ProbeOptions& o, const Context& ctx);
+
 int run_probe_command(const ProbeOptions& o, const Context& ctx) {
+  if (o.suite == "xares") return run_xares_command(o, ctx);
+  for (const auto& [flag, value] : {std::pair<const char*, const std::string*>{"--train", &o.train},
+                                    {"--valid", &o.valid},
+                                    {"--test", &o.test}})
+    if (value->empty())
+      throw Error(std::string("eval probe: ") + flag + " is required (or --suite xares --data DIR)");
   std::vector<std::string> reps = split_list(o.representations);
   // An encoder-only checkpoint serves the representations of the frozen encoder alone; the
   // default (every representation the tokenizer has) needs a whole tokenizer.
@@ -338,6 +358,146 @@ int run_probe_command(const ProbeOptions& o, const Context& ctx) {
                        {"knn_k", o.probe.knn_k},
                        {"knn_temperature", o.probe.knn_temperature}}},
                      {"representations", results}});
+  return 0;
+}
+
+// ----------------------------------------------------------------------------------- xares
+
+json xares_task_json(const eval::XaresTaskResult& t) {
+  json j = {{"formal_name", t.formal_name},
+            {"column", t.column},
+            {"kind", t.kind},
+            {"metric", t.metric},
+            {"eval_weight", t.eval_weight},
+            {"score", finite_or_null(t.score)},
+            {"knn", finite_or_null(t.knn)},
+            {"valid", finite_or_null(t.valid)},
+            {"train", t.train},
+            {"valid_size", t.valid_size},
+            {"test", t.test}};
+  if (!t.fold_scores.empty()) j["folds"] = t.fold_scores;
+  if (!t.fold_knn.empty()) j["fold_knn"] = t.fold_knn;
+  if (!t.skipped.empty()) j["skipped"] = t.skipped;
+  if (!t.hypotheses.empty()) {
+    json ex = json::array();
+    for (std::size_t i = 0; i < t.hypotheses.size(); ++i)
+      ex.push_back({{"reference", t.references[i]}, {"hypothesis", t.hypotheses[i]}});
+    j["transcripts"] = ex;
+  }
+  return j;
+}
+
+int run_xares_command(const ProbeOptions& o, const Context& ctx) {
+  if (o.data.empty()) throw Error("eval probe --suite xares: --data DIR (the X-ARES data root) is required");
+  std::vector<std::string> reps = split_list(o.representations);
+  const bool semantic_only =
+      !reps.empty() && eval::source_tensors(reps) == std::vector<std::string>{"semantic_emb"};
+  LoadedVae m = load_vae(o.model, o.config, ctx, /*encoder_only_ok=*/semantic_only);
+  if (o.config.print_config) return 0;
+  const ModelConfig& mc = m.config.model;
+  if (reps.empty())
+    for (const auto& r : eval::representation_names()) {
+      if (r == "pca") continue;  // needs fitting on frames: train a PCA SemBo run instead
+      const bool semantic = r == "semantic" || r == "channel_merge";
+      if (r == "latent" || (semantic && mc.has_semantic_branch()) || mc.variant == "losatok")
+        reps.push_back(r);
+    }
+  for (const auto& r : reps)
+    if (r == "pca")
+      throw Error(
+          "eval probe --suite xares: representation 'pca' needs a fit on frames; probe the 'sembo' of a "
+          "PCA run (configs/ablations/sembo_pca.yaml) instead");
+
+  eval::XaresEncoder enc;
+  enc.sample_rate = m.config.audio.sample_rate;
+  enc.hop_ms = 1000.0 * static_cast<double>(m.vae->samples_per_token()) / enc.sample_rate;
+  enc.sources = eval::source_tensors(reps);
+  {
+    const data::CacheProducer whole = data::cache_producer("latents", *m.vae, m.config);
+    enc.producer = {"xares", whole.weights_hash, whole.config_hash};
+  }
+  enc.encode = [&](const std::vector<std::vector<float>>& waves) {
+    return data::encode_waves(*m.vae, m.config, waves, enc.sources, m.device);
+  };
+  std::vector<eval::XaresRepresentation> representations;
+  for (const auto& r : reps)
+    representations.push_back({r, eval::source_tensor(r), eval::representation_map(r, mc)});
+
+  eval::XaresOptions xo;
+  xo.data_root = o.data;
+  xo.cache_root =
+      !o.cache.empty()
+          ? o.cache
+          : (fs::path(o.out).parent_path() / (fs::path(o.out).stem().string() + "_cache")).string();
+  xo.tasks = split_list(o.xares_tasks);
+  xo.encode_batch = o.batch_size;
+  xo.encode_seconds = o.encode_seconds;
+  xo.resample_quality = m.config.audio.resample_quality;
+  xo.max_clips = o.max_clips;
+  xo.probe = o.probe;
+  if (o.epochs_opt && o.epochs_opt->count()) xo.epochs = o.probe.epochs;
+  if (o.lr_opt && o.lr_opt->count()) xo.lr = o.probe.lr;
+  if (o.batch_opt && o.batch_opt->count()) xo.batch_size = o.probe.batch_size;
+  xo.bert_vocab = o.bert_vocab;
+  xo.retrieval_hidden = o.retrieval_hidden;
+  xo.asr_adapter_dir = o.asr_adapters;
+  std::optional<models::Qwen2ForCausalLM> llm;
+  std::optional<data::HfTokenizer> llm_tok;
+  if (!o.qwen2.empty()) {
+    llm = models::load_qwen2(o.qwen2, m.device);
+    llm_tok = data::HfTokenizer::load(o.qwen2);
+    xo.llm = llm->get();
+    xo.llm_tokenizer = &*llm_tok;
+    spdlog::info("xares: ASR decoder {} ({} layers, width {}), frozen", o.qwen2,
+                 llm->get()->config().num_hidden_layers, llm->get()->config().hidden_size);
+  }
+  if (!o.asr_adapters.empty()) fs::create_directories(o.asr_adapters);
+
+  const auto results = eval::run_xares_suite(xo, enc, representations);
+
+  // One table per representation, as the paper prints them: a column per task, then the
+  // weighted averages.
+  json jr = json::object();
+  for (const auto& res : results) {
+    std::vector<std::string> header = {"task", "metric", "weight", "score", "kNN"};
+    std::vector<std::vector<std::string>> rows = {header};
+    json tasks = json::object();
+    for (const auto& t : res.tasks) {
+      rows.push_back({t.column.empty() ? t.task : t.column + " (" + t.task + ")", t.metric,
+                      std::to_string(t.eval_weight), t.skipped.empty() ? num(100 * t.score, 2) : "n/a",
+                      num(100 * t.knn, 2)});
+      tasks[t.task] = xares_task_json(t);
+    }
+    rows.push_back({"weighted average", "", std::to_string(res.weight), num(100 * res.average, 2),
+                    num(100 * res.knn_average, 2)});
+    std::cout << "\nX-ARES, representation " << res.representation << " (" << res.dim << "-d)"
+              << (res.complete ? "" : ": not all of Table 2's 15 tasks scored") << "\n";
+    print_table(rows);
+    jr[res.representation] = {{"dim", res.dim},
+                              {"average", finite_or_null(res.average)},
+                              {"knn_average", finite_or_null(res.knn_average)},
+                              {"weight", res.weight},
+                              {"complete", res.complete},
+                              {"tasks", tasks}};
+  }
+  write_json(o.out, {{"command", "eval probe"},
+                     {"suite", "xares"},
+                     {"checkpoint", o.model.checkpoint},
+                     {"variant", mc.variant},
+                     {"data", o.data},
+                     {"cache", xo.cache_root},
+                     {"max_clips", o.max_clips},
+                     {"qwen2", o.qwen2},
+                     {"protocol",
+                      {{"epochs", xo.epochs > 0 ? json(xo.epochs) : json("task")},
+                       {"batch_size", xo.batch_size > 0 ? json(xo.batch_size) : json("task")},
+                       {"lr", xo.lr > 0 ? json(xo.lr) : json("task")},
+                       {"final_lr_fraction", o.probe.final_lr_fraction},
+                       {"seed", o.probe.seed},
+                       {"knn_k", o.probe.knn_k},
+                       {"knn_temperature", o.probe.knn_temperature},
+                       {"hop_ms", enc.hop_ms}}},
+                     {"representations", jr}});
   return 0;
 }
 
@@ -1005,16 +1165,41 @@ void add_eval_command(CLI::App& app, Context& ctx) {
     for (const auto& n : eval::representation_names()) names += (names.empty() ? "" : ", ") + n;
     sub->add_option("--representation", o->representations,
                     "comma list or repeated: " + names + " (default: all the tokenizer has)");
-    sub->add_option("--train", o->train, "training manifest")->required();
-    sub->add_option("--valid", o->valid, "validation manifest (picks the best epoch)")->required();
-    sub->add_option("--test", o->test, "test manifest")->required();
+    sub->add_option("--train", o->train, "training manifest");
+    sub->add_option("--valid", o->valid, "validation manifest (picks the best epoch)");
+    sub->add_option("--test", o->test, "test manifest");
+    sub->add_option("--suite", o->suite, "xares: X-ARES' tasks from their WebDataset shards under --data")
+        ->check(CLI::IsMember({"xares"}));
+    sub->add_option("--data", o->data, "X-ARES data root: one folder per task (esc50/, gtzan_genre/, ...)");
+    sub->add_option("--xares-task", o->xares_tasks,
+                    "X-ARES tasks by name or the paper's column (comma list or repeated; default: Table 2's "
+                    "tasks found under --data)");
+    sub->add_option("--cache", o->cache, "feature cache folder (default: beside --out)");
+    sub->add_option("--qwen2", o->qwen2,
+                    "Qwen2.5-0.5B Hugging Face folder for the ASR task (config.json, model.safetensors, "
+                    "tokenizer.json)");
+    sub->add_option(
+        "--bert-vocab", o->bert_vocab,
+        "bert-base-uncased vocab.txt for Clotho's text ids (default: the training captions' words)");
+    sub->add_option("--max-clips", o->max_clips, "X-ARES: at most this many clips per split or fold (0: all)")
+        ->capture_default_str();
+    sub->add_option("--encode-seconds", o->encode_seconds,
+                    "X-ARES: encode longer clips in windows of this length")
+        ->capture_default_str();
+    sub->add_option("--retrieval-hidden", o->retrieval_hidden, "X-ARES: Clotho's projection width")
+        ->capture_default_str();
+    sub->add_option("--asr-adapters", o->asr_adapters, "X-ARES: folder for the trained ASR adapters");
     sub->add_option("--task", o->tasks, "manifest field to predict: label, domain (repeatable)")
         ->check(CLI::IsMember({"label", "domain"}))
         ->capture_default_str();
-    sub->add_option("--epochs", o->probe.epochs, "linear probe epochs")->capture_default_str();
-    sub->add_option("--lr", o->probe.lr, "Adam learning rate (cosine decay to 0.1x)")->capture_default_str();
-    sub->add_option("--probe-batch-size", o->probe.batch_size, "linear probe batch size")
-        ->capture_default_str();
+    o->epochs_opt = sub->add_option("--epochs", o->probe.epochs, "linear probe epochs (--suite: the task's)")
+                        ->capture_default_str();
+    o->lr_opt =
+        sub->add_option("--lr", o->probe.lr, "Adam learning rate (cosine decay to 0.1x; --suite: the task's)")
+            ->capture_default_str();
+    o->batch_opt = sub->add_option("--probe-batch-size", o->probe.batch_size,
+                                   "linear probe batch size (--suite: the task's)")
+                       ->capture_default_str();
     sub->add_option("--knn-k", o->probe.knn_k, "kNN neighbours")->capture_default_str();
     sub->add_option("--knn-temperature", o->probe.knn_temperature, "kNN vote temperature")
         ->capture_default_str();

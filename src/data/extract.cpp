@@ -68,6 +68,37 @@ CacheProducer semantic_cache_producer(models::DashengEncoderImpl& encoder, const
   return {"semantic", hash_tensors(io::module_state(encoder)), hash_text(config::dump(n))};
 }
 
+std::vector<NamedFeatures> encode_waves(models::AudioVAEImpl& vae, const RootConfig& cfg,
+                                        const std::vector<std::vector<float>>& waves,
+                                        const std::vector<std::string>& wanted, const torch::Device& device) {
+  const bool semantic_only = wanted.size() == 1 && wanted[0] == "semantic_emb";
+  if (semantic_only && !vae.semantic_encoder)
+    throw Error("the " + cfg.model.variant + " tokenizer has no semantic encoder");
+  const int64_t spt = vae.samples_per_token();
+  for (const auto& w : waves)
+    if (static_cast<int64_t>(w.size()) < spt) throw Error("encode: a clip is shorter than one token");
+  std::vector<NamedFeatures> result;
+  if (waves.empty()) return result;
+  torch::NoGradGuard no_grad;
+  auto [audio, lengths] = pad_waves(waves);
+  audio = audio.to(device);
+  NamedFeatures out;
+  if (semantic_only) {
+    out["semantic_emb"] = vae.semantic_encoder->encoder->forward(audio, lengths);
+  } else {
+    for (const auto& [name, t] : vae.encode(audio, lengths).named())
+      if (std::find(wanted.begin(), wanted.end(), name) != wanted.end()) out[name] = t;
+  }
+  for (std::size_t i = 0; i < waves.size(); ++i) {
+    const int64_t valid = lengths[static_cast<int64_t>(i)].item<int64_t>() / spt;
+    NamedFeatures clip;
+    for (const auto& [name, t] : out)
+      clip[name] = t[static_cast<int64_t>(i)].narrow(0, 0, std::min(valid, t.size(1))).cpu();
+    result.push_back(std::move(clip));
+  }
+  return result;
+}
+
 ExtractReport encode_clips(models::AudioVAEImpl& vae, const RootConfig& cfg,
                            const std::vector<const Clip*>& clips, const std::vector<std::string>& wanted,
                            int batch_size, const torch::Device& device,
@@ -102,21 +133,10 @@ ExtractReport encode_clips(models::AudioVAEImpl& vae, const RootConfig& cfg,
       record_bad_clip(report.bad, c.key, why, cfg.data.max_bad_files, "encode");
     }
     if (ok.empty()) continue;
-    auto [audio, lengths] = pad_waves(waves);
-    report.audio_seconds += lengths.sum().item<int64_t>() / static_cast<double>(sr);
-    audio = audio.to(device);
-    NamedFeatures out;
-    if (semantic_only) {
-      out["semantic_emb"] = vae.semantic_encoder->encoder->forward(audio, lengths);
-    } else {
-      for (const auto& [name, t] : vae.encode(audio, lengths).named())
-        if (std::find(wanted.begin(), wanted.end(), name) != wanted.end()) out[name] = t;
-    }
+    for (const auto& w : waves) report.audio_seconds += static_cast<double>(w.size()) / sr;
+    const std::vector<NamedFeatures> features = encode_waves(vae, cfg, waves, wanted, device);
     for (std::size_t i = 0; i < ok.size(); ++i) {
-      const int64_t valid = lengths[i].item<int64_t>() / spt;
-      NamedFeatures clip;
-      for (const auto& [name, t] : out) clip[name] = t[i].narrow(0, 0, std::min(valid, t.size(1))).cpu();
-      consume(*ok[i], clip);
+      consume(*ok[i], features[i]);
       ++report.written;
     }
   }

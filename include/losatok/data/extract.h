@@ -39,6 +39,12 @@ ExtractReport extract_text_features(models::T5TextEncoder& encoder, const std::v
 
 using NamedFeatures = std::map<std::string, torch::Tensor>;
 
+// One batch of mono waves at the model rate (each at least one token long), zero-padded with
+// lengths, on `device`: per wave its `wanted` features cut to its valid tokens, on the CPU.
+std::vector<NamedFeatures> encode_waves(models::AudioVAEImpl& vae, const RootConfig& cfg,
+                                        const std::vector<std::vector<float>>& waves,
+                                        const std::vector<std::string>& wanted, const torch::Device& device);
+
 // Encodes `clips` `batch_size` at a time (zero-padded with lengths) on the model's device and
 // hands each readable clip's `wanted` features (names of VaeFeatures::named()), cut to its
 // valid tokens and moved to the CPU, to `consume`; a name the model does not compute is
