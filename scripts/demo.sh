@@ -15,7 +15,8 @@
 # caption encoder, a Hugging Face Flan-T5 folder; default the tiny random T5 of tests/fixtures),
 # VGGISH, PANNS, CLAP, CLAP_TOKENIZER, SPEAKER_SV, UTMOS (eval gen's instruments: the official
 # files; default the tiny random-weight ones of tests/fixtures), WHISPER (Whisper for the TTS WER:
-# openai's .pt or a Hugging Face folder; default pocketsphinx).
+# openai's .pt or a Hugging Face folder; default pocketsphinx), QWEN2 (the X-ARES ASR task's decoder:
+# the Hugging Face Qwen2.5-0.5B folder; default the tiny random Qwen2 of tests/fixtures).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD_DIR="${BUILD_DIR:-build}"
@@ -149,6 +150,23 @@ for r in mae mae_untrained; do
     --representation semantic --out "$ev/probe_$r.json"
 done
 
+section "eval probe --suite xares: X-ARES' protocol on its data layout, ASR through a tiny Qwen2"
+# Stand-ins for three X-ARES tasks made from the demo corpus in X-ARES' shard layout (ESC-50's 5
+# folds labelled by domain, Clotho's captions, LibriSpeech's transcripts): the suite reads them as
+# it reads the downloaded data, and caches the features (a second call encodes nothing). ESC-50
+# and Clotho train 100 epochs for the reason above; the ASR adapter keeps X-ARES' 10 and feeds a
+# tiny random-weight Qwen2 (QWEN2: the real Qwen2.5-0.5B folder), so its transcripts are noise
+# while its loss falls.
+scripts/make_xares_demo.sh "$m" "$OUT/xares_data" >/dev/null
+xares=(--suite xares --checkpoint "$tok" --device "$DEVICE" --data "$OUT/xares_data" --cache "$OUT/xares_cache"
+  --representation sembo,latent)
+"$bin" --log-level warn eval probe "${xares[@]}" --xares-task ESC,Clo --epochs 100 --retrieval-hidden 256 \
+  --out "$ev/xares.json"
+asr_clips=()
+[ "$FAST" = 1 ] && asr_clips=(--max-clips 40)
+"$bin" --log-level warn eval probe "${xares[@]}" --xares-task LS100h --qwen2 "${QWEN2:-tests/fixtures/qwen2_tiny}" \
+  --asr-adapters "$OUT/xares_adapters" ${asr_clips[@]+"${asr_clips[@]}"} --out "$ev/xares_asr.json"
+
 section "eval gen: FAD (VGGish), KL / IS / FD (PANNs), CLAP score, encoder-space FD, WER, SIM, MOS"
 # The paper's instruments. Their official files cannot ship with the demo: unless VGGISH, PANNS,
 # CLAP (and CLAP_TOKENIZER) name them, the tiny RANDOM-WEIGHT instruments of tests/fixtures run
@@ -198,6 +216,8 @@ for check in "$ev/recon.json:.overall.mel_distance,.overall.si_sdr,.overall.stoi
   "$ev/recon_acoustic_only.json:.overall.mel_distance" \
   "$ev/probe.json:.representations.semantic.tasks.domain.linear_accuracy,.representations.latent.tasks.domain.knn_accuracy,.representations.pca.tasks.domain.linear_accuracy" \
   "$ev/probe_acoustic_only.json:.representations.latent.tasks.domain.linear_accuracy" \
+  "$ev/xares.json:.representations.latent.tasks.esc50.score,.representations.latent.tasks.esc50.knn,.representations.sembo.tasks.clotho.score,.representations.latent.average" \
+  "$ev/xares_asr.json:.representations.latent.tasks.librispeech.score,.representations.sembo.tasks.librispeech.valid" \
   "$ev/probe_mae.json:.representations.semantic.tasks.domain.knn_accuracy" \
   "$ev/probe_mae_untrained.json:.representations.semantic.tasks.domain.knn_accuracy" \
   "$ev/gen_tta.json:.encoder_space.frechet_distance,.encoder_space.diversity_generated,.overall.fad_vggish,.overall.fd_panns,.overall.kl_softmax,.overall.kl_sigmoid,.overall.inception_score,.overall.clap_score" \
