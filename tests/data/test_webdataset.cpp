@@ -9,10 +9,10 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "fixture_data.h"
 #include "losatok/audio/audio_io.h"
 #include "losatok/core/error.h"
 #include "losatok/data/webdataset.h"
-#include "fixture_data.h"
 #include "test_util.h"
 
 using namespace losatok;

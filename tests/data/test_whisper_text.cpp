@@ -4,9 +4,9 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "fixture_data.h"
 #include "losatok/data/whisper_tokenizer.h"
 #include "losatok/eval/text_normalizer.h"
-#include "fixture_data.h"
 #include "test_util.h"
 
 namespace losatok {

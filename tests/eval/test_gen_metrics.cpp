@@ -9,10 +9,10 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "fixture_data.h"
 #include "losatok/core/error.h"
 #include "losatok/eval/metrics.h"
 #include "losatok/io/safetensors.h"
-#include "fixture_data.h"
 #include "test_util.h"
 
 using namespace losatok;
@@ -92,9 +92,7 @@ TEST(GenMetrics, EqualTheReferenceFormulas) {
   EXPECT_NEAR(plain.std, scalar("metrics.inception_score_std_noshuffle"), 1e-9);
 }
 
-namespace {
-
-}  // namespace
+namespace {}  // namespace
 
 TEST(EvalGenCli, InstrumentsMeasureSetsPerDomainAndPair) {
   test::TinyCorpus corpus;

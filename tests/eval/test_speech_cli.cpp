@@ -9,11 +9,11 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "fixture_data.h"
 #include "losatok/data/whisper_tokenizer.h"
 #include "losatok/io/safetensors.h"
 #include "losatok/io/weights.h"
 #include "losatok/models/whisper.h"
-#include "fixture_data.h"
 #include "test_util.h"
 
 using namespace losatok;

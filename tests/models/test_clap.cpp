@@ -9,13 +9,13 @@
 #include <functional>
 #include <iostream>
 
+#include "fixture_data.h"
 #include "losatok/audio/torchlibrosa.h"
 #include "losatok/core/error.h"
 #include "losatok/data/bpe.h"
 #include "losatok/io/safetensors.h"
 #include "losatok/io/weights.h"
 #include "losatok/models/clap.h"
-#include "fixture_data.h"
 #include "test_util.h"
 
 using namespace losatok;

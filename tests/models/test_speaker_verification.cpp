@@ -9,12 +9,12 @@
 #include <filesystem>
 #include <iostream>
 
+#include "fixture_data.h"
 #include "losatok/core/error.h"
 #include "losatok/io/safetensors.h"
 #include "losatok/io/weights.h"
 #include "losatok/models/speaker_verification.h"
 #include "losatok/models/wav2vec2.h"
-#include "fixture_data.h"
 #include "test_util.h"
 
 using namespace losatok;

@@ -8,11 +8,11 @@
 #include <filesystem>
 #include <fstream>
 
+#include "fixture_data.h"
 #include "losatok/core/error.h"
 #include "losatok/data/sentencepiece.h"
 #include "losatok/io/safetensors.h"
 #include "losatok/models/t5.h"
-#include "fixture_data.h"
 #include "test_util.h"
 
 using namespace losatok;

@@ -9,11 +9,11 @@
 #include <iomanip>
 #include <iostream>
 
+#include "fixture_data.h"
 #include "losatok/core/error.h"
 #include "losatok/io/safetensors.h"
 #include "losatok/io/weights.h"
 #include "losatok/models/utmos.h"
-#include "fixture_data.h"
 #include "test_util.h"
 
 using namespace losatok;

@@ -10,11 +10,11 @@
 #include <functional>
 #include <iostream>
 
+#include "fixture_data.h"
 #include "losatok/core/error.h"
 #include "losatok/io/safetensors.h"
 #include "losatok/io/weights.h"
 #include "losatok/models/whisper.h"
-#include "fixture_data.h"
 #include "test_util.h"
 
 using namespace losatok;
