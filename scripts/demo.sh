@@ -160,10 +160,11 @@ section "eval probe --suite xares: X-ARES' protocol on its data layout, ASR thro
 scripts/make_xares_demo.sh "$m" "$OUT/xares_data" >/dev/null
 xares=(--suite xares --checkpoint "$tok" --device "$DEVICE" --data "$OUT/xares_data" --cache "$OUT/xares_cache"
   --representation sembo,latent)
+# DEMO_FAST takes the first clips of each split or fold only (30, and 16 for the ASR task).
+clips=() asr_clips=()
+[ "$FAST" = 1 ] && clips=(--max-clips 30) asr_clips=(--max-clips 16)
 "$bin" --log-level warn eval probe "${xares[@]}" --xares-task ESC,Clo --epochs 100 --retrieval-hidden 256 \
-  --out "$ev/xares.json"
-asr_clips=()
-[ "$FAST" = 1 ] && asr_clips=(--max-clips 40)
+  ${clips[@]+"${clips[@]}"} --out "$ev/xares.json"
 "$bin" --log-level warn eval probe "${xares[@]}" --xares-task LS100h --qwen2 "${QWEN2:-tests/fixtures/qwen2_tiny}" \
   --asr-adapters "$OUT/xares_adapters" ${asr_clips[@]+"${asr_clips[@]}"} --out "$ev/xares_asr.json"
 

@@ -44,15 +44,19 @@ rows() {
     done
 }
 
-# ESC-50 stand-in: 5 folds of every clip, labelled by domain.
+# ESC-50 stand-in: 5 folds of every clip, labelled by domain; the domains interleaved, so the
+# first clips of a fold (--max-clips) hold all three.
+for s in train valid test; do rows "$m/all.$s.jsonl" true; done >"$tmp/all.tsv"
+for d in speech music audio; do awk -F'\t' -v d="$d" '$2 == d' "$tmp/all.tsv" >"$tmp/$d.tsv"; done
+paste -d'\n' "$tmp/speech.tsv" "$tmp/music.tsv" "$tmp/audio.tsv" | grep -v '^$' >"$tmp/mixed.tsv"
 for fold in 1 2 3 4 5; do
   i=0
-  for s in train valid test; do rows "$m/all.$s.jsonl" true; done | while IFS=$'\t' read -r a d t; do
+  while IFS=$'\t' read -r a d t; do
     i=$((i + 1))
     [ $(((i - 1) % 5 + 1)) -eq "$fold" ] || continue
     case "$d" in speech) l=0 ;; music) l=1 ;; *) l=2 ;; esac
     sample "$(printf 'clip%04d' "$i")" "$a" "{\"label\": $l}"
-  done
+  done <"$tmp/mixed.tsv"
   shard "$out/esc50/wds-audio-fold-$fold-000000.tar"
 done
 

@@ -256,6 +256,16 @@ eval::LabelledSet labelled(const eval::EncodedSplit& split, const torch::Tensor&
   return {x.index_select(0, torch::tensor(rows, torch::kInt64)), eval::label_ids(labels, vocabulary)};
 }
 
+// Every representation `mc`'s tokenizer has (the default of eval probe).
+std::vector<std::string> tokenizer_representations(const ModelConfig& mc) {
+  std::vector<std::string> reps;
+  for (const auto& r : eval::representation_names()) {
+    const bool semantic = r == "semantic" || r == "pca" || r == "channel_merge";
+    if (r == "latent" || (semantic && mc.has_semantic_branch()) || mc.variant == "losatok") reps.push_back(r);
+  }
+  return reps;
+}
+
 int run_xares_command(const ProbeOptions& o, const Context& ctx);
 
 int run_probe_command(const ProbeOptions& o, const Context& ctx) {
@@ -271,14 +281,7 @@ int run_probe_command(const ProbeOptions& o, const Context& ctx) {
   const bool semantic_only = eval::source_tensors(reps) == std::vector<std::string>{"semantic_emb"};
   LoadedVae m = load_vae(o.model, o.config, ctx, /*encoder_only_ok=*/semantic_only);
   if (o.config.print_config) return 0;
-  if (reps.empty()) {
-    const ModelConfig& mc = m.config.model;
-    for (const auto& r : eval::representation_names()) {
-      const bool semantic = r == "semantic" || r == "pca" || r == "channel_merge";
-      if (r == "latent" || (semantic && mc.has_semantic_branch()) || mc.variant == "losatok")
-        reps.push_back(r);
-    }
-  }
+  if (reps.empty()) reps = tokenizer_representations(m.config.model);
   const std::vector<std::string> sources = eval::source_tensors(reps);
   const bool need_pca = std::find(reps.begin(), reps.end(), "pca") != reps.end();
   std::map<std::string, eval::EncodedSplit> splits;
@@ -395,13 +398,10 @@ int run_xares_command(const ProbeOptions& o, const Context& ctx) {
   LoadedVae m = load_vae(o.model, o.config, ctx, /*encoder_only_ok=*/semantic_only);
   if (o.config.print_config) return 0;
   const ModelConfig& mc = m.config.model;
-  if (reps.empty())
-    for (const auto& r : eval::representation_names()) {
-      if (r == "pca") continue;  // needs fitting on frames: train a PCA SemBo run instead
-      const bool semantic = r == "semantic" || r == "channel_merge";
-      if (r == "latent" || (semantic && mc.has_semantic_branch()) || mc.variant == "losatok")
-        reps.push_back(r);
-    }
+  if (reps.empty()) {
+    reps = tokenizer_representations(mc);
+    reps.erase(std::remove(reps.begin(), reps.end(), "pca"), reps.end());  // fitted on frames: not here
+  }
   for (const auto& r : reps)
     if (r == "pca")
       throw Error(

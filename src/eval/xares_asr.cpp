@@ -53,9 +53,7 @@ std::pair<torch::Tensor, torch::Tensor> audio_prefix(AsrAdapterImpl& adapter,
                                                      models::Qwen2ForCausalLMImpl& llm,
                                                      const torch::Tensor& audio,
                                                      const torch::Tensor& lengths) {
-  const torch::Tensor w =
-      llm.embed(torch::zeros({1, 1}, torch::TensorOptions().dtype(torch::kInt64).device(audio.device())));
-  const torch::Tensor a = adapter.forward(audio).to(w.scalar_type());
+  const torch::Tensor a = adapter.forward(audio).to(llm.parameters().front().scalar_type());
   return {a, length_mask(lengths.to(audio.device()), audio.size(1))};
 }
 

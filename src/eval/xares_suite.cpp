@@ -258,6 +258,12 @@ Rows concat_sets(const std::vector<Rows>& parts) {
   return out;
 }
 
+// The representation's width.
+int64_t width(const Rows& r) {
+  if (r.x.defined()) return r.x.size(1);
+  return r.frames.empty() ? 0 : r.frames.front().size(1);
+}
+
 LabelledSet labelled(const Rows& r) {
   std::vector<int64_t> y;
   for (const auto& t : r.target) y.push_back(t.label);
@@ -517,11 +523,7 @@ std::vector<XaresSuiteResult> run_xares_suite(const XaresOptions& o, const Xares
         out.skipped = e.what();
         spdlog::warn("xares: {} / {}: {}", task->name, rep.name, e.what());
       }
-      results[r].dim = results[r].dim ? results[r].dim
-                                      : (rows.begin()->second.x.defined() ? rows.begin()->second.x.size(1)
-                                         : rows.begin()->second.frames.empty()
-                                             ? 0
-                                             : rows.begin()->second.frames.front().size(1));
+      if (results[r].dim == 0) results[r].dim = width(rows.begin()->second);
       spdlog::info("xares: {} / {}: {} {}{}", task->name, rep.name, task->metric,
                    std::isnan(out.score) ? std::string("n/a") : fmt::format("{:.4f}", out.score),
                    std::isnan(out.knn) ? std::string() : fmt::format(", kNN {:.4f}", out.knn));
