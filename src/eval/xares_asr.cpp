@@ -135,17 +135,8 @@ namespace {
 // Rows `idx` of `set` zero-padded to (B, T, D) on `device`, with their lengths.
 std::pair<torch::Tensor, torch::Tensor> padded_batch(const AsrSet& set, const std::vector<int64_t>& idx,
                                                      const torch::Device& device) {
-  int64_t t = 0;
-  for (const int64_t i : idx) t = std::max(t, set.x[i].size(0));
-  const int64_t d = set.x[idx.front()].size(1);
-  torch::Tensor x = torch::zeros({static_cast<int64_t>(idx.size()), t, d}, torch::kFloat32);
-  std::vector<int64_t> lengths;
-  for (std::size_t k = 0; k < idx.size(); ++k) {
-    const torch::Tensor& f = set.x[idx[k]];
-    x[static_cast<int64_t>(k)].narrow(0, 0, f.size(0)).copy_(f.to(torch::kFloat32));
-    lengths.push_back(f.size(0));
-  }
-  return {x.to(device), torch::tensor(lengths, torch::kInt64).to(device)};
+  auto [x, lengths] = pad_sequences(set.x, idx);
+  return {x.to(device), lengths.to(device)};
 }
 
 void check_set(const AsrSet& s, const char* name, int64_t dim) {
@@ -159,12 +150,12 @@ void check_set(const AsrSet& s, const char* name, int64_t dim) {
                   std::to_string(dim) + ") features");
 }
 
-std::vector<std::vector<int64_t>> batches(int64_t n, int64_t size, const torch::Tensor& order = {}) {
+// 0 .. n-1 in batches of `size`.
+std::vector<std::vector<int64_t>> batches(int64_t n, int64_t size) {
   std::vector<std::vector<int64_t>> out;
   for (int64_t s = 0; s < n; s += size) {
     std::vector<int64_t> b;
-    for (int64_t i = s; i < std::min(n, s + size); ++i)
-      b.push_back(order.defined() ? order[i].item<int64_t>() : i);
+    for (int64_t i = s; i < std::min(n, s + size); ++i) b.push_back(i);
     out.push_back(std::move(b));
   }
   return out;
@@ -176,7 +167,6 @@ AsrResult run_asr_probe(const AsrSet& train, const AsrSet& valid, const AsrSet& 
                         models::Qwen2ForCausalLMImpl& llm, const data::HfTokenizer& tok, const AsrConfig& c,
                         AsrAdapter* adapter_out) {
   const ProbeConfig& p = c.probe;
-  if (p.epochs < 1 || p.batch_size < 1) throw Error("asr probe: epochs and batch size must be positive");
   const int64_t dim = train.x.empty() ? 0 : train.x.front().size(-1);
   check_set(train, "train", dim);
   check_set(valid, "valid", dim);
@@ -188,62 +178,42 @@ AsrResult run_asr_probe(const AsrSet& train, const AsrSet& valid, const AsrSet& 
   torch::manual_seed(p.seed);
   AsrAdapter adapter(dim, llm.config().intermediate_size, llm.config().hidden_size);
   adapter->to(device);
-  torch::optim::Adam opt(adapter->parameters(), torch::optim::AdamOptions(p.lr));
-  const auto g = at::detail::createCPUGenerator(p.seed);
-
+  auto texts = [](const AsrSet& set, const std::vector<int64_t>& idx) {
+    std::vector<std::string> t;
+    for (const int64_t i : idx) t.push_back(set.text[i]);
+    return t;
+  };
+  int epoch = 0;
+  const TaskScore fit = fit_best_on_valid(
+      *adapter, train.size(), p,
+      [&](const torch::Tensor& indices) {
+        const std::vector<int64_t> idx(indices.data_ptr<int64_t>(),
+                                       indices.data_ptr<int64_t>() + indices.numel());
+        auto [x, lengths] = padded_batch(train, idx, device);
+        const AsrStep s = asr_forward(*adapter, llm, tok, x, lengths, texts(train, idx), c, /*decode=*/false);
+        if (!std::isfinite(s.loss.item<double>()))
+          throw Error("asr probe: the training loss is not finite at epoch " + std::to_string(epoch + 1));
+        return s.loss;
+      },
+      [&] {
+        std::vector<std::string> refs, hyps;
+        for (const auto& idx : batches(valid.size(), p.batch_size)) {
+          auto [x, lengths] = padded_batch(valid, idx, device);
+          const std::vector<std::string> text = texts(valid, idx);
+          const AsrStep s = asr_forward(*adapter, llm, tok, x, lengths, text, c, /*decode=*/true);
+          refs.insert(refs.end(), text.begin(), text.end());
+          hyps.insert(hyps.end(), s.predicted.begin(), s.predicted.end());
+        }
+        const double score = wer_inv(refs, hyps);
+        spdlog::info("asr probe: epoch {}/{}, valid WER_inv {:.4f} (teacher-forced)", ++epoch, p.epochs,
+                     score);
+        return score;
+      });
   AsrResult r;
-  r.valid = -1;
-  std::vector<torch::Tensor> best;
-  for (int epoch = 1; epoch <= p.epochs; ++epoch) {
-    const double lr = xares_epoch_lr(p.lr, p.final_lr_fraction, epoch, p.epochs);
-    for (auto& group : opt.param_groups()) static_cast<torch::optim::AdamOptions&>(group.options()).lr(lr);
-    adapter->train();
-    double loss_sum = 0;
-    int64_t steps = 0;
-    for (const auto& idx : batches(train.size(), p.batch_size, torch::randperm(train.size(), g))) {
-      auto [x, lengths] = padded_batch(train, idx, device);
-      std::vector<std::string> text;
-      for (const int64_t i : idx) text.push_back(train.text[i]);
-      opt.zero_grad();
-      const AsrStep s = asr_forward(*adapter, llm, tok, x, lengths, text, c, /*decode=*/false);
-      if (!std::isfinite(s.loss.item<double>()))
-        throw Error("asr probe: the training loss is not finite at epoch " + std::to_string(epoch));
-      s.loss.backward();
-      opt.step();
-      loss_sum += s.loss.item<double>();
-      ++steps;
-    }
-    r.epoch_loss.push_back(loss_sum / static_cast<double>(std::max<int64_t>(1, steps)));
-
-    adapter->eval();
-    std::vector<std::string> refs, hyps;
-    {
-      torch::NoGradGuard no_grad;
-      for (const auto& idx : batches(valid.size(), p.batch_size)) {
-        auto [x, lengths] = padded_batch(valid, idx, device);
-        std::vector<std::string> text;
-        for (const int64_t i : idx) text.push_back(valid.text[i]);
-        const AsrStep s = asr_forward(*adapter, llm, tok, x, lengths, text, c, /*decode=*/true);
-        refs.insert(refs.end(), text.begin(), text.end());
-        hyps.insert(hyps.end(), s.predicted.begin(), s.predicted.end());
-      }
-    }
-    const double score = wer_inv(refs, hyps);
-    r.epoch_valid.push_back(score);
-    spdlog::info("asr probe: epoch {}/{} loss {:.4f}, valid WER_inv {:.4f} (teacher-forced)", epoch, p.epochs,
-                 r.epoch_loss.back(), score);
-    if (score > r.valid) {
-      r.valid = score;
-      r.best_epoch = epoch;
-      best.clear();
-      for (const auto& q : adapter->parameters()) best.push_back(q.detach().clone());
-    }
-  }
-  {
-    torch::NoGradGuard no_grad;
-    const auto params = adapter->parameters();
-    for (std::size_t i = 0; i < params.size(); ++i) params[i].copy_(best[i]);
-  }
+  r.valid = fit.valid;
+  r.best_epoch = fit.best_epoch;
+  r.epoch_loss = fit.epoch_loss;
+  r.epoch_valid = fit.epoch_valid;
   adapter->eval();
   for (const auto& idx : batches(test.size(), p.batch_size)) {
     auto [x, lengths] = padded_batch(test, idx, device);

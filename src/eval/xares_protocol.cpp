@@ -15,6 +15,22 @@ namespace losatok::eval {
 
 namespace F = torch::nn::functional;
 
+std::pair<torch::Tensor, torch::Tensor> pad_sequences(const std::vector<torch::Tensor>& x,
+                                                      const std::vector<int64_t>& rows) {
+  if (rows.empty()) throw Error("pad_sequences: no rows");
+  int64_t t = 0;
+  for (const int64_t r : rows) t = std::max(t, x[r].size(0));
+  const auto b = static_cast<int64_t>(rows.size());
+  torch::Tensor out = torch::zeros({b, t, x[rows[0]].size(1)}, torch::kFloat32);
+  std::vector<int64_t> lengths;
+  for (int64_t i = 0; i < b; ++i) {
+    const torch::Tensor& xi = x[rows[i]];
+    out[i].narrow(0, 0, xi.size(0)).copy_(xi);
+    lengths.push_back(xi.size(0));
+  }
+  return {out, torch::tensor(lengths, torch::kInt64)};
+}
+
 namespace {
 
 std::string n_str(int64_t n) {
@@ -74,22 +90,11 @@ void check_frames(const FrameSet& s, const char* split, int64_t dim, int64_t cla
   }
 }
 
-// X-ARES' collate (zero padding to the longest in the batch) and prepare_frame_task_batch (the
-// targets padded or cut to the features' length): (B, T, D), (B, T, C).
+// X-ARES' prepare_frame_task_batch: the targets padded or cut to the features' length.
 std::pair<torch::Tensor, torch::Tensor> frame_batch(const FrameSet& s, const std::vector<int64_t>& rows) {
-  int64_t t = 0, ty = 0;
-  for (const int64_t r : rows) {
-    t = std::max(t, s.x[r].size(0));
-    ty = std::max(ty, s.y[r].size(0));
-  }
-  const auto b = static_cast<int64_t>(rows.size());
-  torch::Tensor x = torch::zeros({b, t, s.x[rows[0]].size(1)}, torch::kFloat32);
-  torch::Tensor y = torch::zeros({b, ty, s.y[rows[0]].size(1)}, torch::kFloat32);
-  for (int64_t i = 0; i < b; ++i) {
-    const torch::Tensor &xi = s.x[rows[i]], &yi = s.y[rows[i]];
-    x[i].narrow(0, 0, xi.size(0)).copy_(xi);
-    y[i].narrow(0, 0, yi.size(0)).copy_(yi);
-  }
+  const torch::Tensor x = pad_sequences(s.x, rows).first;
+  torch::Tensor y = pad_sequences(s.y, rows).first;
+  const int64_t t = x.size(1), ty = y.size(1);
   if (ty > t)
     y = y.narrow(1, 0, t).contiguous();
   else if (ty < t)

@@ -48,6 +48,11 @@ TaskScore fit_best_on_valid(torch::nn::Module& module, int64_t train_size, const
 // ------------------------------------------------------------------------------------ probes
 
 // Clip embeddings (N, D) with many-hot targets (N, classes), float 0 / 1.
+// X-ARES' collate: rows `rows` of per-clip (T, D) sequences zero-padded to the longest, as
+// (B, T, D) float, with their lengths (B).
+std::pair<torch::Tensor, torch::Tensor> pad_sequences(const std::vector<torch::Tensor>& x,
+                                                      const std::vector<int64_t>& rows);
+
 struct MultiLabelSet {
   torch::Tensor x, y;
   int64_t size() const { return x.defined() ? x.size(0) : 0; }
